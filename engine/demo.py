@@ -1,0 +1,302 @@
+"""A structurally real GPT-SoVITS V2ProPlus voice with random weights, built offline in seconds.
+
+Why: real voices and GenieData cannot be downloaded in CI or on an offline laptop, yet every
+test and benchmark must exercise the real Genie-TTS code path. The voice is made of the ONNX
+graph templates shipped inside `genie-tts` plus random fp16 weights, so every session, shape
+and operator is the real one; it just produces noise instead of speech.
+
+Two changes make it behave like a trained voice:
+
+* The EOS row of the T2S output projection is zeroed, so EOS never reaches the top-k and the
+  voice never stops on its own by accident.
+* **Length rule**: the stage decoder's stop condition is patched to also fire once the number
+  of generated semantic tokens reaches ``TOKENS_PER_PHONEME`` (2) per phoneme of the segment's
+  text. The graph derives the text's phoneme count from its input shapes: the KV cache covers
+  ``ref_phonemes + text_phonemes + prompt_tokens + generated - 1`` positions and ``iy`` holds
+  ``prompt_tokens + generated`` tokens, so with the reference's phoneme and prompt lengths baked
+  in as constants (the builder computes them from the reference clip it wrote) the rule is exact.
+  At 25 tokens/s this gives about 12 phonemes per second, close to real speech, so output
+  length follows the text and every server run on this voice does real, comparable work.
+  The constants belong to this voice's own reference; another reference clip would shift them.
+
+The stand-in GenieData holds a HuBERT-shaped model (same frame rate as chinese-hubert-base:
+400-sample window, 320-sample hop at 16 kHz, 768 channels) and a speaker-encoder-shaped model
+(16 kHz waveform to a 20480-wide embedding). Japanese G2P needs no data, so the demo voice is Japanese.
+
+Run ``python -m engine.demo DIR`` to write ``DIR/demo/`` and ``DIR/GenieData/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import onnx
+import soundfile as sf
+from onnx import TensorProto, helper, numpy_helper
+
+#: Bump when the output of this module changes, so cached builds are rebuilt.
+BUILD_VERSION = "1"
+TOKENS_PER_PHONEME = 2
+EOS_TOKEN = 1024
+REFERENCE_TEXT = "こんにちは、今日はとてもいい天気ですね。"
+REFERENCE_LANGUAGE = "ja"
+REFERENCE_SECONDS = 5.0
+REFERENCE_RATE = 32000
+WEIGHT_SCALE = 0.02
+_STAMP = ".demo-build"
+
+
+def _genie_data_dir_of_package() -> Path:
+    spec = find_spec("genie_tts")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("genie-tts is not installed")
+    return Path(spec.origin).parent / "Data"
+
+
+# Templates a V2ProPlus voice is made of: (file in the voice folder, template, weight file, weight dtype).
+def _templates() -> list[tuple[str, Path, str, type]]:
+    data = _genie_data_dir_of_package()
+    return [
+        ("t2s_encoder_fp32.onnx", data / "v2/Models/t2s_encoder_fp32.onnx", "t2s_encoder_fp32.bin", np.float32),
+        ("t2s_first_stage_decoder_fp32.onnx", data / "v2/Models/t2s_first_stage_decoder_fp32.onnx", "t2s_shared_fp16.bin", np.float16),
+        ("t2s_stage_decoder_fp32.onnx", data / "v2/Models/t2s_stage_decoder_fp32.onnx", "t2s_shared_fp16.bin", np.float16),
+        ("vits_fp32.onnx", data / "v2ProPlus/Models/vits_fp32.onnx", "vits_fp16.bin", np.float16),
+        ("prompt_encoder_fp32.onnx", data / "v2ProPlus/Models/prompt_encoder_fp32.onnx", "prompt_encoder_fp16.bin", np.float16),
+    ]
+
+
+def _external_ranges(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
+    """Initializer name -> (offset, length) in fp32 bytes, as the templates record them."""
+    ranges = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            ranges[tensor.name] = (int(info.get("offset", 0)), int(info["length"]))
+    return ranges
+
+
+def _write_weights(path: Path, fp32_bytes: int, dtype: type, rng: np.random.Generator, zero: list[tuple[int, int]]) -> None:
+    count = fp32_bytes // 4
+    weights = (rng.standard_normal(count, dtype=np.float32) * WEIGHT_SCALE).astype(dtype)
+    for start, stop in zero:
+        weights[start:stop] = 0
+    weights.tofile(path)
+
+
+def _reference_clip(seconds: float, rate: int) -> np.ndarray:
+    """A voiced, vowel-like signal: harmonics of a gliding pitch with a syllable envelope."""
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 180 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t) ** 2
+    noise = np.random.default_rng(7).standard_normal(t.size) * 0.01
+    signal = 0.25 * voice * envelope + noise
+    return (signal / np.max(np.abs(signal)) * 0.6).astype(np.float32)
+
+
+def build_genie_data(genie_data_dir: Path, seed: int = 0) -> None:
+    """Write the stand-in HuBERT and speaker-encoder models Genie checks for at import."""
+    rng = np.random.default_rng(seed)
+    hubert_dir = genie_data_dir / "chinese-hubert-base"
+    hubert_dir.mkdir(parents=True, exist_ok=True)
+
+    kernel = rng.standard_normal((768, 1, 400), dtype=np.float32) * 0.05
+    hubert = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["input_values", "axis1"], ["wave"]),
+            helper.make_node("Conv", ["wave", "kernel"], ["frames"], strides=[320]),
+            helper.make_node("Tanh", ["frames"], ["last_hidden_state"]),
+        ],
+        "hubert_standin",
+        [helper.make_tensor_value_info("input_values", TensorProto.FLOAT, [1, "samples"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, 768, "frames"])],
+        [numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"), numpy_helper.from_array(kernel, "kernel")],
+    )
+    _save(hubert, hubert_dir / "chinese-hubert-base.onnx")
+
+    filters = rng.standard_normal((64, 1, 400), dtype=np.float32) * 0.05
+    projection = rng.standard_normal((64, 20480), dtype=np.float32) * 0.1
+    speaker = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["waveform", "axis1"], ["wave"]),
+            helper.make_node("Conv", ["wave", "filters"], ["bands"], strides=[160]),
+            helper.make_node("Abs", ["bands"], ["energy"]),
+            helper.make_node("ReduceMean", ["energy", "axis2"], ["pooled"], keepdims=0),
+            helper.make_node("MatMul", ["pooled", "projection"], ["embedding_raw"]),
+            helper.make_node("Tanh", ["embedding_raw"], ["embedding"]),
+        ],
+        "speaker_encoder_standin",
+        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, "samples"])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 20480])],
+        [
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
+            numpy_helper.from_array(filters, "filters"),
+            numpy_helper.from_array(projection, "projection"),
+        ],
+    )
+    _save(speaker, genie_data_dir / "speaker_encoder.onnx")
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def _add_length_rule(model: onnx.ModelProto, ref_phonemes: int, prompt_tokens: int) -> None:
+    """Make `stop_condition_tensor` also fire once generated >= TOKENS_PER_PHONEME * text phonemes.
+
+    past_len = ref_phonemes + text_phonemes + iy_len - 1 and generated = iy_len - prompt_tokens, hence
+    text_phonemes = past_len - iy_len + 1 - ref_phonemes.
+    """
+    graph = model.graph
+    original = next(node for node in graph.node if "stop_condition_tensor" in node.output)
+    original.output[0] = "eos_stop_condition"
+
+    def const(name: str, value: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array([value], dtype=np.int64), name)
+
+    graph.initializer.extend(
+        [
+            const("lr_one", 1),
+            const("lr_zero", 0),
+            const("lr_ref_phonemes", ref_phonemes),
+            const("lr_prompt_tokens", prompt_tokens),
+            const("lr_tokens_per_phoneme", TOKENS_PER_PHONEME),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Shape", ["iy"], ["lr_iy_shape"]),
+            helper.make_node("Gather", ["lr_iy_shape", "lr_one"], ["lr_iy_len"]),
+            helper.make_node("Shape", ["past_k_layer_0"], ["lr_past_shape"]),
+            helper.make_node("Gather", ["lr_past_shape", "lr_zero"], ["lr_past_len"]),
+            helper.make_node("Sub", ["lr_past_len", "lr_iy_len"], ["lr_a"]),
+            helper.make_node("Add", ["lr_a", "lr_one"], ["lr_b"]),
+            helper.make_node("Sub", ["lr_b", "lr_ref_phonemes"], ["lr_text_phonemes"]),
+            helper.make_node("Mul", ["lr_text_phonemes", "lr_tokens_per_phoneme"], ["lr_budget"]),
+            helper.make_node("Sub", ["lr_iy_len", "lr_prompt_tokens"], ["lr_generated"]),
+            helper.make_node("GreaterOrEqual", ["lr_generated", "lr_budget"], ["lr_reached_vec"]),
+            helper.make_node("Squeeze", ["lr_reached_vec"], ["lr_reached"]),
+            helper.make_node("Or", ["eos_stop_condition", "lr_reached"], ["stop_condition_tensor"]),
+        ]
+    )
+
+
+def _reference_lengths(voice_dir: Path, genie_data_dir: Path) -> tuple[int, int]:
+    """Phoneme count of the reference text and semantic-token count of the reference clip."""
+    if "genie_tts" not in sys.modules:
+        from engine.genie import import_genie
+
+        import_genie(genie_data_dir)
+    import onnxruntime
+    from genie_tts.Audio.Audio import load_audio
+    from genie_tts.GetPhonesAndBert import get_phones_and_bert
+
+    phones, bert = get_phones_and_bert(REFERENCE_TEXT, language="japanese")
+    audio_16k = load_audio(str(voice_dir / "reference" / "audio.wav"), target_sampling_rate=16000)
+    hubert = onnxruntime.InferenceSession(str(genie_data_dir / "chinese-hubert-base" / "chinese-hubert-base.onnx"))
+    ssl = hubert.run(None, {"input_values": audio_16k[None, :]})[0]
+    encoder = onnxruntime.InferenceSession(str(voice_dir / "tts_models" / "t2s_encoder_fp32.onnx"))
+    _, prompts = encoder.run(
+        None, {"ref_seq": phones, "text_seq": phones, "ref_bert": bert, "text_bert": bert, "ssl_content": ssl}
+    )
+    return int(phones.shape[1]), int(prompts.shape[1])
+
+
+def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0) -> None:
+    """Write a V2ProPlus voice folder (tts_models/ and reference/) with the length rule."""
+    rng = np.random.default_rng(seed)
+    models = voice_dir / "tts_models"
+    models.mkdir(parents=True, exist_ok=True)
+    reference = voice_dir / "reference"
+    reference.mkdir(parents=True, exist_ok=True)
+
+    sf.write(reference / "audio.wav", _reference_clip(REFERENCE_SECONDS, REFERENCE_RATE), REFERENCE_RATE, subtype="PCM_16")
+    (reference / "config.json").write_text(
+        json.dumps({"text": REFERENCE_TEXT, "language": REFERENCE_LANGUAGE}, ensure_ascii=False), encoding="utf-8"
+    )
+
+    needed: dict[str, int] = {}
+    dtypes: dict[str, type] = {}
+    zero: dict[str, list[tuple[int, int]]] = {}
+    templates = _templates()
+    for _, template, weights, dtype in templates:
+        model = onnx.load(template, load_external_data=False)
+        ranges = _external_ranges(model)
+        needed[weights] = max(needed.get(weights, 0), max(offset + length for offset, length in ranges.values()))
+        dtypes[weights] = dtype
+        if "ar_predict_layer.weight" in ranges:
+            offset, length = ranges["ar_predict_layer.weight"]
+            row = length // 4 // (EOS_TOKEN + 1)
+            first = offset // 4 + EOS_TOKEN * row
+            zero.setdefault(weights, []).append((first, first + row))
+    for weights, fp32_bytes in needed.items():
+        _write_weights(models / weights, fp32_bytes, dtypes[weights], rng, zero.get(weights, []))
+    for name, template, _, _ in templates:
+        shutil.copyfile(template, models / name)
+
+    ref_phonemes, prompt_tokens = _reference_lengths(voice_dir, genie_data_dir)
+    stage = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
+    _add_length_rule(stage, ref_phonemes, prompt_tokens)
+    onnx.save(stage, models / "t2s_stage_decoder_fp32.onnx")
+    (voice_dir / "tts_models" / "length_rule.json").write_text(
+        json.dumps({"tokens_per_phoneme": TOKENS_PER_PHONEME, "ref_phonemes": ref_phonemes, "prompt_tokens": prompt_tokens})
+    )
+
+
+def ensure_demo(root: Path) -> tuple[Path, Path]:
+    """Build (once) the demo voice and stand-in GenieData under `root`; return (voice_dir, genie_data_dir).
+
+    Each part is built in a scratch folder and renamed into place, so an interrupted or concurrent
+    build never leaves a half-written voice behind.
+    """
+    from engine.genie import missing_data
+
+    voice_dir, genie_data_dir = root / "demo", root / "GenieData"
+    root.mkdir(parents=True, exist_ok=True)
+    if missing_data(genie_data_dir):
+        scratch = Path(tempfile.mkdtemp(prefix=".genie-data-", dir=root))
+        build_genie_data(scratch)
+        _replace(scratch, genie_data_dir)
+    stamp = voice_dir / _STAMP
+    if not (stamp.exists() and stamp.read_text() == BUILD_VERSION):
+        scratch = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
+        build_voice(scratch, genie_data_dir)
+        (scratch / _STAMP).write_text(BUILD_VERSION)
+        _replace(scratch, voice_dir)
+    return voice_dir, genie_data_dir
+
+
+def _replace(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        source.rename(target)
+    except OSError:  # another process won the race; its copy is as good as ours
+        shutil.rmtree(source, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the demo voice to DIR/demo/ and stand-in GenieData to DIR/GenieData/.")
+    parser.add_argument("dir", type=Path)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    voice_dir, genie_data_dir = ensure_demo(args.dir)
+    print(f"demo voice: {voice_dir}\nstand-in GenieData: {genie_data_dir}\nbuilt in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

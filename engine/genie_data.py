@@ -1,0 +1,52 @@
+"""Finding (and if allowed, downloading) GenieData before `genie_tts` is imported."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from engine.genie import GenieDataMissing, missing_data
+
+HF_REPO = "High-Logic/Genie"
+HF_FOLDER = "GenieData"
+logger = logging.getLogger("gsv.genie_data")
+
+
+def instructions(target: Path) -> str:
+    return (
+        f"GenieData (about 391 MB) is needed at {target}. Download the folder '{HF_FOLDER}/' of the Hugging Face "
+        f"model repo {HF_REPO}, e.g. `huggingface-cli download {HF_REPO} --include '{HF_FOLDER}/*' --local-dir .`, "
+        f"and move it to {target}, or point GENIE_DATA_DIR at an existing copy. "
+        f"Offline, `python server.py --demo` runs on a generated voice with stand-in data."
+    )
+
+
+def download(target: Path) -> None:
+    """Fetch GenieData/ from the hub into `target` (progress bars from huggingface_hub)."""
+    from huggingface_hub import snapshot_download
+
+    staging = target.parent / f".{target.name}.download"
+    logger.info("genie_data=downloading repo=%s target=%s", HF_REPO, target)
+    try:
+        snapshot_download(repo_id=HF_REPO, repo_type="model", allow_patterns=f"{HF_FOLDER}/*", local_dir=str(staging))
+    except Exception as error:  # network, auth and hub errors all mean the same thing to the user
+        raise GenieDataMissing(f"downloading GenieData failed ({type(error).__name__}: {error}). {instructions(target)}") from None
+    fetched = staging / HF_FOLDER
+    if missing_data(fetched):
+        raise GenieDataMissing(f"the download lacks {', '.join(missing_data(fetched))}. {instructions(target)}")
+    if target.exists():
+        shutil.rmtree(target)
+    fetched.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_genie_data(target: Path, allow_download: bool) -> Path:
+    """Return a GenieData folder Genie can import with, downloading it once if needed."""
+    if not missing_data(target):
+        return target
+    if not allow_download:
+        raise GenieDataMissing(f"GenieData is missing at {target} and GENIE_DOWNLOAD=0. {instructions(target)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    download(target)
+    return target

@@ -1,0 +1,124 @@
+"""Fair, per-segment scheduling of synthesis work across concurrent requests.
+
+Each request holds a `Ticket` and asks for one worker slot per segment. When a slot frees up
+it goes to the waiting request that has been served the fewest segments (ties: the earliest
+arrival), so a new client's first segment never waits behind another client's long text:
+at most behind the segments already running. A bounded number of requests may be admitted;
+beyond it `QueueFull` tells the caller when to retry.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+T = TypeVar("T")
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"server busy, retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One admitted request: its place in the fairness order and its cancellation flag."""
+
+    arrival: int
+    started: float
+    served: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    ticket: Ticket
+    granted: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Scheduler:
+    def __init__(self, workers: int, queue_size: int) -> None:
+        self.workers = workers
+        self.capacity = workers + queue_size
+        self._free = workers
+        self._waiters: list[_Waiter] = []
+        self._active: set[Ticket] = set()
+        self._arrivals = itertools.count()
+        self._mean_request_s = 5.0
+        self.segments_run = 0
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    @property
+    def running(self) -> int:
+        return self.workers - self._free
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def admit(self) -> Ticket:
+        if len(self._active) >= self.capacity:
+            raise QueueFull(self.retry_after())
+        ticket = Ticket(next(self._arrivals), time.monotonic())
+        self._active.add(ticket)
+        return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        """The request is over (finished, failed or gone): stop its work and forget it."""
+        ticket.cancel.set()
+        if ticket in self._active:
+            self._active.remove(ticket)
+            elapsed = time.monotonic() - ticket.started
+            self._mean_request_s = 0.8 * self._mean_request_s + 0.2 * elapsed
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the queue ahead drained at the recent request rate."""
+        estimate = self._mean_request_s * max(1, len(self._active) - self.workers + 1) / self.workers
+        return max(1, min(120, math.ceil(estimate)))
+
+    async def run(self, ticket: Ticket, work: Callable[..., T], *args: object) -> T:
+        """Run `work(*args)` in a worker thread when this ticket's turn comes."""
+        await self._acquire(ticket)
+        try:
+            # Not abandoned on cancellation: the caller sets ticket.cancel first, and the work
+            # checks it between decoding steps, so the thread ends within one step.
+            return await anyio.to_thread.run_sync(work, *args)
+        finally:
+            ticket.served += 1
+            self.segments_run += 1
+            self._hand_over()
+
+    async def _acquire(self, ticket: Ticket) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = _Waiter(ticket)
+        self._waiters.append(waiter)
+        try:
+            await waiter.granted.wait()
+        except BaseException:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.granted.is_set():
+                self._hand_over()  # we were given a slot we will not use: pass it on
+            raise
+
+    def _hand_over(self) -> None:
+        if not self._waiters:
+            self._free += 1
+            return
+        chosen = min(self._waiters, key=lambda waiter: (waiter.ticket.served, waiter.ticket.arrival))
+        self._waiters.remove(chosen)
+        chosen.granted.set()

@@ -1,0 +1,79 @@
+"""Every setting of the service, read from the environment (see .env.example), overridable by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gsv-speech"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 7860
+    models_dir: Path = Path("models")
+    demo: bool = False
+    genie_data_dir: Path = Path("GenieData")
+    genie_download: bool = True
+    cache_dir: Path = field(default_factory=_default_cache)
+    api_key: str = ""
+    allowed_origins: str = "*"
+    max_input_chars: int = 4096
+    max_body_bytes: int = 65536
+    workers: int = 2
+    ort_threads: int = 2
+    queue_size: int = 8
+    first_segment_chars: int = 24
+    segment_chars: int = 120
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for item in fields(cls):
+            raw = environ.get(item.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[item.name] = _convert(item.name, item.type, raw)
+        return cls(**values)
+
+    def with_overrides(self, **overrides: object) -> "Settings":
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    def validate(self) -> None:
+        if self.workers < 1 or self.ort_threads < 1:
+            raise ValueError("WORKERS and ORT_THREADS must be at least 1")
+        if self.queue_size < 0 or self.max_input_chars < 1 or self.max_body_bytes < 1024:
+            raise ValueError("QUEUE_SIZE must be >= 0, MAX_INPUT_CHARS >= 1, MAX_BODY_BYTES >= 1024")
+        if self.first_segment_chars < 4 or self.segment_chars < self.first_segment_chars:
+            raise ValueError("need 4 <= FIRST_SEGMENT_CHARS <= SEGMENT_CHARS")
+
+
+def _convert(name: str, kind: object, raw: str) -> object:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind_name == "bool":
+            return _bool(raw)
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "Path":
+            return Path(raw).expanduser()
+        return raw
+    except ValueError as error:
+        raise ValueError(f"environment variable {name.upper()}: {error}") from None

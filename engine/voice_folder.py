@@ -1,0 +1,124 @@
+"""Validation of a voice folder on disk, without loading any model.
+
+Shared by start-up (broken voices are skipped with this message) and `server.py --check`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+
+LANGUAGES = {
+    "chinese": "Chinese",
+    "zh": "Chinese",
+    "english": "English",
+    "en": "English",
+    "japanese": "Japanese",
+    "ja": "Japanese",
+    "jp": "Japanese",
+}
+#: GenieData folders each language's G2P needs (Japanese G2P ships its dictionary).
+G2P_DATA = {"Chinese": "G2P/ChineseG2P", "English": "G2P/EnglishG2P"}
+
+BASE_FILES = (
+    "t2s_encoder_fp32.onnx",
+    "t2s_encoder_fp32.bin",
+    "t2s_first_stage_decoder_fp32.onnx",
+    "t2s_stage_decoder_fp32.onnx",
+    "t2s_shared_fp16.bin",
+    "vits_fp32.onnx",
+    "vits_fp16.bin",
+)
+PROMPT_ENCODER_FILES = ("prompt_encoder_fp32.onnx", "prompt_encoder_fp16.bin")
+REFERENCE_SECONDS = (3.0, 10.0)
+
+
+class VoiceError(Exception):
+    """A voice folder that cannot be served; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class VoiceFolder:
+    name: str
+    path: Path
+    kind: str  # "V2ProPlus" or "V2"
+    language: str  # Genie's name: Chinese, English or Japanese
+    reference_audio: Path
+    reference_text: str
+    reference_seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> Path:
+        return self.path / "tts_models"
+
+
+def normalize_language(value: object) -> str | None:
+    return LANGUAGES.get(value.strip().lower()) if isinstance(value, str) else None
+
+
+def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder:
+    """Check every file a voice needs; raise VoiceError naming the first problem."""
+    models = path / "tts_models"
+    if not models.is_dir():
+        raise VoiceError(f"missing folder {models}")
+    missing = [name for name in BASE_FILES if not (models / name).is_file()]
+    if missing:
+        raise VoiceError(f"{models} lacks {', '.join(missing)}")
+    prompt_files = [(models / name).is_file() for name in PROMPT_ENCODER_FILES]
+    if any(prompt_files) and not all(prompt_files):
+        present, absent = (PROMPT_ENCODER_FILES if prompt_files[0] else PROMPT_ENCODER_FILES[::-1])
+        raise VoiceError(f"{models} has {present} but not {absent} (V2ProPlus needs both, V2 neither)")
+    kind = "V2ProPlus" if all(prompt_files) else "V2"
+
+    config_path = path / "reference" / "config.json"
+    audio_path = path / "reference" / "audio.wav"
+    if not config_path.is_file():
+        raise VoiceError(f'missing {config_path} (expected {{"text": ..., "language": ...}})')
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise VoiceError(f"{config_path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise VoiceError(f'{config_path} must be an object {{"text": ..., "language": ...}}')
+    text = config.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise VoiceError(f'{config_path}: "text" must be the non-empty transcript of the reference audio')
+    language = normalize_language(config.get("language"))
+    if language is None:
+        raise VoiceError(
+            f'{config_path}: unknown "language" {config.get("language")!r}; use one of {", ".join(sorted(LANGUAGES))}'
+        )
+    if genie_data_dir is not None and language in G2P_DATA and not (genie_data_dir / G2P_DATA[language]).is_dir():
+        raise VoiceError(f"{language} needs {genie_data_dir / G2P_DATA[language]} (part of the full GenieData)")
+
+    if not audio_path.is_file():
+        raise VoiceError(f"missing {audio_path}")
+    try:
+        info = sf.info(str(audio_path))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise VoiceError(f"{audio_path} is not readable audio: {error}") from None
+    if info.frames == 0 or info.samplerate <= 0:
+        raise VoiceError(f"{audio_path} holds no audio")
+    seconds = info.frames / info.samplerate
+    warnings = []
+    low, high = REFERENCE_SECONDS
+    if not low <= seconds <= high:
+        warnings.append(f"reference audio is {seconds:.1f} s; GPT-SoVITS works best with {low:.0f}-{high:.0f} s")
+    return VoiceFolder(path.name, path, kind, language, audio_path, text.strip(), seconds, warnings)
+
+
+def scan(models_dir: Path, genie_data_dir: Path | None = None) -> list[tuple[str, VoiceFolder | VoiceError]]:
+    """(name, folder or the reason it cannot be served) per subfolder of `models_dir`, sorted by name."""
+    if not models_dir.is_dir():
+        return []
+    results: list[tuple[str, VoiceFolder | VoiceError]] = []
+    for path in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            results.append((path.name, inspect_voice(path, genie_data_dir)))
+        except VoiceError as error:
+            results.append((path.name, error))
+    return results

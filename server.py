@@ -1,0 +1,423 @@
+"""OpenAI-compatible, streaming text-to-speech for GPT-SoVITS voices: the ASGI application and its entry point.
+
+Request path of POST /v1/audio/speech:
+parse -> validate -> pick voice -> segment -> schedule -> synthesise -> encode -> send.
+`SpeechServer` is the one application object: it owns the settings, the voice registry and the scheduler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import anyio
+
+from api.asgi import ClientGone, Headers, Receive, Scope, Send, header, read_body, send_json
+from api.errors import ApiError, bad_request
+from api.speech_request import SpeechRequest, is_openai_model, parse_speech_request
+from engine.registry import VoiceRegistry, load_voices
+from engine.scheduler import QueueFull, Scheduler, Ticket
+from engine.settings import Settings
+from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, stream_speech
+from engine.synthesis import SAMPLE_RATE
+from engine.voice import Voice
+from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan
+from wavstream.formats import FORMATS
+
+logger = logging.getLogger("gsv.server")
+request_log = logging.getLogger("gsv.request")
+
+Handler = Callable[[Scope, Receive, Send, "RequestContext"], Awaitable[None]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+OWNER = "gsv-speech"
+
+
+class RequestContext:
+    """Per-request values every handler needs: its id and the headers every response carries."""
+
+    def __init__(self, request_id: str, cors: Headers) -> None:
+        self.request_id = request_id
+        self.headers: Headers = [(b"x-request-id", request_id.encode()), *cors]
+
+
+class SpeechServer:
+    def __init__(self, settings: Settings, genie_data_dir: Path, folders: list[tuple[str, VoiceFolder | VoiceError]]) -> None:
+        self.settings = settings
+        self.genie_data_dir = genie_data_dir
+        self.folders = folders
+        self.scheduler = Scheduler(settings.workers, settings.queue_size)
+        self.registry = VoiceRegistry()
+        self.state = "loading"
+        self.created = int(time.time())
+        self.origins = {origin.strip() for origin in settings.allowed_origins.split(",") if origin.strip()}
+        self.routes: dict[str, dict[str, Handler]] = {
+            "/v1/audio/speech": {"POST": self.speech},
+            "/v1/models": {"GET": self.list_models},
+            "/health": {"GET": self.health},
+            "/": {"GET": self.index},
+        }
+
+    # ---- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self.http(scope, receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as tasks:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    tasks.start_soon(self.load)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    tasks.cancel_scope.cancel()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def load(self) -> None:
+        """Load every voice in a thread while /health answers 'loading'."""
+        started = time.perf_counter()
+        self.registry = await anyio.to_thread.run_sync(
+            load_voices, self.folders, self.genie_data_dir, self.settings.ort_threads, abandon_on_cancel=True
+        )
+        if len(self.registry) == 0:
+            self.state = "no_voices"
+            logger.error(
+                "no voice could be loaded from %s: add a voice folder (see models/README.md) or run with --demo",
+                self.settings.models_dir,
+            )
+            return
+        self.state = "ready"
+        logger.info("ready voices=%s load_s=%.1f", ",".join(self.registry.names), time.perf_counter() - started)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        supplied = header(scope, b"x-request-id")
+        request_id = supplied if supplied and _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        context = RequestContext(request_id, self.cors_headers(header(scope, b"origin")))
+        path = scope["path"].rstrip("/") or "/"
+        method = scope["method"]
+        try:
+            if method == "OPTIONS" and header(scope, b"access-control-request-method"):
+                await self.preflight(scope, send, context)
+                return
+            handlers = self.routes.get(path)
+            if handlers is None and path.startswith("/v1/models/"):
+                handlers = {"GET": self.get_model}
+            if handlers is None:
+                raise ApiError(404, f"no route for {method} {path}", code="not_found")
+            handler = handlers.get(method)
+            if handler is None:
+                allow = ", ".join(handlers).encode()
+                raise ApiError(405, f"{method} is not allowed on {path}", code="method_not_allowed", headers=[(b"allow", allow)])
+            if path not in ("/health", "/"):
+                self.authorize(scope)
+            await handler(scope, receive, send, context)
+        except ApiError as error:
+            await send_json(send, error.status, None, [*error.headers, *context.headers], raw=error.body())
+        except ClientGone:
+            request_log.info("request_id=%s path=%s outcome=disconnected_before_response", request_id, path)
+
+    # ---- cross-cutting ----------------------------------------------------------------------
+
+    def authorize(self, scope: Scope) -> None:
+        expected = self.settings.api_key
+        if not expected:
+            return
+        supplied = header(scope, b"authorization") or ""
+        scheme, _, token = supplied.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            raise ApiError(
+                401,
+                "missing or wrong API key: send 'Authorization: Bearer <API_KEY>'",
+                code="invalid_api_key",
+                headers=[(b"www-authenticate", b"Bearer")],
+            )
+
+    def cors_headers(self, origin: str | None) -> Headers:
+        if origin is None:
+            return []
+        if "*" in self.origins:
+            allowed = "*"
+        elif origin in self.origins:
+            allowed = origin
+        else:
+            return []
+        headers = [
+            (b"access-control-allow-origin", allowed.encode()),
+            (b"access-control-expose-headers", b"x-request-id, x-sample-rate, x-voice"),
+        ]
+        if allowed != "*":
+            headers.append((b"vary", b"Origin"))
+        return headers
+
+    async def preflight(self, scope: Scope, send: Send, context: RequestContext) -> None:
+        requested = header(scope, b"access-control-request-headers") or "authorization, content-type"
+        headers = [
+            *context.headers,
+            (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+            (b"access-control-allow-headers", requested.encode("latin-1")),
+            (b"access-control-max-age", b"600"),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    def ready_registry(self) -> VoiceRegistry:
+        if self.state == "loading":
+            raise ApiError(503, "voices are still loading; retry shortly", code="loading", headers=[(b"retry-after", b"10")])
+        return self.registry
+
+    # ---- small endpoints --------------------------------------------------------------------
+
+    async def health(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        synthesis = {
+            "workers": self.scheduler.workers,
+            "running": self.scheduler.running,
+            "waiting": self.scheduler.waiting,
+            "active_requests": self.scheduler.active,
+            "segments_run": self.scheduler.segments_run,
+        }
+        if self.state == "ready":
+            payload = {"status": "healthy", "models": self.registry.names, "synthesis": synthesis}
+            await send_json(send, 200, payload, context.headers)
+        else:
+            await send_json(send, 503, {"status": self.state, "models": self.registry.names}, context.headers)
+
+    async def index(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        payload = {
+            "service": "GPT-SoVITS speech server (OpenAI-compatible)",
+            "status": self.state,
+            "endpoints": ["POST /v1/audio/speech", "GET /v1/models", "GET /v1/models/{id}", "GET /health"],
+        }
+        await send_json(send, 200, payload, context.headers)
+
+    def model_object(self, name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": self.created, "owned_by": OWNER}
+
+    async def list_models(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        payload = {"object": "list", "data": [self.model_object(name) for name in self.registry.names]}
+        await send_json(send, 200, payload, context.headers)
+
+    async def get_model(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        name = scope["path"].rstrip("/")[len("/v1/models/") :]
+        voice = self.registry.get(name)
+        if voice is None:
+            raise ApiError(404, f"model '{name}' not found; available: {', '.join(self.registry.names) or 'none'}", code="model_not_found", param="model")
+        await send_json(send, 200, self.model_object(voice.name), context.headers)
+
+    # ---- POST /v1/audio/speech --------------------------------------------------------------
+
+    def pick_voice(self, registry: VoiceRegistry, request: SpeechRequest) -> Voice:
+        voice = registry.get(request.model) or registry.get(request.voice)
+        if voice is None and is_openai_model(request.model):
+            voice = registry.only()
+        if voice is None:
+            available = ", ".join(registry.names) or "none"
+            raise ApiError(
+                404, f"model '{request.model}' is not a voice of this server; available voices: {available}",
+                code="model_not_found", param="model",
+            )
+        return voice
+
+    async def speech(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        started = time.perf_counter()
+        content_type = (header(scope, b"content-type") or "").lower()
+        if content_type and "json" not in content_type and not content_type.startswith("text/plain"):
+            raise ApiError(415, "send the request body as application/json", code="unsupported_media_type")
+        body = await read_body(receive, self.settings.max_body_bytes, header(scope, b"content-length"))
+        request = parse_speech_request(body, self.settings.max_input_chars)
+        voice = self.pick_voice(self.ready_registry(), request)
+        try:
+            ticket = self.scheduler.admit()
+        except QueueFull as full:
+            raise ApiError(
+                429, f"the server is busy; retry after {full.retry_after} s",
+                type="rate_limit_error", code="rate_limit_exceeded",
+                headers=[(b"retry-after", str(full.retry_after).encode())],
+            ) from None
+        fields = {"voice": voice.name, "chars": len(request.input), "format": request.response_format}
+        try:
+            try:
+                plan = await plan_speech(
+                    voice, request.input, self.settings.first_segment_chars, self.settings.segment_chars, context.request_id
+                )
+            except NothingToSay as error:
+                raise bad_request(str(error), "input", "nothing_to_say") from None
+            await self.stream(plan, request, ticket, send, receive, context, started, fields)
+        finally:
+            self.scheduler.release(ticket)
+
+    async def stream(
+        self, plan: SpeechPlan, request: SpeechRequest, ticket: Ticket, send: Send, receive: Receive,
+        context: RequestContext, started: float, fields: dict[str, object],
+    ) -> None:
+        """Send headers at once, then each segment's audio; break the connection if synthesis fails midway."""
+        encoder = FORMATS[request.response_format].new_encoder(SAMPLE_RATE)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", encoder.content_type.encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"x-sample-rate", str(encoder.sample_rate).encode()),
+                    (b"x-voice", plan.voice.name.encode()),
+                    *context.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": encoder.start(), "more_body": True})
+        report = SpeechReport()
+        state = {"outcome": "error", "first_audio": None, "done": False}
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state["done"]:
+                state["outcome"] = "disconnected"
+                ticket.cancel.set()
+                tasks.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch_disconnect)
+            try:
+                async for audio in stream_speech(plan, self.scheduler, ticket, report, context.request_id):
+                    chunk = encoder.encode(audio)
+                    if state["first_audio"] is None:
+                        state["first_audio"] = time.perf_counter() - started
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                state["done"] = True
+                await send({"type": "http.response.body", "body": encoder.finish(), "more_body": False})
+                state["outcome"] = "ok"
+            except Exception as error:  # after the 200, the honest report of a failure is a broken connection
+                state["done"] = True
+                logger.exception("request_id=%s synthesis failed: %r", context.request_id, error)
+            finally:
+                tasks.cancel_scope.cancel()
+        first = state["first_audio"]
+        request_log.info(
+            "request_id=%s voice=%s chars=%d format=%s segments=%d skipped=%d ttfa_s=%s total_s=%.3f audio_s=%.2f outcome=%s",
+            context.request_id, fields["voice"], fields["chars"], fields["format"], report.segments_done,
+            report.segments_skipped, f"{first:.3f}" if first is not None else "-", time.perf_counter() - started,
+            report.audio_seconds, state["outcome"],
+        )
+
+
+# ---- process entry point -------------------------------------------------------------------
+
+
+def configure_logging(level: str) -> None:
+    """Configure before genie_tts is imported: its own basicConfig then does nothing."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+
+
+def prepare(settings: Settings) -> tuple[Path, list[tuple[str, VoiceFolder | VoiceError]]]:
+    """Resolve GenieData, import Genie, build the demo voice if asked, and validate the voice folders."""
+    from engine import demo
+    from engine.genie import import_genie, missing_data
+    from engine.genie_data import resolve_genie_data
+
+    if not settings.demo:
+        genie_data_dir = resolve_genie_data(settings.genie_data_dir, settings.genie_download)
+        import_genie(genie_data_dir)
+        return genie_data_dir, scan(settings.models_dir, genie_data_dir)
+
+    root = settings.cache_dir / f"demo-{demo.BUILD_VERSION}"
+    if missing_data(settings.genie_data_dir):
+        voice_dir, genie_data_dir = demo.ensure_demo(root)  # with its stand-in GenieData
+    else:
+        genie_data_dir = settings.genie_data_dir
+        import_genie(genie_data_dir)
+        voice_dir, _ = demo.ensure_demo(root)
+    import_genie(genie_data_dir)
+    logger.warning("voice 'demo' comes from %s: random weights, it produces noise, not speech", voice_dir)
+    try:
+        demo_voice: VoiceFolder | VoiceError = inspect_voice(voice_dir, genie_data_dir)
+    except VoiceError as error:
+        demo_voice = error
+    folders = [entry for entry in scan(settings.models_dir, genie_data_dir) if entry[0] != "demo"]
+    return genie_data_dir, [*folders, ("demo", demo_voice)]
+
+
+def check(settings: Settings) -> int:
+    """`--check`: one line per voice, non-zero exit on any error."""
+    from engine.genie import missing_data
+
+    data = settings.genie_data_dir
+    absent = missing_data(data)
+    print(f"GenieData {data}: {'ok' if not absent else 'missing ' + ', '.join(absent)}")
+    entries = scan(settings.models_dir, data)
+    if not entries:
+        print(f"ERROR no voice folders in {settings.models_dir}")
+        return 1
+    errors = 0
+    for name, folder in entries:
+        if isinstance(folder, VoiceError):
+            errors += 1
+            print(f"ERROR {name}: {folder}")
+        else:
+            status = "WARN " if folder.warnings else "OK   "
+            detail = "; ".join(folder.warnings)
+            print(f"{status}{name}: {folder.kind}, {folder.language}, reference {folder.reference_seconds:.1f} s{'; ' + detail if detail else ''}")
+    return 1 if errors else 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible streaming TTS server for GPT-SoVITS voices (Genie-TTS).")
+    parser.add_argument("--host", help="bind address (HOST, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port (PORT, default 7860)")
+    parser.add_argument("--models", type=Path, help="voice folders (MODELS_DIR, default ./models)")
+    parser.add_argument("--demo", action="store_true", default=None, help="also serve the generated demo voice (DEMO=1)")
+    parser.add_argument("--check", action="store_true", help="validate the models folder and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = Settings.from_env().with_overrides(host=args.host, port=args.port, models_dir=args.models, demo=args.demo)
+        settings.validate()
+    except ValueError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        return check(settings)
+    configure_logging(settings.log_level)
+    from engine.genie import GenieDataMissing
+
+    try:
+        genie_data_dir, folders = prepare(settings)
+    except GenieDataMissing as error:
+        logger.error("%s", error)
+        return 1
+    app = SpeechServer(settings, genie_data_dir, folders)
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
