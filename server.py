@@ -26,7 +26,7 @@ from engine.registry import VoiceRegistry, load_voices
 from engine.scheduler import QueueFull, Scheduler, Ticket
 from engine.settings import Settings
 from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, stream_speech
-from engine.synthesis import SAMPLE_RATE
+from engine.synthesis import SAMPLE_RATE, Cancelled
 from engine.voice import Voice
 from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan
 from wavstream.formats import FORMATS
@@ -299,6 +299,8 @@ class SpeechServer:
                 state["done"] = True
                 await send({"type": "http.response.body", "body": encoder.finish(), "more_body": False})
                 state["outcome"] = "ok"
+            except Cancelled:
+                pass  # the client left; watch_disconnect recorded it
             except Exception as error:  # after the 200, the honest report of a failure is a broken connection
                 state["done"] = True
                 logger.exception("request_id=%s synthesis failed: %r", context.request_id, error)

@@ -16,7 +16,7 @@ logger = logging.getLogger("gsv.genie_data")
 def instructions(target: Path) -> str:
     return (
         f"GenieData (about 391 MB) is needed at {target}. Download the folder '{HF_FOLDER}/' of the Hugging Face "
-        f"model repo {HF_REPO}, e.g. `huggingface-cli download {HF_REPO} --include '{HF_FOLDER}/*' --local-dir .`, "
+        f"model repo {HF_REPO}, e.g. `hf download {HF_REPO} --include '{HF_FOLDER}/*' --local-dir .`, "
         f"and move it to {target}, or point GENIE_DATA_DIR at an existing copy. "
         f"Offline, `python server.py --demo` runs on a generated voice with stand-in data."
     )

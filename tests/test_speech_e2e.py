@@ -1,0 +1,230 @@
+"""End to end: the OpenAI SDK and real decoders against a real server process on the demo voice."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import threading
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import soundfile as sf
+
+from tests.conftest import OUTPUT, ServerProcess
+
+SHORT = "こんにちは。"
+MEDIUM = "こんにちは。今日はとてもいい天気ですね。"
+LONG = (
+    "むかしむかし、ある山のふもとに、おじいさんとおばあさんが住んでいました。"
+    "おじいさんは山へしば刈りに、おばあさんは川へ洗濯に行きました。"
+    "すると、川上から大きな桃が、どんぶらこ、どんぶらこと流れてきました。"
+    "おばあさんはその桃を拾って、家に持って帰りました。"
+)
+
+
+def client(server: ServerProcess, **options: object) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", **options)
+
+
+def wav_info(data: bytes) -> tuple[int, int, int, float]:
+    """(sample rate, channels, sample width, seconds) read by soundfile, which clamps the 0xFFFFFFFF sizes."""
+    info = sf.info(io.BytesIO(data))
+    assert info.format == "WAV" and info.subtype == "PCM_16"
+    return info.samplerate, info.channels, 2, info.frames / info.samplerate
+
+
+def speak(server: ServerProcess, text: str, **fields: object) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": text, **fields}, timeout=120)
+
+
+def test_sdk_create_returns_wav_every_reader_accepts(server: ServerProcess, ffprobe: str) -> None:
+    response = client(server).audio.speech.create(model="demo", voice="alloy", input=MEDIUM, response_format="wav")
+    data = response.content
+    OUTPUT.mkdir(exist_ok=True)
+    path = OUTPUT / "sdk-create.wav"
+    path.write_bytes(data)
+
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    assert data[4:8] == b"\xff\xff\xff\xff" and data[40:44] == b"\xff\xff\xff\xff"
+    rate, channels, width, seconds = wav_info(data)
+    assert (rate, channels) == (32000, 1)
+    assert seconds > 0.5
+
+    with wave.open(io.BytesIO(data)) as reader:  # `wave` reports a huge frame count but reads what is there
+        assert (reader.getframerate(), reader.getnchannels(), reader.getsampwidth()) == (32000, 1, 2)
+        frames = reader.readframes(10**9)
+    assert len(frames) == len(data) - 44
+
+    probe = subprocess.run(
+        [ffprobe, "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels", "-of", "json", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert stream == {"codec_name": "pcm_s16le", "sample_rate": "32000", "channels": 1}
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"], capture_output=True, check=True
+    ).stdout
+    assert len(decoded) == len(data) - 44
+
+
+def test_streaming_response_to_file_and_duration_grows_with_text(server: ServerProcess, tmp_path: Path) -> None:
+    durations = []
+    for index, text in enumerate([SHORT, MEDIUM, LONG]):
+        target = tmp_path / f"stream-{index}.wav"
+        with client(server).audio.speech.with_streaming_response.create(
+            model="demo", voice="alloy", input=text, response_format="wav"
+        ) as response:
+            assert response.headers["content-type"] == "audio/wav"
+            response.stream_to_file(target)
+        samples, rate = sf.read(target, dtype="int16")
+        assert rate == 32000 and samples.ndim == 1
+        durations.append(samples.size / rate)
+    assert durations[0] < durations[1] < durations[2]
+    # The demo voice's length rule: about 2 semantic tokens (0.08 s) per phoneme.
+    assert 0.5 < durations[0] < 3 and durations[2] > 10
+
+
+def test_first_audio_arrives_while_later_segments_are_still_synthesised(server: ServerProcess) -> None:
+    server.wait_idle()
+    before = server.health()["synthesis"]["segments_run"]
+    with httpx.stream("POST", f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": LONG}, timeout=120) as response:
+        assert response.status_code == 200
+        received = b""
+        chunks = response.iter_raw()
+        while len(received) <= 44:
+            received += next(chunks)
+        # Event order: audio is in our hands, and the server has not finished this request.
+        during = server.health()["synthesis"]
+        assert during["active_requests"] == 1
+        segments_when_first_audio_arrived = during["segments_run"] - before
+        for chunk in chunks:
+            received += chunk
+    after = server.health()["synthesis"]["segments_run"] - before
+    assert segments_when_first_audio_arrived < after
+    assert after >= 4
+    assert wav_info(received)[3] > 10
+
+
+def test_concurrent_requests_each_get_their_own_audio(server: ServerProcess) -> None:
+    texts = [SHORT, MEDIUM, "おはようございます。", "ありがとうございました、また明日。"]
+    # The length rule makes duration a function of the text alone, so a request served alone is the reference.
+    alone = [wav_info(speak(server, text).content)[3] for text in texts]
+    assert len(set(alone)) == len(alone)
+
+    results: dict[int, bytes] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(texts))
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            response = speak(server, texts[index])
+            response.raise_for_status()
+            results[index] = response.content
+        except BaseException as error:  # collected and re-raised in the test thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not errors
+    together = [wav_info(results[index])[3] for index in range(len(texts))]
+    assert together == alone
+
+
+def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
+    server.wait_idle()
+    before = server.health()["synthesis"]["segments_run"]
+    with httpx.stream(
+        "POST", f"{server.base_url}/v1/audio/speech",
+        json={"model": "demo", "input": LONG * 3}, headers={"x-request-id": "disconnect-test"}, timeout=120,
+    ) as response:
+        first = next(response.iter_raw())
+        assert first[:4] == b"RIFF"
+    # Closing the stream closed the connection. The server must notice and stop within one decoding step.
+    state = server.wait_idle(timeout=10)
+    ran = state["synthesis"]["segments_run"] - before
+    assert ran <= 3, f"{ran} segments ran for a client that left after the first bytes"
+    assert "request_id=disconnect-test" in server.log()
+    line = next(line for line in server.log().splitlines() if "request_id=disconnect-test" in line and "outcome=" in line)
+    assert "outcome=disconnected" in line
+
+    response = speak(server, SHORT)
+    assert response.status_code == 200 and wav_info(response.content)[3] > 0.5
+
+
+def test_pcm_is_raw_24khz_of_the_same_length(server: ServerProcess) -> None:
+    wav = speak(server, MEDIUM, response_format="wav")
+    pcm = speak(server, MEDIUM, response_format="pcm")
+    assert pcm.headers["content-type"] == "audio/pcm"
+    assert pcm.headers["x-sample-rate"] == "24000"
+    assert pcm.content[:4] != b"RIFF" and len(pcm.content) % 2 == 0
+    wav_seconds = wav_info(wav.content)[3]
+    pcm_seconds = len(pcm.content) / 2 / 24000
+    assert abs(pcm_seconds - wav_seconds) < 0.01
+
+
+def test_formats_not_yet_encoded_are_labelled_as_the_wav_they_are(server: ServerProcess) -> None:
+    response = speak(server, SHORT, response_format="mp3")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "audio/wav"
+    assert response.content[:4] == b"RIFF"
+
+
+def test_response_headers_and_request_id_in_log(server: ServerProcess) -> None:
+    response = httpx.post(
+        f"{server.base_url}/v1/audio/speech",
+        json={"model": "demo", "input": SHORT},
+        headers={"x-request-id": "hdr-check-1"},
+        timeout=60,
+    )
+    assert response.headers["x-sample-rate"] == "32000"
+    assert response.headers["x-voice"] == "demo"
+    assert response.headers["x-request-id"] == "hdr-check-1"
+    line = next(line for line in server.log().splitlines() if "request_id=hdr-check-1" in line)
+    for key in ("voice=demo", "chars=6", "segments=1", "ttfa_s=", "total_s=", "audio_s=", "outcome=ok"):
+        assert key in line
+    generated = speak(server, SHORT).headers["x-request-id"]
+    assert len(generated) == 32 and f"request_id={generated}" in server.log()
+
+
+def test_model_selection_rules(server: ServerProcess) -> None:
+    sdk = client(server)
+    # An OpenAI model name with exactly one voice loaded uses that voice.
+    assert sdk.audio.speech.create(model="tts-1", voice="alloy", input=SHORT, response_format="wav").content[:4] == b"RIFF"
+    # A model that is not a voice, with a voice that is.
+    assert speak(server, SHORT, model="my-model", voice="demo").headers["x-voice"] == "demo"
+    # voice as an object, and unknown extra fields ignored.
+    assert speak(server, SHORT, voice={"id": "alloy"}, instructions="cheerful", something_new=[1, 2]).status_code == 200
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.audio.speech.create(model="nobody", voice="alloy", input=SHORT)
+    error = caught.value.body
+    assert error["code"] == "model_not_found" and error["type"] == "invalid_request_error" and "demo" in error["message"]
+
+
+def test_broken_voice_is_skipped_with_a_precise_message(server: ServerProcess) -> None:
+    assert [model["id"] for model in httpx.get(f"{server.base_url}/v1/models").json()["data"]] == ["demo"]
+    line = next(line for line in server.log().splitlines() if "voice=broken" in line)
+    assert "outcome=skipped" in line and "t2s_encoder_fp32.onnx" in line
+
+
+def test_models_endpoints(server: ServerProcess) -> None:
+    sdk = client(server)
+    listed = sdk.models.list()
+    assert [model.id for model in listed.data] == ["demo"]
+    model = sdk.models.retrieve("demo")
+    assert model.id == "demo" and model.object == "model" and isinstance(model.created, int)
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("missing")
+
+
+def test_health(server: ServerProcess) -> None:
+    health = httpx.get(f"{server.base_url}/health").json()
+    assert health["status"] == "healthy" and health["models"] == ["demo"]
