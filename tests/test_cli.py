@@ -1,0 +1,65 @@
+"""The command lines: `python -m engine.demo DIR` and `python server.py --check`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+
+from tests.conftest import ROOT
+
+
+def run_check(models: Path, genie_data: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GENIE_DATA_DIR": str(genie_data)}
+    return subprocess.run(
+        [sys.executable, "server.py", "--check", "--models", str(models)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_demo_builder_output(demo_root: Path) -> None:
+    models = demo_root / "demo" / "tts_models"
+    for name in ("t2s_encoder_fp32.onnx", "t2s_shared_fp16.bin", "vits_fp16.bin", "prompt_encoder_fp16.bin"):
+        assert (models / name).is_file()
+    assert (demo_root / "GenieData" / "chinese-hubert-base" / "chinese-hubert-base.onnx").is_file()
+    assert (demo_root / "GenieData" / "speaker_encoder.onnx").is_file()
+    rule = json.loads((models / "length_rule.json").read_text())
+    assert rule["tokens_per_phoneme"] == 2 and rule["ref_phonemes"] > 10 and rule["prompt_tokens"] > 50
+    stage = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
+    stop = next(node for node in stage.graph.node if "stop_condition_tensor" in node.output)
+    assert stop.op_type == "Or" and "eos_stop_condition" in stop.input
+
+
+def test_check_passes_on_a_good_voice_and_fails_on_a_broken_one(demo_root: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "alice").symlink_to(demo_root / "demo", target_is_directory=True)
+    good = run_check(models, demo_root / "GenieData")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "OK   alice: V2ProPlus, Japanese, reference 5.0 s" in good.stdout
+
+    broken = models / "bob"
+    shutil.copytree(demo_root / "demo" / "reference", broken / "reference")
+    (broken / "tts_models").symlink_to(demo_root / "demo" / "tts_models", target_is_directory=True)
+    (broken / "reference" / "config.json").write_text('{"text": "hi", "language": "klingon"}')
+    bad = run_check(models, demo_root / "GenieData")
+    assert bad.returncode == 1
+    lines = bad.stdout.splitlines()
+    assert any(line.startswith("OK   alice") for line in lines)
+    assert any(line.startswith("ERROR bob:") and "klingon" in line for line in lines)
+
+
+def test_check_on_an_empty_folder_fails(tmp_path: Path, demo_root: Path) -> None:
+    result = run_check(tmp_path, demo_root / "GenieData")
+    assert result.returncode == 1 and "no voice folders" in result.stdout
+
+
+def test_server_without_genie_data_and_download_off_fails_at_once_with_instructions(tmp_path: Path) -> None:
+    env = {**os.environ, "GENIE_DATA_DIR": str(tmp_path / "GenieData"), "GENIE_DOWNLOAD": "0", "MODELS_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "server.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "High-Logic/Genie" in result.stderr and str(tmp_path / "GenieData") in result.stderr
