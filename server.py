@@ -124,6 +124,10 @@ class SpeechServer:
             await handler(scope, receive, send, context)
         except ApiError as error:
             await send_json(send, error.status, None, [*error.headers, *context.headers], raw=error.body())
+            request_log.info(
+                "request_id=%s method=%s path=%s status=%d code=%s outcome=rejected",
+                request_id, method, path, error.status, error.code,
+            )
         except ClientGone:
             request_log.info("request_id=%s path=%s outcome=disconnected_before_response", request_id, path)
 

@@ -171,3 +171,32 @@ def test_new_short_request_is_served_between_segments_of_a_long_one(inprocess_se
         assert health["active_requests"] == 1  # the long request is still being synthesised
         rest = b"".join(iterator)
     assert len(rest) > 0
+
+
+def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, monkeypatch, caplog) -> None:
+    """Genie's Chinese G2P raises IndexError on some interjections; here the failure is injected."""
+    import anyio
+
+    from engine import speech
+    from engine.scheduler import Scheduler
+
+    real = speech.text_to_phonemes
+
+    def fragile(text: str, language: str):
+        if "ぬ" in text:
+            raise IndexError("list index out of range")
+        return real(text, language)
+
+    monkeypatch.setattr(speech, "text_to_phonemes", fragile)
+
+    async def run() -> tuple[speech.SpeechReport, int]:
+        plan = await speech.plan_speech(demo_voice, "こんにちは。ぬぬぬぬぬ。ありがとう。", 24, 120, "g2p-test")
+        scheduler = Scheduler(workers=1, queue_size=1)
+        ticket = scheduler.admit()
+        report = speech.SpeechReport()
+        chunks = [audio async for audio in speech.stream_speech(plan, scheduler, ticket, report, "g2p-test")]
+        return report, len(chunks)
+
+    report, chunks = anyio.run(run)
+    assert (report.segments_done, report.segments_skipped, chunks) == (2, 1, 2)
+    assert any("request_id=g2p-test segment_skipped=g2p_error" in record.getMessage() for record in caplog.records)
