@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 from engine.genie import GenieDataMissing, missing_data
@@ -50,3 +52,22 @@ def resolve_genie_data(target: Path, allow_download: bool) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     download(target)
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.genie_data DIR`: fetch GenieData into DIR ahead of time (the Dockerfile does so at build time)."""
+    parser = argparse.ArgumentParser(description="Download GenieData into DIR, as the server does when it is missing.")
+    parser.add_argument("dir", type=Path, help="the folder GENIE_DATA_DIR will name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    try:
+        target = resolve_genie_data(args.dir, allow_download=True)
+    except GenieDataMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"GenieData ready at {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

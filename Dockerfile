@@ -1,0 +1,88 @@
+# GPT-SoVITS speech server as a Hugging Face Docker Space (cpu-basic: 2 vCPU, 16 GB, port 7860, uid 1000).
+#
+# Build arguments:
+#   DOWNLOAD_GENIE_DATA=1  fetch GenieData (about 391 MB) from the hub at build time, so a cold start never
+#                          waits on the hub. 0 makes the build offline: no GenieData and no predefined voice
+#                          (for builds that provide GenieData another way, and for offline checks with DEMO=1).
+#   PREDEFINED_VOICE=mika  Genie's character installed at build time when models/ holds no voice, so a fresh
+#                          Space speaks before its owner adds a voice. mika is the default because she is
+#                          Japanese, whose G2P (pyopenjtalk) is the most complete offline path in Genie.
+#                          One of mika, feibi, thirtyseven; empty for none.
+#   HF_ENDPOINT            the hub to download from (a mirror, or a local stand-in in tests).
+
+# ---- builder: a virtualenv with the pinned dependencies. jieba_fast ships only as a source archive, so this
+# stage needs a C compiler; the final stage copies /opt/venv and leaves the compiler behind.
+FROM python:3.11-slim AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Versions come from the base image's Debian release; pinning them breaks the build at every point release.
+# The official image carries Python.h under /usr/local/include; a Debian Python needs python3-dev for it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && if ! python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then \
+         apt-get install -y --no-install-recommends python3-dev; \
+       fi \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements.txt /tmp/requirements.txt
+# The cache mount keeps downloads and the jieba_fast wheel between builds without putting them in any layer.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install -r /tmp/requirements.txt
+
+# ---- genie-data: GenieData, fetched by the server's own code. Only the two modules it needs are copied, so a
+# code change elsewhere does not download 391 MB again.
+FROM builder AS genie-data
+ARG DOWNLOAD_GENIE_DATA=1
+ARG HF_ENDPOINT=https://huggingface.co
+ENV HF_HOME=/tmp/hf-home \
+    HF_HUB_DISABLE_TELEMETRY=1
+WORKDIR /src
+COPY engine/__init__.py engine/genie.py engine/genie_data.py engine/
+# The import runs even when the download is skipped, so an offline build still proves this step works.
+RUN python -c 'import engine.genie_data' \
+    && mkdir -p /opt/genie-data \
+    && case "$DOWNLOAD_GENIE_DATA" in \
+         1) python -m engine.genie_data /opt/genie-data/GenieData ;; \
+         0) echo "DOWNLOAD_GENIE_DATA=0: the image has no GenieData; run it with DEMO=1 or give it GenieData at GENIE_DATA_DIR" ;; \
+         *) echo "DOWNLOAD_GENIE_DATA must be 0 or 1, not '$DOWNLOAD_GENIE_DATA'" >&2; exit 1 ;; \
+       esac \
+    && rm -rf /tmp/hf-home
+
+# ---- the Space: no compiler, no apt lists, no pip cache; runs as uid 1000 with every writable path in its home.
+FROM python:3.11-slim
+RUN useradd --create-home --uid 1000 user
+USER 1000:1000
+ENV HOME=/home/user \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    XDG_CACHE_HOME=/home/user/.cache \
+    HF_HOME=/home/user/.cache/huggingface \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    GENIE_DATA_DIR=/home/user/GenieData \
+    GENIE_DOWNLOAD=0 \
+    MODELS_DIR=/home/user/app/models
+# GENIE_DOWNLOAD=0: GenieData belongs in the image; a Space without it should stop at once and say so, not
+# fetch 391 MB at every cold start (set GENIE_DOWNLOAD=1 as a Space variable to allow that anyway).
+WORKDIR /home/user/app
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=genie-data --chown=user:user /opt/genie-data/ /home/user/
+# Code before models, and models last, so adding or changing a voice rebuilds only the layers below.
+COPY --chown=user:user server.py ./
+COPY --chown=user:user api/ api/
+COPY --chown=user:user wavstream/ wavstream/
+COPY --chown=user:user engine/ engine/
+COPY --chown=user:user models/ models/
+ARG DOWNLOAD_GENIE_DATA=1
+ARG PREDEFINED_VOICE=mika
+ARG HF_ENDPOINT=https://huggingface.co
+RUN if [ "$DOWNLOAD_GENIE_DATA" = 1 ] && [ -n "$PREDEFINED_VOICE" ] \
+       && [ -z "$(find models -mindepth 1 -maxdepth 1 -type d ! -name '.*' -print -quit)" ]; then \
+         python -m engine.predefined "$PREDEFINED_VOICE" --models models && rm -rf "$HF_HOME"; \
+    fi
+EXPOSE 7860
+HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '7860') + '/health', timeout=4)"]
+# Exec form: python is PID 1 and gets SIGTERM itself, so uvicorn's graceful shutdown (30 s) finishes streams.
+CMD ["python", "server.py"]

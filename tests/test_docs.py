@@ -1,0 +1,26 @@
+"""The README is also the Space's configuration: its front matter must be what Hugging Face expects."""
+
+from __future__ import annotations
+
+from tests.conftest import ROOT
+
+
+def front_matter() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n")
+    block = text[4 : text.index("\n---\n", 4)]
+    return dict(line.split(": ", 1) for line in block.splitlines())
+
+
+def test_space_front_matter() -> None:
+    meta = front_matter()
+    for key in ("title", "emoji", "colorFrom", "colorTo", "sdk", "app_port", "short_description", "suggested_hardware"):
+        assert meta.get(key), f"front matter lacks {key}"
+    assert meta["sdk"] == "docker" and meta["app_port"] == "7860" and meta["suggested_hardware"] == "cpu-basic"
+    assert len(meta["short_description"]) <= 60  # the Hub's limit
+
+
+def test_readme_links_resolve() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for target in ("docs/deployment-guide.md", "docs/architecture.md", ".env.example", "models/README.md"):
+        assert f"]({target})" in text and (ROOT / target).is_file()
