@@ -1,0 +1,44 @@
+"""python -m bench [--quick]: run every contender in one run and write bench/results/.
+
+Results are never merged across runs: each run writes a complete latest.json/latest.md/plots,
+so every ratio compares figures taken on the same machine, minutes apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import shutil
+import time
+from pathlib import Path
+
+from bench.report import fmt, write
+from bench.run import FULL, QUICK, run
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark our server against Genie-TTS's own server and direct calls.")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, fewer concurrency levels (a few minutes)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench/results)")
+    args = parser.parse_args(argv)
+    mode = QUICK if args.quick else FULL
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f} s] {message}", flush=True)
+
+    scratch = Path(__file__).resolve().parent.parent / ".cache" / "bench" / "run"  # server logs stay here
+    shutil.rmtree(scratch, ignore_errors=True)
+    results = run(mode, scratch, log)
+    write(results, args.out)
+    print()
+    for target in results["targets"]:
+        print(f"{'MET ' if target['met'] else 'MISS'}  {target['target']}: {fmt(target['measured'])}")
+    print(f"\nwrote {args.out / 'latest.md'} in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

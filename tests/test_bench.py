@@ -1,0 +1,33 @@
+"""The benchmark's instruments: stall arithmetic, percentiles, and timing a real streamed request."""
+
+from __future__ import annotations
+
+from bench.measure import BYTES_PER_SECOND, percentile, playback_stall, stream_request
+from tests.conftest import ServerProcess
+
+
+def test_no_stall_when_audio_arrives_ahead_of_playback() -> None:
+    second = BYTES_PER_SECOND
+    assert playback_stall([(1.0, 2 * second), (2.5, 4 * second), (4.0, 6 * second)]) == 0.0
+
+
+def test_stall_is_the_worst_lateness() -> None:
+    second = BYTES_PER_SECOND
+    # 1 s of audio at t=1: the second chunk is due at t=2 but comes at t=3.5 (1.5 s late); the third is
+    # due at t=3 and comes at t=4 (1 s late): the listener waited 1.5 s in all.
+    assert abs(playback_stall([(1.0, second), (3.5, 2 * second), (4.0, 3 * second)]) - 1.5) < 1e-9
+    assert playback_stall([]) == 0.0
+
+
+def test_percentile_is_an_observed_value() -> None:
+    values = [1.0, 2.0, 3.0, 4.0, 10.0]
+    assert percentile(values, 50) == 3.0 and percentile(values, 95) == 10.0 and percentile([], 50) is None
+
+
+def test_stream_request_times_a_real_response(server: ServerProcess) -> None:
+    text = "こんにちは。今日はとてもいい天気ですね。"
+    sample = stream_request(f"{server.base_url}/v1/audio/speech", {"model": "demo", "input": text}, 44, 60)
+    assert sample.ok and sample.riff and not sample.hung
+    assert 0 < sample.ttfa_s <= sample.arrivals[-1][0] <= sample.total_s
+    assert sample.arrivals[-1][1] == sample.audio_bytes and sample.audio_s > 1
+    assert len(sample.arrivals) >= 2  # one segment after another, not one lump
