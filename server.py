@@ -28,7 +28,7 @@ from engine.settings import Settings
 from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, stream_speech
 from engine.synthesis import SAMPLE_RATE, Cancelled
 from engine.voice import Voice
-from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan
+from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
 from wavstream.formats import FORMATS
 
 logger = logging.getLogger("gsv.server")
@@ -372,9 +372,7 @@ def check(settings: Settings) -> int:
             errors += 1
             print(f"ERROR {name}: {folder}")
         else:
-            status = "WARN " if folder.warnings else "OK   "
-            detail = "; ".join(folder.warnings)
-            print(f"{status}{name}: {folder.kind}, {folder.language}, reference {folder.reference_seconds:.1f} s{'; ' + detail if detail else ''}")
+            print(verdict(folder))
     return 1 if errors else 0
 
 

@@ -34,13 +34,14 @@ import shutil
 import sys
 import tempfile
 import time
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import onnx
 import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
+
+from engine.genie import package_data_dir
 
 #: Bump when the output of this module changes, so cached builds are rebuilt.
 BUILD_VERSION = "1"
@@ -54,16 +55,9 @@ WEIGHT_SCALE = 0.02
 _STAMP = ".demo-build"
 
 
-def _genie_data_dir_of_package() -> Path:
-    spec = find_spec("genie_tts")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("genie-tts is not installed")
-    return Path(spec.origin).parent / "Data"
-
-
 # Templates a V2ProPlus voice is made of: (file in the voice folder, template, weight file, weight dtype).
 def _templates() -> list[tuple[str, Path, str, type]]:
-    data = _genie_data_dir_of_package()
+    data = package_data_dir()
     return [
         ("t2s_encoder_fp32.onnx", data / "v2/Models/t2s_encoder_fp32.onnx", "t2s_encoder_fp32.bin", np.float32),
         ("t2s_first_stage_decoder_fp32.onnx", data / "v2/Models/t2s_first_stage_decoder_fp32.onnx", "t2s_shared_fp16.bin", np.float16),

@@ -47,3 +47,13 @@ def import_genie(data_dir: Path) -> ModuleType:
     import genie_tts  # noqa: PLC0415  (deliberately late: the environment above must come first)
 
     return genie_tts
+
+
+def package_data_dir() -> Path:
+    """`genie_tts/Data` (ONNX templates and key lists), found without importing genie_tts."""
+    from importlib.util import find_spec
+
+    spec = find_spec("genie_tts")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("genie-tts is not installed: pip install -r requirements.txt")
+    return Path(spec.origin).parent / "Data"

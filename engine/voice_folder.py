@@ -111,6 +111,13 @@ def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder
     return VoiceFolder(path.name, path, kind, language, audio_path, text.strip(), seconds, warnings)
 
 
+def verdict(folder: VoiceFolder) -> str:
+    """The one-line status `server.py --check` and `python -m engine.prepare` print for a servable voice."""
+    status = "WARN " if folder.warnings else "OK   "
+    detail = "".join(f"; {warning}" for warning in folder.warnings)
+    return f"{status}{folder.name}: {folder.kind}, {folder.language}, reference {folder.reference_seconds:.1f} s{detail}"
+
+
 def scan(models_dir: Path, genie_data_dir: Path | None = None) -> list[tuple[str, VoiceFolder | VoiceError]]:
     """(name, folder or the reason it cannot be served) per subfolder of `models_dir`, sorted by name."""
     if not models_dir.is_dir():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from engine.prepare import expected_weights
+from engine.checkpoints import expected_weights
 
 EOS_TOKEN = 1024
 WEIGHT_SCALE = 0.02
