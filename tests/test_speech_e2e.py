@@ -10,7 +10,6 @@ import wave
 from pathlib import Path
 
 import httpx
-import numpy as np
 import openai
 import pytest
 import soundfile as sf
