@@ -13,7 +13,6 @@
 # ---- builder: a virtualenv with the pinned dependencies. jieba_fast ships only as a source archive, so this
 # stage needs a C compiler; the final stage copies /opt/venv and leaves the compiler behind.
 FROM python:3.11-slim AS builder
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Versions come from the base image's Debian release; pinning them breaks the build at every point release.
 # The official image carries Python.h under /usr/local/include; a Debian Python needs python3-dev for it.
 # hadolint ignore=DL3008
@@ -31,8 +30,8 @@ COPY requirements.txt /tmp/requirements.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -r /tmp/requirements.txt
 
-# ---- genie-data: GenieData, fetched by the server's own code. Only the two modules it needs are copied, so a
-# code change elsewhere does not download 391 MB again.
+# ---- genie-data: GenieData, fetched by the server's own code straight to the path the image uses (so its
+# messages name that path). Only the modules it needs are copied: a code change elsewhere does not fetch 391 MB again.
 FROM builder AS genie-data
 ARG DOWNLOAD_GENIE_DATA=1
 ARG HF_ENDPOINT=https://huggingface.co
@@ -40,11 +39,11 @@ ENV HF_HOME=/tmp/hf-home \
     HF_HUB_DISABLE_TELEMETRY=1
 WORKDIR /src
 COPY engine/__init__.py engine/genie.py engine/genie_data.py engine/
-# The import runs even when the download is skipped, so an offline build still proves this step works.
+# The import runs even when the download is skipped, so an offline build still proves this step can run.
 RUN python -c 'import engine.genie_data' \
-    && mkdir -p /opt/genie-data \
+    && mkdir -p /home/user/GenieData \
     && case "$DOWNLOAD_GENIE_DATA" in \
-         1) python -m engine.genie_data /opt/genie-data/GenieData ;; \
+         1) python -m engine.genie_data /home/user/GenieData ;; \
          0) echo "DOWNLOAD_GENIE_DATA=0: the image has no GenieData; run it with DEMO=1 or give it GenieData at GENIE_DATA_DIR" ;; \
          *) echo "DOWNLOAD_GENIE_DATA must be 0 or 1, not '$DOWNLOAD_GENIE_DATA'" >&2; exit 1 ;; \
        esac \
@@ -67,7 +66,7 @@ ENV HOME=/home/user \
 # fetch 391 MB at every cold start (set GENIE_DOWNLOAD=1 as a Space variable to allow that anyway).
 WORKDIR /home/user/app
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=genie-data --chown=user:user /opt/genie-data/ /home/user/
+COPY --from=genie-data --chown=user:user /home/user/GenieData/ /home/user/GenieData/
 # Code before models, and models last, so adding or changing a voice rebuilds only the layers below.
 COPY --chown=user:user server.py ./
 COPY --chown=user:user api/ api/
