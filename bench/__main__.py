@@ -7,6 +7,7 @@ so every ratio compares figures taken on the same machine, minutes apart.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import shutil
 import time
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench/results)")
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the progress log
     started = time.monotonic()
 
     def log(message: str) -> None:
