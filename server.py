@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
+import numpy as np
 
 from api.asgi import ClientGone, Headers, Receive, Scope, Send, header, read_body, send_json
 from api.errors import ApiError, bad_request
@@ -25,7 +26,7 @@ from api.speech_request import SpeechRequest, is_openai_model, parse_speech_requ
 from engine.registry import VoiceRegistry, load_voices
 from engine.scheduler import QueueFull, Scheduler, Ticket
 from engine.settings import Settings
-from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, stream_speech
+from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, speak
 from engine.synthesis import SAMPLE_RATE, Cancelled
 from engine.voice import Voice
 from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
@@ -189,7 +190,7 @@ class SpeechServer:
             "running": self.scheduler.running,
             "waiting": self.scheduler.waiting,
             "active_requests": self.scheduler.active,
-            "segments_run": self.scheduler.segments_run,
+            "jobs_run": self.scheduler.jobs_run,
         }
         if self.state == "ready":
             payload = {"status": "healthy", "models": self.registry.names, "synthesis": synthesis}
@@ -292,14 +293,16 @@ class SpeechServer:
                 ticket.cancel.set()
                 tasks.cancel_scope.cancel()
 
+        async def deliver(audio: np.ndarray) -> None:
+            chunk = encoder.encode(audio)
+            if state["first_audio"] is None:
+                state["first_audio"] = time.perf_counter() - started
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch_disconnect)
             try:
-                async for audio in stream_speech(plan, self.scheduler, ticket, report, context.request_id):
-                    chunk = encoder.encode(audio)
-                    if state["first_audio"] is None:
-                        state["first_audio"] = time.perf_counter() - started
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await speak(plan, self.scheduler, ticket, report, context.request_id, deliver)
                 state["done"] = True
                 await send({"type": "http.response.body", "body": encoder.finish(), "more_body": False})
                 state["outcome"] = "ok"

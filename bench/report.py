@@ -55,7 +55,9 @@ def markdown(results: dict) -> str:
         "",
         f"Paragraph: our TTFA {fmt(paragraph['ours_ttfa_s'])} s vs Genie server {fmt(paragraph['genie_server_ttfa_s'])} s "
         f"(ratio {fmt(paragraph['ttfa_ratio'])}); our total {fmt(paragraph['ours_total_s'])} s vs Genie direct "
-        f"{fmt(paragraph['genie_direct_total_s'])} s (ratio {fmt(paragraph['total_ratio'])}).",
+        f"{fmt(paragraph['genie_direct_total_s'])} s (ratio {fmt(paragraph['total_ratio'])}; per second of audio "
+        f"{fmt(paragraph['total_ratio_per_audio_s'])}, since we produced {fmt(paragraph['ours_audio_s'])} s of audio and it "
+        f"{fmt(paragraph['genie_direct_audio_s'])} s).",
         "",
         "## Concurrency",
         "",

@@ -54,7 +54,7 @@ class Scheduler:
         self._active: set[Ticket] = set()
         self._arrivals = itertools.count()
         self._mean_request_s = 5.0
-        self.segments_run = 0
+        self.jobs_run = 0
 
     @property
     def active(self) -> int:
@@ -97,7 +97,7 @@ class Scheduler:
             return await anyio.to_thread.run_sync(work, *args)
         finally:
             ticket.served += 1
-            self.segments_run += 1
+            self.jobs_run += 1
             self._hand_over()
 
     async def _acquire(self, ticket: Ticket) -> None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import anyio
 import anyio.to_thread
 import numpy as np
 
 from engine.scheduler import Scheduler, Ticket
 from engine.segmenter import segment
-from engine.synthesis import SAMPLE_RATE, Phonemes, SegmentResult, synthesize, text_to_phonemes
+from engine.synthesis import SAMPLE_RATE, Phonemes, Tokens, text_to_phonemes, text_to_tokens, vocode
 from engine.voice import Voice
 
 logger = logging.getLogger("gsv.speech")
@@ -60,32 +61,66 @@ async def plan_speech(voice: Voice, text: str, first_budget: int, budget: int, r
     raise NothingToSay(f"the input has nothing pronounceable in {voice.language}")
 
 
-def _synthesize_segment(voice: Voice, text: str, phonemes: Phonemes | None, ticket: Ticket, request_id: str) -> SegmentResult | None:
+def _tokens_for_segment(voice: Voice, text: str, phonemes: Phonemes | None, ticket: Ticket, request_id: str) -> Tokens | None:
+    """Stage one in a worker: G2P (unless planned already) and the T2S decoding loop; None to skip the segment."""
     if phonemes is None:
         phonemes = _phonemes_or_none(text, voice.language, request_id)
         if phonemes is None:
             return None
-    return synthesize(voice, phonemes, ticket.cancel)
+    return text_to_tokens(voice, phonemes, ticket.cancel)
 
 
-async def stream_speech(
-    plan: SpeechPlan, scheduler: Scheduler, ticket: Ticket, report: SpeechReport, request_id: str
-) -> AsyncIterator[np.ndarray]:
-    """Yield each segment's float audio (32 kHz) as soon as it is synthesised."""
+async def speak(
+    plan: SpeechPlan,
+    scheduler: Scheduler,
+    ticket: Ticket,
+    report: SpeechReport,
+    request_id: str,
+    deliver: Callable[[np.ndarray], Awaitable[None]],
+) -> None:
+    """Synthesise every segment and `deliver` its float audio (32 kHz), in order, as soon as it is ready.
+
+    Two stages, pipelined: the T2S loop of segment k+1 runs while the vocoder turns segment k into audio.
+    The T2S loop barely uses a second core and the vocoder does, so the overlap makes one long request
+    about 10% faster on 2 cores (bench/). Each stage is one scheduler job, so other requests still get
+    their turn between them; at most one segment's tokens wait for the vocoder (the stream's buffer).
+    """
+    send, receive = anyio.create_memory_object_stream[tuple[int, Tokens]](1)
     report.segments_skipped = plan.first_index
-    for index in range(plan.first_index, len(plan.segments)):
-        phonemes = plan.first_phonemes if index == plan.first_index else None
-        result = await scheduler.run(
-            ticket, _synthesize_segment, plan.voice, plan.segments[index], phonemes, ticket, request_id
-        )
-        if result is None:
-            report.segments_skipped += 1
-            continue
-        report.segments_done += 1
-        report.tokens += result.tokens
-        report.capped += int(result.capped)
-        report.audio_seconds += result.audio.size / SAMPLE_RATE
-        if result.capped:
-            logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, result.tokens)
-        if result.audio.size:
-            yield result.audio
+    failures: list[Exception] = []  # raised after the task group, so callers see the error itself, not a group
+
+    async def decode_all() -> None:
+        try:
+            async with send:
+                for index in range(plan.first_index, len(plan.segments)):
+                    phonemes = plan.first_phonemes if index == plan.first_index else None
+                    tokens = await scheduler.run(
+                        ticket, _tokens_for_segment, plan.voice, plan.segments[index], phonemes, ticket, request_id
+                    )
+                    if tokens is None:
+                        report.segments_skipped += 1
+                        continue
+                    if tokens.capped:
+                        logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, tokens.values.size)
+                    await send.send((index, tokens))
+        except Exception as error:  # ends the stream; the vocoder side re-raises it
+            failures.append(error)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(decode_all)
+        try:
+            async with receive:
+                async for _, tokens in receive:
+                    audio = await scheduler.run(ticket, vocode, plan.voice, tokens)
+                    report.segments_done += 1
+                    report.tokens += int(tokens.values.size)
+                    report.capped += int(tokens.capped)
+                    report.audio_seconds += audio.size / SAMPLE_RATE
+                    if audio.size:
+                        await deliver(audio)
+        except Exception as error:
+            failures.append(error)
+            ticket.cancel.set()  # stop the decoding side within one step
+            tasks.cancel_scope.cancel()
+    if failures:
+        raise failures[0]

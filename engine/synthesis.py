@@ -61,9 +61,11 @@ def token_cap(phoneme_count: int) -> int:
 
 
 @dataclass(frozen=True)
-class SegmentResult:
-    audio: np.ndarray  # float32 mono at SAMPLE_RATE, possibly empty
-    tokens: int
+class Tokens:
+    """Stage one of a segment: its semantic tokens, ready for the vocoder."""
+
+    phonemes: Phonemes
+    values: np.ndarray  # int64 [n], EOS removed, possibly empty
     capped: bool
 
 
@@ -99,21 +101,34 @@ def generate_tokens(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -
     return generated, not stopped
 
 
-def synthesize(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -> SegmentResult:
+def text_to_tokens(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -> Tokens:
     tokens, capped = generate_tokens(voice, phonemes, cancel)
+    return Tokens(phonemes, tokens, capped)
+
+
+def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:
+    """Stage two: semantic tokens to float32 mono audio at SAMPLE_RATE (empty for no tokens)."""
+    if tokens.values.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    semantic = tokens.values[None, None, :].astype(np.int64)
+    sequence = tokens.phonemes.sequence
+    if voice.prompt_encoder is None:
+        feed = {"text_seq": sequence, "pred_semantic": semantic, "ref_audio": voice.reference.audio_32k}
+    else:
+        feed = {"text_seq": sequence, "pred_semantic": semantic, "ge": voice.reference.ge, "ge_advanced": voice.reference.ge_advanced}
+    return np.asarray(voice.vocoder.run(None, feed)[0], dtype=np.float32).reshape(-1)
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    audio: np.ndarray  # float32 mono at SAMPLE_RATE, possibly empty
+    tokens: int
+    capped: bool
+
+
+def synthesize(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -> SegmentResult:
+    """Both stages in one call (the server pipelines them instead: see engine/speech.py)."""
+    tokens = text_to_tokens(voice, phonemes, cancel)
     if cancel.is_set():
         raise Cancelled
-    if tokens.size == 0:
-        return SegmentResult(np.zeros(0, dtype=np.float32), 0, capped)
-    semantic = tokens[None, None, :].astype(np.int64)
-    if voice.prompt_encoder is None:
-        feed = {"text_seq": phonemes.sequence, "pred_semantic": semantic, "ref_audio": voice.reference.audio_32k}
-    else:
-        feed = {
-            "text_seq": phonemes.sequence,
-            "pred_semantic": semantic,
-            "ge": voice.reference.ge,
-            "ge_advanced": voice.reference.ge_advanced,
-        }
-    audio = voice.vocoder.run(None, feed)[0]
-    return SegmentResult(np.asarray(audio, dtype=np.float32).reshape(-1), int(tokens.size), capped)
+    return SegmentResult(vocode(voice, tokens), int(tokens.values.size), tokens.capped)

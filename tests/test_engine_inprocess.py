@@ -194,7 +194,12 @@ def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, m
         scheduler = Scheduler(workers=1, queue_size=1)
         ticket = scheduler.admit()
         report = speech.SpeechReport()
-        chunks = [audio async for audio in speech.stream_speech(plan, scheduler, ticket, report, "g2p-test")]
+        chunks = []
+
+        async def deliver(audio) -> None:
+            chunks.append(audio)
+
+        await speech.speak(plan, scheduler, ticket, report, "g2p-test", deliver)
         return report, len(chunks)
 
     report, chunks = anyio.run(run)

@@ -90,7 +90,7 @@ def test_streaming_response_to_file_and_duration_grows_with_text(server: ServerP
 
 def test_first_audio_arrives_while_later_segments_are_still_synthesised(server: ServerProcess) -> None:
     server.wait_idle()
-    before = server.health()["synthesis"]["segments_run"]
+    before = server.health()["synthesis"]["jobs_run"]
     with httpx.stream("POST", f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": LONG}, timeout=120) as response:
         assert response.status_code == 200
         received = b""
@@ -100,12 +100,12 @@ def test_first_audio_arrives_while_later_segments_are_still_synthesised(server: 
         # Event order: audio is in our hands, and the server has not finished this request.
         during = server.health()["synthesis"]
         assert during["active_requests"] == 1
-        segments_when_first_audio_arrived = during["segments_run"] - before
+        jobs_when_first_audio_arrived = during["jobs_run"] - before
         for chunk in chunks:
             received += chunk
-    after = server.health()["synthesis"]["segments_run"] - before
-    assert segments_when_first_audio_arrived < after
-    assert after >= 4
+    after = server.health()["synthesis"]["jobs_run"] - before
+    assert jobs_when_first_audio_arrived < after
+    assert after >= 8  # two jobs (T2S, vocoder) per segment
     assert wav_info(received)[3] > 10
 
 
@@ -140,7 +140,7 @@ def test_concurrent_requests_each_get_their_own_audio(server: ServerProcess) -> 
 
 def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
     server.wait_idle()
-    before = server.health()["synthesis"]["segments_run"]
+    before = server.health()["synthesis"]["jobs_run"]
     with httpx.stream(
         "POST", f"{server.base_url}/v1/audio/speech",
         json={"model": "demo", "input": LONG * 3}, headers={"x-request-id": "disconnect-test"}, timeout=120,
@@ -149,8 +149,9 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
         assert first[:4] == b"RIFF"
     # Closing the stream closed the connection. The server must notice and stop within one decoding step.
     state = server.wait_idle(timeout=10)
-    ran = state["synthesis"]["segments_run"] - before
-    assert ran <= 3, f"{ran} segments ran for a client that left after the first bytes"
+    ran = state["synthesis"]["jobs_run"] - before
+    # First segment: T2S + vocoder; then at most the next segment's T2S (cut short) and one more in flight.
+    assert ran <= 4, f"{ran} synthesis jobs ran for a client that left after the first bytes"
     assert "request_id=disconnect-test" in server.log()
     line = next(line for line in server.log().splitlines() if "request_id=disconnect-test" in line and "outcome=" in line)
     assert "outcome=disconnected" in line
