@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.report import fmt, write
+from bench.report import fmt, markdown, write
 from bench.run import FULL, QUICK, run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(mode, scratch, log)
     write(results, args.out)
     print()
+    print(markdown(results))
     for target in results["targets"]:
         print(f"{'MET ' if target['met'] else 'MISS'}  {target['target']}: {fmt(target['measured'])}")
     print(f"\nwrote {args.out / 'latest.md'} in {time.monotonic() - started:.0f} s")

@@ -80,12 +80,14 @@ async def speak(
 ) -> None:
     """Synthesise every segment and `deliver` its float audio (32 kHz), in order, as soon as it is ready.
 
-    Two stages, pipelined: the T2S loop of segment k+1 runs while the vocoder turns segment k into audio.
+    Two stages, pipelined: the T2S loop of segment k+1 runs while the vocoder turns segment k into audio
+    (from the second segment on: the first one has the cores to itself, for the earliest first audio).
     The T2S loop barely uses a second core and the vocoder does, so the overlap makes one long request
     about 10% faster on 2 cores (bench/). Each stage is one scheduler job, so other requests still get
     their turn between them; at most one segment's tokens wait for the vocoder (the stream's buffer).
     """
     send, receive = anyio.create_memory_object_stream[tuple[int, Tokens]](1)
+    first_audio_out = anyio.Event()
     report.segments_skipped = plan.first_index
     failures: list[Exception] = []  # raised after the task group, so callers see the error itself, not a group
 
@@ -103,6 +105,9 @@ async def speak(
                     if tokens.capped:
                         logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, tokens.values.size)
                     await send.send((index, tokens))
+                    # The first segment's vocoder gets both cores: decoding the next one beside it would
+                    # delay the first audio, which is what the listener waits for.
+                    await first_audio_out.wait()
         except Exception as error:  # ends the stream; the vocoder side re-raises it
             failures.append(error)
 
@@ -118,6 +123,7 @@ async def speak(
                     report.audio_seconds += audio.size / SAMPLE_RATE
                     if audio.size:
                         await deliver(audio)
+                    first_audio_out.set()
         except Exception as error:
             failures.append(error)
             ticket.cancel.set()  # stop the decoding side within one step
