@@ -1,10 +1,11 @@
-"""Fair, per-segment scheduling of synthesis work across concurrent requests.
+"""Fair scheduling of synthesis jobs (a segment's T2S loop, or its vocoder) across concurrent requests.
 
-Each request holds a `Ticket` and asks for one worker slot per segment. When a slot frees up
-it goes to the waiting request that has been served the fewest segments (ties: the earliest
-arrival), so a new client's first segment never waits behind another client's long text:
-at most behind the segments already running. A bounded number of requests may be admitted;
-beyond it `QueueFull` tells the caller when to retry.
+Each request holds a `Ticket` and asks for one worker slot per job. When a slot frees up it goes,
+first, to requests whose first audio is not out yet, oldest first: a new client never waits behind
+another client's long text, only behind the jobs already running, and a request about to send its
+first audio is not overtaken by newer ones. Among requests already streaming it goes to the one
+served the fewest jobs. A bounded number of requests may be admitted; beyond it `QueueFull` says
+when to retry.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ class Ticket:
     arrival: int
     started: float
     served: int = 0
+    streaming: bool = False  # its first audio has been sent
     cancel: threading.Event = field(default_factory=threading.Event)
+
+    def priority(self) -> tuple[bool, int, int]:
+        return (self.streaming, self.served if self.streaming else 0, self.arrival)
 
 
 @dataclass(eq=False)
@@ -119,6 +124,6 @@ class Scheduler:
         if not self._waiters:
             self._free += 1
             return
-        chosen = min(self._waiters, key=lambda waiter: (waiter.ticket.served, waiter.ticket.arrival))
+        chosen = min(self._waiters, key=lambda waiter: waiter.ticket.priority())
         self._waiters.remove(chosen)
         chosen.granted.set()

@@ -123,6 +123,7 @@ async def speak(
                     report.audio_seconds += audio.size / SAMPLE_RATE
                     if audio.size:
                         await deliver(audio)
+                    ticket.streaming = True
                     first_audio_out.set()
         except Exception as error:
             failures.append(error)

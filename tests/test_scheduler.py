@@ -34,6 +34,7 @@ async def test_new_request_first_segment_jumps_ahead_of_long_requests() -> None:
         try:
             for index in range(segments):
                 await scheduler.run(ticket, work, f"{label}{index}")
+                ticket.streaming = True  # as engine.speech does once a segment's audio is out
         finally:
             scheduler.release(ticket)
 
@@ -107,3 +108,22 @@ async def test_cancelled_waiter_gives_its_slot_back() -> None:
         release.set()
     assert scheduler.running == 0
     assert await scheduler.run(waiter, lambda: 42) == 42
+
+
+@pytest.mark.anyio
+async def test_requests_before_their_first_audio_go_first_oldest_first() -> None:
+    scheduler = Scheduler(workers=1, queue_size=8)
+    holder, streaming, older_new, newer_new = (scheduler.admit() for _ in range(4))
+    streaming.streaming = True
+    order: list[str] = []
+    release = threading.Event()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(scheduler.run, holder, release.wait, 5)
+        await anyio.sleep(0.05)
+        for label, ticket in (("streaming", streaming), ("newer", newer_new), ("older", older_new)):
+            tasks.start_soon(scheduler.run, ticket, order.append, label)
+            await anyio.sleep(0.02)
+        release.set()
+    # older_new was admitted before newer_new; both beat the request that is already streaming.
+    assert order == ["older", "newer", "streaming"]
