@@ -93,6 +93,10 @@ def plots(results: dict, folder: Path) -> None:
         levels = [int(level) for level in rows if rows[level]["p50_ttfa_s"] is not None]
         axis.plot(levels, [rows[str(level)]["p50_ttfa_s"] for level in levels], marker="o", label=f"{contender} p50")
         axis.plot(levels, [rows[str(level)]["p95_ttfa_s"] for level in levels], marker="x", linestyle="--", label=f"{contender} p95")
+        for level in levels:  # percentiles of a level with failed or hung requests cover only the survivors
+            row = rows[str(level)]
+            if row["failures"]:  # hung requests are among the failures
+                axis.annotate(f"{row['failures']} of {row['requests']} failed ({row['hung']} hung)", (level, row["p50_ttfa_s"]), textcoords="offset points", xytext=(5, -12), fontsize=8)
     axis.set_xlabel("concurrent clients")
     axis.set_ylabel("time to first audio (s)")
     axis.set_title("Time to first audio vs concurrency")
