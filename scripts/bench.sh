@@ -3,7 +3,6 @@
 # `bash scripts/bench.sh --quick` takes a few minutes; without it, the full run takes longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r requirements-bench.txt
+source scripts/venv.sh
+setup_venv requirements-bench.txt
 exec .venv/bin/python -m bench "$@"

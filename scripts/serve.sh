@@ -3,7 +3,6 @@
 # Arguments go to server.py: `bash scripts/serve.sh --demo` serves the generated demo voice offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r requirements.txt
+source scripts/venv.sh
+setup_venv requirements.txt
 exec .venv/bin/python server.py "$@"

@@ -3,7 +3,6 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k segmenter`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r requirements-dev.txt
+source scripts/venv.sh
+setup_venv requirements-dev.txt
 exec .venv/bin/python -m pytest "$@"
