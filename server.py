@@ -22,15 +22,17 @@ import numpy as np
 
 from api.asgi import ClientGone, Headers, Receive, Scope, Send, header, read_body, send_json
 from api.errors import ApiError, bad_request
-from api.speech_request import SpeechRequest, is_openai_model, parse_speech_request
+from api.sse import CONTENT_TYPE as SSE_CONTENT_TYPE
+from api.sse import audio_delta, audio_done
+from api.speech_request import SpeechRequest, parse_speech_request
+from api.voice_choice import choose_voice, voice_id
 from engine.registry import VoiceRegistry, load_voices
 from engine.scheduler import QueueFull, Scheduler, Ticket
 from engine.settings import Settings
 from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, speak
 from engine.synthesis import SAMPLE_RATE, Cancelled
-from engine.voice import Voice
 from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
-from wavstream.formats import FORMATS
+from wavstream.output import AudioOutput
 
 logger = logging.getLogger("gsv.server")
 request_log = logging.getLogger("gsv.request")
@@ -38,6 +40,15 @@ request_log = logging.getLogger("gsv.request")
 Handler = Callable[[Scope, Receive, Send, "RequestContext"], Awaitable[None]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 OWNER = "gsv-speech"
+PLAYGROUND = Path(__file__).resolve().parent / "playground" / "index.html"
+#: Open without the API key: health checks, the Space's page, and the voice listings (Open WebUI
+#: fetches those without Authorization).
+OPEN_PATHS = frozenset({"/health", "/", "/v1/audio/voices", "/v1/audio/models"})
+#: The page needs nothing from other hosts; this keeps it that way (the Space embeds it in an iframe).
+PLAYGROUND_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data: blob:; media-src 'self' blob: mediastream: data:; connect-src 'self'"
+)
 
 
 class RequestContext:
@@ -58,11 +69,14 @@ class SpeechServer:
         self.state = "loading"
         self.created = int(time.time())
         self.origins = {origin.strip() for origin in settings.allowed_origins.split(",") if origin.strip()}
+        self.aliases = settings.aliases()
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/audio/speech": {"POST": self.speech},
             "/v1/models": {"GET": self.list_models},
+            "/v1/audio/voices": {"GET": self.list_voices},
+            "/v1/audio/models": {"GET": self.list_audio_models},
             "/health": {"GET": self.health},
-            "/": {"GET": self.index},
+            "/": {"GET": self.playground},
         }
 
     # ---- ASGI -------------------------------------------------------------------------------
@@ -98,6 +112,11 @@ class SpeechServer:
                 self.settings.models_dir,
             )
             return
+        for alias, target in self.aliases.items():
+            name, _, style = target.partition("/")
+            voice = self.registry.get(name)
+            if voice is None or (style and voice.style(style) is None):
+                logger.warning("VOICE_ALIASES: %s=%s names no loaded voice or style; requests using it get an error", alias, target)
         self.state = "ready"
         logger.info("ready voices=%s load_s=%.1f", ",".join(self.registry.names), time.perf_counter() - started)
 
@@ -120,7 +139,7 @@ class SpeechServer:
             if handler is None:
                 allow = ", ".join(handlers).encode()
                 raise ApiError(405, f"{method} is not allowed on {path}", code="method_not_allowed", headers=[(b"allow", allow)])
-            if path not in ("/health", "/"):
+            if path not in OPEN_PATHS:
                 self.authorize(scope)
             await handler(scope, receive, send, context)
         except ApiError as error:
@@ -193,18 +212,42 @@ class SpeechServer:
             "jobs_run": self.scheduler.jobs_run,
         }
         if self.state == "ready":
-            payload = {"status": "healthy", "models": self.registry.names, "synthesis": synthesis}
+            payload = {
+                "status": "healthy",
+                "models": self.registry.names,
+                "api_key_required": bool(self.settings.api_key),
+                "synthesis": synthesis,
+            }
             await send_json(send, 200, payload, context.headers)
         else:
-            await send_json(send, 503, {"status": self.state, "models": self.registry.names}, context.headers)
+            payload = {"status": self.state, "models": self.registry.names, "api_key_required": bool(self.settings.api_key)}
+            await send_json(send, 503, payload, context.headers)
 
-    async def index(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
-        payload = {
-            "service": "GPT-SoVITS speech server (OpenAI-compatible)",
-            "status": self.state,
-            "endpoints": ["POST /v1/audio/speech", "GET /v1/models", "GET /v1/models/{id}", "GET /health"],
-        }
-        await send_json(send, 200, payload, context.headers)
+    async def playground(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        """The Space shows `/` in an iframe: a page to try the voices, read from disk per request (it is small)."""
+        body = await anyio.Path(PLAYGROUND).read_bytes()
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-cache"),
+            (b"content-security-policy", PLAYGROUND_CSP),
+            *context.headers,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def list_voices(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        """Open WebUI's and Home Assistant's shape; `id` is what `voice` accepts, `model` what `model` accepts."""
+        voices = []
+        for name in self.registry.names:
+            voice = self.registry.get(name)
+            for style in [None, *(voice.styles if voice else ())]:
+                label = f"{name} ({style})" if style else name
+                voices.append({"id": voice_id(name, style), "name": label, "model": name, "style": style})
+        await send_json(send, 200, {"voices": voices}, context.headers)
+
+    async def list_audio_models(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        await send_json(send, 200, {"models": [{"id": name} for name in self.registry.names]}, context.headers)
 
     def model_object(self, name: str) -> dict[str, object]:
         return {"id": name, "object": "model", "created": self.created, "owned_by": OWNER}
@@ -222,26 +265,14 @@ class SpeechServer:
 
     # ---- POST /v1/audio/speech --------------------------------------------------------------
 
-    def pick_voice(self, registry: VoiceRegistry, request: SpeechRequest) -> Voice:
-        voice = registry.get(request.model) or registry.get(request.voice)
-        if voice is None and is_openai_model(request.model):
-            voice = registry.only()
-        if voice is None:
-            available = ", ".join(registry.names) or "none"
-            raise ApiError(
-                404, f"model '{request.model}' is not a voice of this server; available voices: {available}",
-                code="model_not_found", param="model",
-            )
-        return voice
-
     async def speech(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
         started = time.perf_counter()
         content_type = (header(scope, b"content-type") or "").lower()
         if content_type and "json" not in content_type and not content_type.startswith("text/plain"):
             raise ApiError(415, "send the request body as application/json", code="unsupported_media_type")
         body = await read_body(receive, self.settings.max_body_bytes, header(scope, b"content-length"))
-        request = parse_speech_request(body, self.settings.max_input_chars)
-        voice = self.pick_voice(self.ready_registry(), request)
+        request = parse_speech_request(body, self.settings.max_input_chars, self.settings.default_response_format)
+        choice = choose_voice(self.ready_registry(), request.model, request.voice, self.aliases)
         try:
             ticket = self.scheduler.admit()
         except QueueFull as full:
@@ -250,11 +281,12 @@ class SpeechServer:
                 type="rate_limit_error", code="rate_limit_exceeded",
                 headers=[(b"retry-after", str(full.retry_after).encode())],
             ) from None
-        fields = {"voice": voice.name, "chars": len(request.input), "format": request.response_format}
+        fields = {"voice": choice.id, "chars": len(request.input), "format": request.response_format}
         try:
             try:
                 plan = await plan_speech(
-                    voice, request.input, self.settings.first_segment_chars, self.settings.segment_chars, context.request_id
+                    choice.voice, request.input, self.settings.first_segment_chars, self.settings.segment_chars,
+                    context.request_id, choice.style,
                 )
             except NothingToSay as error:
                 raise bad_request(str(error), "input", "nothing_to_say") from None
@@ -266,22 +298,28 @@ class SpeechServer:
         self, plan: SpeechPlan, request: SpeechRequest, ticket: Ticket, send: Send, receive: Receive,
         context: RequestContext, started: float, fields: dict[str, object],
     ) -> None:
-        """Send headers at once, then each segment's audio; break the connection if synthesis fails midway."""
-        encoder = FORMATS[request.response_format].new_encoder(SAMPLE_RATE)
+        """Send headers at once, then each segment's audio; break the connection if synthesis fails midway.
+
+        Success ends with an empty final body message; failure returns without one, so uvicorn closes the
+        connection and clients see a broken transfer instead of a short file that looks complete.
+        """
+        output = AudioOutput(request.response_format, SAMPLE_RATE, request.speed)
+        sse = request.stream_format == "sse"
+        frame: Callable[[bytes], bytes] = audio_delta if sse else (lambda chunk: chunk)
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    (b"content-type", encoder.content_type.encode()),
+                    (b"content-type", (SSE_CONTENT_TYPE if sse else output.content_type).encode()),
                     (b"cache-control", b"no-store"),
-                    (b"x-sample-rate", str(encoder.sample_rate).encode()),
-                    (b"x-voice", plan.voice.name.encode()),
+                    (b"x-sample-rate", str(output.sample_rate).encode()),
+                    (b"x-voice", str(fields["voice"]).encode()),
                     *context.headers,
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": encoder.start(), "more_body": True})
+        await send({"type": "http.response.body", "body": frame(output.start()), "more_body": True})
         report = SpeechReport()
         state = {"outcome": "error", "first_audio": None, "done": False}
 
@@ -294,17 +332,20 @@ class SpeechServer:
                 tasks.cancel_scope.cancel()
 
         async def deliver(audio: np.ndarray) -> None:
-            chunk = encoder.encode(audio)
+            chunk = await anyio.to_thread.run_sync(output.push, audio)
             if state["first_audio"] is None:
                 state["first_audio"] = time.perf_counter() - started
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": frame(chunk), "more_body": True})
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch_disconnect)
             try:
                 await speak(plan, self.scheduler, ticket, report, context.request_id, deliver)
                 state["done"] = True
-                await send({"type": "http.response.body", "body": encoder.finish(), "more_body": False})
+                tail = frame(await anyio.to_thread.run_sync(output.finish))
+                if sse:
+                    tail += audio_done(report.phonemes, report.tokens)
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
                 state["outcome"] = "ok"
             except Cancelled:
                 pass  # the client left; watch_disconnect recorded it
@@ -315,10 +356,11 @@ class SpeechServer:
                 tasks.cancel_scope.cancel()
         first = state["first_audio"]
         request_log.info(
-            "request_id=%s voice=%s chars=%d format=%s segments=%d skipped=%d ttfa_s=%s total_s=%.3f audio_s=%.2f outcome=%s",
-            context.request_id, fields["voice"], fields["chars"], fields["format"], report.segments_done,
-            report.segments_skipped, f"{first:.3f}" if first is not None else "-", time.perf_counter() - started,
-            report.audio_seconds, state["outcome"],
+            "request_id=%s voice=%s chars=%d format=%s stream=%s speed=%g segments=%d skipped=%d ttfa_s=%s total_s=%.3f "
+            "audio_s=%.2f outcome=%s",
+            context.request_id, fields["voice"], fields["chars"], fields["format"], request.stream_format, request.speed,
+            report.segments_done, report.segments_skipped, f"{first:.3f}" if first is not None else "-",
+            time.perf_counter() - started, output.seconds, state["outcome"],
         )
 
 

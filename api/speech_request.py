@@ -13,6 +13,7 @@ from wavstream.formats import OPENAI_FORMATS
 #: OpenAI's model names; clients such as SillyTavern send them and cannot change them.
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 SPEED_RANGE = (0.25, 4.0)
+STREAM_FORMATS = ("audio", "sse")
 MAX_INSTRUCTIONS_CHARS = 4096
 
 
@@ -83,8 +84,8 @@ def parse_speech_request(raw: bytes, max_input_chars: int, default_format: str =
         raise bad_request(f"'speed' must be between {low} and {high}", "speed")
 
     stream_format = _optional_string(body, "stream_format") or "audio"
-    if stream_format != "audio":
-        raise bad_request("'stream_format' must be 'audio' (server-sent events are not supported yet)", "stream_format")
+    if stream_format not in STREAM_FORMATS:
+        raise bad_request("'stream_format' must be 'audio' or 'sse'", "stream_format")
 
     instructions = _optional_string(body, "instructions")
     if instructions is not None and len(instructions) > MAX_INSTRUCTIONS_CHARS:

@@ -44,13 +44,14 @@ from onnx import TensorProto, helper, numpy_helper
 from engine.genie import package_data_dir
 
 #: Bump when the output of this module changes, so cached builds are rebuilt.
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
 TOKENS_PER_PHONEME = 2
 EOS_TOKEN = 1024
 REFERENCE_TEXT = "こんにちは、今日はとてもいい天気ですね。"
 REFERENCE_LANGUAGE = "ja"
 REFERENCE_SECONDS = 5.0
 REFERENCE_RATE = 32000
+DEMO_STYLE = "calm"
 WEIGHT_SCALE = 0.02
 _STAMP = ".demo-build"
 
@@ -85,10 +86,10 @@ def _write_weights(path: Path, fp32_bytes: int, dtype: type, rng: np.random.Gene
     weights.tofile(path)
 
 
-def _reference_clip(seconds: float, rate: int) -> np.ndarray:
+def _reference_clip(seconds: float, rate: int, base_pitch: float = 180) -> np.ndarray:
     """A voiced, vowel-like signal: harmonics of a gliding pitch with a syllable envelope."""
     t = np.arange(int(seconds * rate)) / rate
-    pitch = 180 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    pitch = base_pitch + 30 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(pitch) / rate
     voice = sum(np.sin(k * phase) / k for k in range(1, 8))
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * t) ** 2
@@ -217,10 +218,15 @@ def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0) -> None:
     reference = voice_dir / "reference"
     reference.mkdir(parents=True, exist_ok=True)
 
-    sf.write(reference / "audio.wav", _reference_clip(REFERENCE_SECONDS, REFERENCE_RATE), REFERENCE_RATE, subtype="PCM_16")
-    (reference / "config.json").write_text(
-        json.dumps({"text": REFERENCE_TEXT, "language": REFERENCE_LANGUAGE}, ensure_ascii=False), encoding="utf-8"
-    )
+    # The default clip, and a style "calm" (reference/calm/): a lower voice with the same transcript and
+    # length, so the length rule below holds for both.
+    for folder, pitch in ((reference, 180), (reference / DEMO_STYLE, 130)):
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = _reference_clip(REFERENCE_SECONDS, REFERENCE_RATE, pitch)
+        sf.write(folder / "audio.wav", clip, REFERENCE_RATE, subtype="PCM_16")
+        (folder / "config.json").write_text(
+            json.dumps({"text": REFERENCE_TEXT, "language": REFERENCE_LANGUAGE}, ensure_ascii=False), encoding="utf-8"
+        )
 
     needed: dict[str, int] = {}
     dtypes: dict[str, type] = {}

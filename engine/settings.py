@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from wavstream.formats import OPENAI_FORMATS
+
 
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -40,6 +42,8 @@ class Settings:
     queue_size: int = 8
     first_segment_chars: int = 24
     segment_chars: int = 120
+    default_response_format: str = "wav"
+    voice_aliases: str = ""
     log_level: str = "info"
 
     @classmethod
@@ -63,6 +67,21 @@ class Settings:
             raise ValueError("QUEUE_SIZE must be >= 0, MAX_INPUT_CHARS >= 1, MAX_BODY_BYTES >= 1024")
         if self.first_segment_chars < 4 or self.segment_chars < self.first_segment_chars:
             raise ValueError("need 4 <= FIRST_SEGMENT_CHARS <= SEGMENT_CHARS")
+        if self.default_response_format not in OPENAI_FORMATS:
+            raise ValueError(f"DEFAULT_RESPONSE_FORMAT must be one of {', '.join(OPENAI_FORMATS)}")
+        self.aliases()
+
+    def aliases(self) -> dict[str, str]:
+        """VOICE_ALIASES "alloy=mika,nova=mika/calm" as {"alloy": "mika", "nova": "mika/calm"} (keys case-folded)."""
+        aliases: dict[str, str] = {}
+        for item in self.voice_aliases.split(","):
+            if not item.strip():
+                continue
+            name, equals, target = (part.strip() for part in item.partition("="))
+            if not equals or not name or not target:
+                raise ValueError(f"VOICE_ALIASES: {item.strip()!r} is not name=voice or name=voice/style")
+            aliases[name.casefold()] = target
+        return aliases
 
 
 def _convert(name: str, kind: object, raw: str) -> object:

@@ -13,7 +13,7 @@ import numpy as np
 from engine.scheduler import Scheduler, Ticket
 from engine.segmenter import segment
 from engine.synthesis import SAMPLE_RATE, Phonemes, Tokens, text_to_phonemes, text_to_tokens, vocode
-from engine.voice import Voice
+from engine.voice import Reference, Voice
 
 logger = logging.getLogger("gsv.speech")
 
@@ -28,6 +28,7 @@ class SpeechPlan:
     segments: list[str]
     first_index: int  # segments before it had nothing to say
     first_phonemes: Phonemes
+    reference: Reference  # the voice's default clip or one of its styles
 
 
 @dataclass
@@ -36,6 +37,7 @@ class SpeechReport:
 
     segments_done: int = 0
     segments_skipped: int = 0
+    phonemes: int = 0
     tokens: int = 0
     capped: int = 0
     audio_seconds: float = 0.0
@@ -51,23 +53,24 @@ def _phonemes_or_none(text: str, language: str, request_id: str) -> Phonemes | N
     return phonemes if phonemes.speakable else None
 
 
-async def plan_speech(voice: Voice, text: str, first_budget: int, budget: int, request_id: str) -> SpeechPlan:
+async def plan_speech(
+    voice: Voice, text: str, first_budget: int, budget: int, request_id: str, style: str | None = None
+) -> SpeechPlan:
     """Segment the text and run G2P until a speakable segment is found, before any byte is sent."""
     segments = segment(text, first_budget, budget)
     for index, piece in enumerate(segments):
         phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id)
         if phonemes is not None:
-            return SpeechPlan(voice, segments, index, phonemes)
+            return SpeechPlan(voice, segments, index, phonemes, voice.reference_for(style))
     raise NothingToSay(f"the input has nothing pronounceable in {voice.language}")
 
 
-def _tokens_for_segment(voice: Voice, text: str, phonemes: Phonemes | None, ticket: Ticket, request_id: str) -> Tokens | None:
+def _tokens_for_segment(plan: SpeechPlan, index: int, ticket: Ticket, request_id: str) -> Tokens | None:
     """Stage one in a worker: G2P (unless planned already) and the T2S decoding loop; None to skip the segment."""
+    phonemes = plan.first_phonemes if index == plan.first_index else _phonemes_or_none(plan.segments[index], plan.voice.language, request_id)
     if phonemes is None:
-        phonemes = _phonemes_or_none(text, voice.language, request_id)
-        if phonemes is None:
-            return None
-    return text_to_tokens(voice, phonemes, ticket.cancel)
+        return None
+    return text_to_tokens(plan.voice, phonemes, ticket.cancel, plan.reference)
 
 
 async def speak(
@@ -95,10 +98,7 @@ async def speak(
         try:
             async with send:
                 for index in range(plan.first_index, len(plan.segments)):
-                    phonemes = plan.first_phonemes if index == plan.first_index else None
-                    tokens = await scheduler.run(
-                        ticket, _tokens_for_segment, plan.voice, plan.segments[index], phonemes, ticket, request_id
-                    )
+                    tokens = await scheduler.run(ticket, _tokens_for_segment, plan, index, ticket, request_id)
                     if tokens is None:
                         report.segments_skipped += 1
                         continue
@@ -118,6 +118,7 @@ async def speak(
                 async for _, tokens in receive:
                     audio = await scheduler.run(ticket, vocode, plan.voice, tokens)
                     report.segments_done += 1
+                    report.phonemes += tokens.phonemes.count
                     report.tokens += int(tokens.values.size)
                     report.capped += int(tokens.capped)
                     report.audio_seconds += audio.size / SAMPLE_RATE

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.voice import Voice
+from engine.voice import Reference, Voice
 
 SAMPLE_RATE = 32000
 EOS_TOKEN = 1024
@@ -67,11 +67,14 @@ class Tokens:
     phonemes: Phonemes
     values: np.ndarray  # int64 [n], EOS removed, possibly empty
     capped: bool
+    reference: Reference  # the vocoder must use the clip the tokens were decoded with
 
 
-def generate_tokens(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -> tuple[np.ndarray, bool]:
+def generate_tokens(
+    voice: Voice, phonemes: Phonemes, cancel: threading.Event, ref: Reference | None = None
+) -> tuple[np.ndarray, bool]:
     """Semantic tokens for the segment (EOS removed) and whether the cap stopped decoding."""
-    ref = voice.reference
+    ref = ref or voice.reference
     x, prompts = voice.encoder.run(
         None,
         {
@@ -101,9 +104,10 @@ def generate_tokens(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -
     return generated, not stopped
 
 
-def text_to_tokens(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -> Tokens:
-    tokens, capped = generate_tokens(voice, phonemes, cancel)
-    return Tokens(phonemes, tokens, capped)
+def text_to_tokens(voice: Voice, phonemes: Phonemes, cancel: threading.Event, ref: Reference | None = None) -> Tokens:
+    ref = ref or voice.reference
+    tokens, capped = generate_tokens(voice, phonemes, cancel, ref)
+    return Tokens(phonemes, tokens, capped, ref)
 
 
 def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:
@@ -112,10 +116,11 @@ def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     semantic = tokens.values[None, None, :].astype(np.int64)
     sequence = tokens.phonemes.sequence
+    ref = tokens.reference
     if voice.prompt_encoder is None:
-        feed = {"text_seq": sequence, "pred_semantic": semantic, "ref_audio": voice.reference.audio_32k}
+        feed = {"text_seq": sequence, "pred_semantic": semantic, "ref_audio": ref.audio_32k}
     else:
-        feed = {"text_seq": sequence, "pred_semantic": semantic, "ge": voice.reference.ge, "ge_advanced": voice.reference.ge_advanced}
+        feed = {"text_seq": sequence, "pred_semantic": semantic, "ge": ref.ge, "ge_advanced": ref.ge_advanced}
     return np.asarray(voice.vocoder.run(None, feed)[0], dtype=np.float32).reshape(-1)
 
 

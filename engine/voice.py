@@ -7,7 +7,7 @@ features once instead of through Genie's `ReferenceAudio` cache, which mutates l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +77,19 @@ class Voice:
     vocoder: onnxruntime.InferenceSession
     prompt_encoder: onnxruntime.InferenceSession | None
     reference: Reference
+    styles: dict[str, Reference] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.folder.name
+
+    def style(self, name: str) -> str | None:
+        """The exact name of one of this voice's styles, matched case-insensitively."""
+        folded = name.casefold()
+        return next((style for style in self.styles if style.casefold() == folded), None)
+
+    def reference_for(self, style: str | None) -> Reference:
+        return self.styles[style] if style is not None else self.reference
 
     @property
     def language(self) -> str:
@@ -89,10 +98,6 @@ class Voice:
 
 def load_voice(folder: VoiceFolder, shared: SharedModels, threads: int) -> Voice:
     """Load sessions and compute reference features (about 15-20 s per voice on 2 cores)."""
-    from genie_tts.Audio.Audio import load_audio
-
-    from engine.synthesis import text_to_phonemes
-
     models = folder.models
     shared_t2s = models / "t2s_shared_fp16.bin"
     encoder = load_session(models / "t2s_encoder_fp32.onnx", None, threads)
@@ -103,17 +108,32 @@ def load_voice(folder: VoiceFolder, shared: SharedModels, threads: int) -> Voice
     if folder.kind == "V2ProPlus":
         prompt_encoder = load_session(models / "prompt_encoder_fp32.onnx", models / "prompt_encoder_fp16.bin", threads)
 
+    reference = compute_reference(folder.reference_audio, folder.reference_text, folder.language, shared, prompt_encoder)
+    styles = {
+        name: compute_reference(clip.audio, clip.text, clip.language, shared, prompt_encoder)
+        for name, clip in folder.styles.items()
+    }
+    return Voice(folder, encoder, first, stage, vocoder, prompt_encoder, reference, styles)
+
+
+def compute_reference(
+    audio_path: Path, text: str, language: str, shared: SharedModels, prompt_encoder: onnxruntime.InferenceSession | None
+) -> Reference:
+    """Features of one reference clip, computed once at start-up so requests never pay for them."""
+    from genie_tts.Audio.Audio import load_audio
+
+    from engine.synthesis import text_to_phonemes
+
     # Genie's loader: mono, soxr resampling, 0.3 s of silence appended (the models were trained that way).
-    audio_32k = load_audio(str(folder.reference_audio), target_sampling_rate=32000)
+    audio_32k = load_audio(str(audio_path), target_sampling_rate=32000)
     if audio_32k is None:
-        raise ValueError(f"cannot read {folder.reference_audio}")
+        raise ValueError(f"cannot read {audio_path}")
     audio_16k = soxr.resample(audio_32k, 32000, 16000, quality="hq")[None, :].astype(np.float32)
     audio_32k = audio_32k[None, :].astype(np.float32)
     ssl = shared.hubert.run(None, {"input_values": audio_16k})[0]
-    phonemes = text_to_phonemes(folder.reference_text, folder.language, prefix="")
+    phonemes = text_to_phonemes(text, language, prefix="")
     ge = ge_advanced = None
     if prompt_encoder is not None:
         speaker = shared.speaker_encoder.run(None, {"waveform": audio_16k})[0]
         ge, ge_advanced = prompt_encoder.run(None, {"ref_audio": audio_32k, "sv_emb": speaker})
-    reference = Reference(phonemes.sequence, phonemes.bert, ssl, audio_32k, ge, ge_advanced)
-    return Voice(folder, encoder, first, stage, vocoder, prompt_encoder, reference)
+    return Reference(phonemes.sequence, phonemes.bert, ssl, audio_32k, ge, ge_advanced)

@@ -6,6 +6,7 @@ Shared by start-up (broken voices are skipped with this message) and `server.py 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +37,23 @@ PROMPT_ENCODER_FILES = ("prompt_encoder_fp32.onnx", "prompt_encoder_fp16.bin")
 REFERENCE_SECONDS = (3.0, 10.0)
 
 
+#: Style folder names become part of voice ids ("<voice>/<style>"): keep them plain.
+STYLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
 class VoiceError(Exception):
     """A voice folder that cannot be served; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class ReferenceClip:
+    """A reference clip and its transcript: the default in reference/, or a style in reference/<style>/
+    (the same voice in another manner of speaking)."""
+
+    audio: Path
+    text: str
+    language: str
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class VoiceFolder:
     reference_text: str
     reference_seconds: float
     warnings: list[str] = field(default_factory=list)
+    styles: dict[str, ReferenceClip] = field(default_factory=dict)
 
     @property
     def models(self) -> Path:
@@ -74,8 +91,28 @@ def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder
         raise VoiceError(f"{models} has {present} but not {absent} (V2ProPlus needs both, V2 neither)")
     kind = "V2ProPlus" if all(prompt_files) else "V2"
 
-    config_path = path / "reference" / "config.json"
-    audio_path = path / "reference" / "audio.wav"
+    default, warnings = inspect_reference(path / "reference", None, genie_data_dir)
+    styles: dict[str, ReferenceClip] = {}
+    for style_dir in sorted(p for p in (path / "reference").iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not STYLE_NAME.match(style_dir.name) or style_dir.name.casefold() == "default":
+            warnings.append(f"style folder {style_dir.name!r} skipped: use letters, digits, '-', '_' or '.' (and not 'default')")
+            continue
+        try:
+            clip, clip_warnings = inspect_reference(style_dir, default.language, genie_data_dir)
+        except VoiceError as error:
+            warnings.append(f"style {style_dir.name!r} skipped: {error}")
+            continue
+        styles[style_dir.name] = clip
+        warnings.extend(f"style {style_dir.name!r}: {warning}" for warning in clip_warnings)
+    return VoiceFolder(
+        path.name, path, kind, default.language, default.audio, default.text, default.seconds, warnings, styles
+    )
+
+
+def inspect_reference(folder: Path, default_language: str | None, genie_data_dir: Path | None) -> tuple[ReferenceClip, list[str]]:
+    """Check one reference clip (audio.wav plus config.json); a style may leave out its language."""
+    config_path = folder / "config.json"
+    audio_path = folder / "audio.wav"
     if not config_path.is_file():
         raise VoiceError(f'missing {config_path} (expected {{"text": ..., "language": ...}})')
     try:
@@ -87,11 +124,10 @@ def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder
     text = config.get("text")
     if not isinstance(text, str) or not text.strip():
         raise VoiceError(f'{config_path}: "text" must be the non-empty transcript of the reference audio')
-    language = normalize_language(config.get("language"))
+    given = config.get("language")
+    language = default_language if given is None and default_language else normalize_language(given)
     if language is None:
-        raise VoiceError(
-            f'{config_path}: unknown "language" {config.get("language")!r}; use one of {", ".join(sorted(LANGUAGES))}'
-        )
+        raise VoiceError(f'{config_path}: unknown "language" {given!r}; use one of {", ".join(sorted(LANGUAGES))}')
     if genie_data_dir is not None and language in G2P_DATA and not (genie_data_dir / G2P_DATA[language]).is_dir():
         raise VoiceError(f"{language} needs {genie_data_dir / G2P_DATA[language]} (part of the full GenieData)")
 
@@ -108,14 +144,15 @@ def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder
     low, high = REFERENCE_SECONDS
     if not low <= seconds <= high:
         warnings.append(f"reference audio is {seconds:.1f} s; GPT-SoVITS works best with {low:.0f}-{high:.0f} s")
-    return VoiceFolder(path.name, path, kind, language, audio_path, text.strip(), seconds, warnings)
+    return ReferenceClip(audio_path, text.strip(), language, seconds), warnings
 
 
 def verdict(folder: VoiceFolder) -> str:
     """The one-line status `server.py --check` and `python -m engine.prepare` print for a servable voice."""
     status = "WARN " if folder.warnings else "OK   "
     detail = "".join(f"; {warning}" for warning in folder.warnings)
-    return f"{status}{folder.name}: {folder.kind}, {folder.language}, reference {folder.reference_seconds:.1f} s{detail}"
+    styles = f", styles {', '.join(folder.styles)}" if folder.styles else ""
+    return f"{status}{folder.name}: {folder.kind}, {folder.language}, reference {folder.reference_seconds:.1f} s{styles}{detail}"
 
 
 def scan(models_dir: Path, genie_data_dir: Path | None = None) -> list[tuple[str, VoiceFolder | VoiceError]]:

@@ -37,7 +37,9 @@ def sdk(server: ServerProcess, key: str = "unused") -> openai.OpenAI:
         ({"model": "demo", "input": SHORT, "speed": "fast"}, "speed", "invalid_type"),
         ({"model": "demo", "input": SHORT, "voice": 7}, "voice", "invalid_type"),
         ({"model": "demo", "input": SHORT, "response_format": "ogg"}, "response_format", "invalid_value"),
-        ({"model": "demo", "input": SHORT, "stream_format": "sse"}, "stream_format", "invalid_value"),
+        ({"model": "demo", "input": SHORT, "stream_format": "websocket"}, "stream_format", "invalid_value"),
+        ({"model": "demo", "input": SHORT, "voice": "no-such-style"}, "voice", "voice_not_found"),
+        ({"model": "demo", "input": SHORT, "voice": "demo/no-such-style"}, "voice", "voice_not_found"),
         ({"model": "demo", "input": "😀🎉"}, "input", "nothing_to_say"),
     ],
 )

@@ -1,0 +1,77 @@
+"""Which voice and which of its styles a request means, from its `model` and `voice` fields.
+
+Names are only ever looked up in the loaded registry: no request field reaches the filesystem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from api.errors import ApiError, bad_request
+from api.speech_request import is_openai_model
+from engine.registry import VoiceRegistry
+from engine.voice import Voice
+
+#: OpenAI's built-in voice names. Clients send them and often cannot change them: they mean "the default".
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar"}
+)
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    voice: Voice
+    style: str | None  # None: the voice's default reference clip
+
+    @property
+    def id(self) -> str:
+        return voice_id(self.voice.name, self.style)
+
+
+def voice_id(name: str, style: str | None) -> str:
+    """The id /v1/audio/voices lists and `voice` accepts: "<voice>" or "<voice>/<style>"."""
+    return f"{name}/{style}" if style else name
+
+
+def choose_voice(registry: VoiceRegistry, model: str, requested: str | None, aliases: Mapping[str, str]) -> VoiceChoice:
+    """`model` names the voice (or is an OpenAI model name); `voice` names a style, "<voice>/<style>", or an alias.
+
+    Unknown model: 404 (as OpenAI answers an unknown model). Unknown style of a known voice: 400.
+    """
+    if requested is not None:
+        requested = aliases.get(requested.casefold(), requested)
+    voice_name, slash, style_name = (requested or "").partition("/")
+
+    voice = registry.get(model)
+    if voice is None:
+        voice = registry.get(voice_name)  # e.g. model "tts-1" with voice "mika/calm"
+    if voice is None and is_openai_model(model):
+        voice = registry.only()
+    if voice is None:
+        available = ", ".join(registry.names) or "none"
+        hint = " (with an OpenAI model name, name the voice in 'voice')" if is_openai_model(model) else ""
+        raise ApiError(
+            404, f"model '{model}' is not a voice of this server{hint}; available voices: {available}",
+            code="model_not_found", param="model",
+        )
+    if not requested:
+        return VoiceChoice(voice, None)
+    if slash:
+        if voice_name.casefold() != voice.name.casefold():
+            raise _unknown_style(voice, requested, f"'{requested}' is a style of '{voice_name}', not of '{voice.name}'")
+        style = voice.style(style_name)
+        if style is None:
+            raise _unknown_style(voice, requested, f"voice '{voice.name}' has no style '{style_name}'")
+        return VoiceChoice(voice, style)
+    if requested.casefold() == voice.name.casefold() or requested.casefold() in OPENAI_VOICES:
+        return VoiceChoice(voice, None)
+    style = voice.style(requested)
+    if style is None:
+        raise _unknown_style(voice, requested, f"'{requested}' is neither a style of '{voice.name}' nor an OpenAI voice name")
+    return VoiceChoice(voice, style)
+
+
+def _unknown_style(voice: Voice, requested: str, reason: str) -> ApiError:
+    styles = ", ".join(voice_id(voice.name, style) for style in [None, *voice.styles])
+    return bad_request(f"{reason}; voices of this model: {styles} (see GET /v1/audio/voices)", "voice", "voice_not_found")
