@@ -52,6 +52,17 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def log_line(self, needle: str, timeout: float = 10) -> str:
+        """The first log line containing `needle`, waiting for it: the request's line follows its last byte."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = next((line for line in self.log().splitlines() if needle in line), None)
+            if line is not None:
+                return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {needle!r} within {timeout} s")
+            time.sleep(0.05)
+
     def health(self) -> dict:
         return httpx.get(f"{self.base_url}/health", timeout=10).json()
 
@@ -138,8 +149,14 @@ def server(demo_root: Path, models_dir: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def strict_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with an API key, one worker and no wait queue (so a second request gets 429)."""
-    env = {"API_KEY": "test-secret-key", "WORKERS": "1", "QUEUE_SIZE": "0", "ALLOWED_ORIGINS": "https://app.example"}
+    """A server with an API key, one worker and no wait queue (so a second request gets 429), and voice aliases."""
+    env = {
+        "API_KEY": "test-secret-key",
+        "WORKERS": "1",
+        "QUEUE_SIZE": "0",
+        "ALLOWED_ORIGINS": "https://app.example",
+        "VOICE_ALIASES": "alloy=demo/calm,echo=demo",
+    }
     process = start_server("strict", tmp_path_factory.mktemp("empty-models"), env, probe_while_loading=True)
     yield process
     stop_server(process)
