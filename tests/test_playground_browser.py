@@ -1,0 +1,214 @@
+"""The playground page at `/`, driven in headless Chromium against the real server with the demo voice.
+
+Playwright drives Debian's `chromium` (apt-get install chromium; .ci/run does), never a downloaded browser.
+A missing chromium fails these tests: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import OUTPUT, ROOT, ServerProcess
+
+SCREENSHOT = OUTPUT / "playground.png"
+SYNTHESIS_MS = 150_000  # a short sentence takes seconds on 2 cores; leave room for a busy machine
+FIGURE = re.compile(r"(\d+\.\d\d) s")
+
+
+@dataclass
+class Playground:
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    def text(self, selector: str) -> str:
+        return self.page.locator(selector).inner_text().strip()
+
+    def figure(self, selector: str) -> float:
+        text = self.text(selector)
+        match = FIGURE.fullmatch(text)
+        assert match, f"{selector} shows {text!r}, not a time like '1.23 s'"
+        return float(match.group(1))
+
+    def speak(self, text: str, response_format: str, voice: str = "demo") -> None:
+        """Set the form, start recording the player's furthest currentTime, click Play."""
+        self.page.fill("#text", text)
+        self.page.select_option("#voice", voice)
+        self.page.select_option("#format", response_format)
+        self.page.evaluate(
+            """() => {
+                const player = document.getElementById("player");
+                clearInterval(window.furthestTimer);
+                window.furthest = 0;
+                window.furthestTimer = setInterval(() => { window.furthest = Math.max(window.furthest, player.currentTime); }, 50);
+            }"""
+        )
+        self.page.click("#play")
+
+    def wait_until_idle(self) -> None:
+        expect(self.page.locator("#play")).to_be_enabled(timeout=SYNTHESIS_MS)
+
+    def furthest_time(self) -> float:
+        return self.page.evaluate("window.furthest")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is required for the playground tests: apt-get install chromium (.ci/run installs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--autoplay-policy=no-user-gesture-required"])
+        yield browser
+        browser.close()
+
+
+def open_playground(browser: Browser, base_url: str, width: int = 1280, height: int = 800) -> Playground:
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    page = context.new_page()
+    playground = Playground(page)
+    page.on("pageerror", lambda error: playground.errors.append(str(error)))
+    page.goto(f"{base_url}/")
+    expect(page.locator("#voice")).to_be_enabled(timeout=60_000)
+    return playground
+
+
+@pytest.fixture
+def playground(browser: Browser, server: ServerProcess) -> Iterator[Playground]:
+    playground = open_playground(browser, server.base_url)
+    yield playground
+    playground.page.context.close()
+
+
+def test_index_is_the_self_contained_page(server: ServerProcess) -> None:
+    response = httpx.get(f"{server.base_url}/", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.content == (ROOT / "playground" / "index.html").read_bytes()
+    assert response.text.lower().startswith("<!doctype html>")
+    # No CDN, web font or any other host: the page must work offline and inside the Space's iframe.
+    assert re.findall(r"https?://[^\s\"'`<>)]*", response.text) == []
+
+
+@pytest.mark.timeout(180)
+def test_wav_streams_into_the_audio_element(playground: Playground, server: ServerProcess) -> None:
+    page = playground.page
+    voices = page.eval_on_selector_all("#voice option", "options => options.map(option => option.value)")
+    assert "demo" in voices, voices
+
+    playground.speak("こんにちは。今日はいい天気ですね。", "wav")
+    expect(page.locator("#play")).to_be_disabled()
+    expect(page.locator("#stop")).to_be_enabled()
+
+    # The player's clock must move on once the first audio has arrived, while the rest is still coming.
+    expect(page.locator("#ttfa")).to_have_text(FIGURE, timeout=SYNTHESIS_MS)
+    at_first_audio = page.evaluate("document.getElementById('player').currentTime")
+    page.wait_for_function(
+        "start => document.getElementById('player').currentTime > start + 0.5", arg=at_first_audio, polling=100, timeout=30_000
+    )
+    playground.wait_until_idle()
+
+    status = playground.text("#status")
+    assert re.fullmatch(r"Done: \d+\.\d\d s of audio\.", status), status
+    assert float(status.split()[1]) > 0.1, status
+    assert "audio/wav" in playground.text("#mode")
+    ttfa, total = playground.figure("#ttfa"), playground.figure("#total")
+    assert 0 < ttfa <= total < SYNTHESIS_MS / 1000, (ttfa, total)
+
+    link = page.locator("#download")
+    assert link.get_attribute("href").startswith("blob:")
+    assert link.get_attribute("download") == "speech.wav"
+    with page.expect_download() as download_info:
+        link.click()
+    saved = OUTPUT / "playground-download.wav"
+    download_info.value.save_as(saved)
+    check_downloaded_wav(saved.read_bytes())
+
+    curl, python = playground.text("#curl"), playground.text("#python")
+    assert f"{server.base_url}/v1/audio/speech" in curl and '"response_format": "wav"' in curl
+    assert f'base_url="{server.base_url}/v1"' in python and 'voice="demo"' in python
+
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    print(f"playground screenshot: {SCREENSHOT}")
+    assert playground.errors == []
+
+
+def check_downloaded_wav(data: bytes) -> None:
+    """The download is the received stream with its 0xFFFFFFFF sizes replaced by the real ones."""
+    assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt ", data[:16]
+    riff_size, = struct.unpack_from("<I", data, 4)
+    channels, rate = struct.unpack_from("<HI", data, 22)
+    bits, = struct.unpack_from("<H", data, 34)
+    data_size, = struct.unpack_from("<I", data, 40)
+    assert (channels, rate, bits) == (1, 32000, 16)
+    assert riff_size == len(data) - 8 and data_size == len(data) - 44
+    assert data_size > 0 and data_size % 2 == 0
+
+
+@pytest.mark.timeout(180)
+def test_mp3_plays_by_the_response_content_type(playground: Playground) -> None:
+    """mp3 may be answered as WAV until the encoder lands: the page goes by the Content-Type either way."""
+    page = playground.page
+    playground.speak("こんにちは。", "mp3")
+    playground.wait_until_idle()
+
+    assert playground.text("#status").startswith("Done"), playground.text("#status")
+    mode = playground.text("#mode")
+    print(f"mp3 request answered as: {mode}")
+    content_type = mode.split(" ")[0]
+    extension = {"audio/mpeg": "mp3", "audio/wav": "wav"}[content_type]
+    assert page.locator("#download").get_attribute("download") == f"speech.{extension}"
+    assert page.locator("#download").get_attribute("href").startswith("blob:")
+    ttfa, total = playground.figure("#ttfa"), playground.figure("#total")
+    assert 0 < ttfa <= total
+    assert playground.furthest_time() > 0.3, "the audio element never played"
+    assert playground.errors == []
+
+
+@pytest.mark.timeout(180)
+def test_api_error_is_shown(playground: Playground) -> None:
+    page = playground.page
+    playground.speak("", "wav")
+    error = page.locator("#error")
+    expect(error).to_be_visible(timeout=30_000)
+    expect(error).to_contain_text("HTTP 400")
+    expect(error).to_contain_text("input")
+    assert playground.text("#status") == "The request failed."
+    expect(page.locator("#play")).to_be_enabled()
+    expect(page.locator("#download")).to_be_hidden()
+    assert playground.errors == []
+
+
+@pytest.mark.timeout(180)
+def test_api_key_field_when_the_server_requires_one(browser: Browser, strict_server: ServerProcess) -> None:
+    playground = open_playground(browser, strict_server.base_url, width=400, height=800)
+    page = playground.page
+    try:
+        expect(page.locator("#key")).to_be_visible()
+        playground.speak("こんにちは。", "pcm")
+        expect(page.locator("#error")).to_contain_text("HTTP 401", timeout=30_000)
+
+        key = "test-secret-key"
+        page.fill("#key", key)
+        page.locator("#key").dispatch_event("change")
+        assert page.evaluate("sessionStorage.length") == 1
+        curl, python = playground.text("#curl"), playground.text("#python")
+        assert key not in curl and key not in python
+        assert "Authorization: Bearer ••••" in curl
+
+        playground.speak("こんにちは。", "pcm")
+        playground.wait_until_idle()
+        assert playground.text("#status").startswith("Done"), playground.text("#status")
+        assert page.locator("#download").get_attribute("download") == "speech.pcm"
+        page.screenshot(path=str(OUTPUT / "playground-narrow.png"), full_page=True)
+        assert playground.errors == []
+    finally:
+        page.context.close()
