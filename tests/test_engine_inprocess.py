@@ -205,3 +205,32 @@ def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, m
     report, chunks = anyio.run(run)
     assert (report.segments_done, report.segments_skipped, chunks) == (2, 1, 2)
     assert any("request_id=g2p-test segment_skipped=g2p_error" in record.getMessage() for record in caplog.records)
+
+
+def test_a_style_uses_its_own_reference_in_both_stages(demo_voice) -> None:
+    """The demo's random vocoder barely depends on its conditioning, so check what each stage is fed."""
+    import anyio
+
+    from engine.speech import plan_speech
+    from engine.synthesis import text_to_tokens, vocode
+
+    assert list(demo_voice.styles) == ["calm"]
+    calm = demo_voice.styles["calm"]
+    assert not np.array_equal(calm.ssl, demo_voice.reference.ssl) and not np.array_equal(calm.ge, demo_voice.reference.ge)
+
+    plan = anyio.run(plan_speech, demo_voice, "こんにちは。", 24, 120, "style-test", "calm")
+    assert plan.reference is calm
+    default_tokens = text_to_tokens(demo_voice, plan.first_phonemes, threading.Event())
+    calm_tokens = text_to_tokens(demo_voice, plan.first_phonemes, threading.Event(), plan.reference)
+    assert calm_tokens.reference is calm
+    assert not np.array_equal(default_tokens.values, calm_tokens.values)  # the T2S prompt comes from the clip
+
+    fed: list[dict] = []
+
+    class Recording:
+        def run(self, outputs, feed):
+            fed.append(feed)
+            return demo_voice.vocoder.run(outputs, feed)
+
+    vocode(dataclasses.replace(demo_voice, vocoder=Recording()), calm_tokens)
+    assert fed[0]["ge"] is calm.ge and fed[0]["ge_advanced"] is calm.ge_advanced

@@ -104,3 +104,38 @@ def test_scan_reports_every_folder(tmp_path: Path) -> None:
     assert [name for name, _ in results] == ["bad", "good"]
     assert isinstance(results[0][1], VoiceError) and "config.json" in str(results[0][1])
     assert scan(tmp_path / "missing") == []
+
+
+def add_style(voice: Path, name: str, config: object = None, *, seconds: float = 5.0) -> Path:
+    style = voice / "reference" / name
+    style.mkdir()
+    sf.write(style / "audio.wav", np.zeros(int(seconds * 32000), dtype=np.float32), 32000)
+    (style / "config.json").write_text(json.dumps(config if config is not None else {"text": "やあ"}))
+    return style
+
+
+def test_styles_are_found_and_inherit_the_language(tmp_path: Path) -> None:
+    voice = make_voice(tmp_path)
+    add_style(voice, "calm")
+    add_style(voice, "news-2", {"text": "Hello there.", "language": "en"})
+    folder = inspect_voice(voice)
+    assert sorted(folder.styles) == ["calm", "news-2"]
+    assert (folder.styles["calm"].text, folder.styles["calm"].language) == ("やあ", "Japanese")
+    assert folder.styles["news-2"].language == "English"
+    assert folder.styles["calm"].audio == voice / "reference" / "calm" / "audio.wav"
+    assert folder.warnings == []
+
+
+def test_broken_or_badly_named_styles_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    voice = make_voice(tmp_path)
+    add_style(voice, "default")
+    add_style(voice, "two words")
+    add_style(voice, "nojson", {"language": "ja"})
+    (voice / "reference" / "noaudio").mkdir()
+    (voice / "reference" / "noaudio" / "config.json").write_text(json.dumps({"text": "x"}))
+    add_style(voice, "short", seconds=1.0)
+    folder = inspect_voice(voice)
+    assert list(folder.styles) == ["short"]  # served, with a warning about its length
+    warnings = "\n".join(folder.warnings)
+    for expected in ("'default' skipped", "'two words' skipped", "'nojson' skipped", "'noaudio' skipped: missing", "style 'short': reference audio is 1.0 s"):
+        assert expected in warnings
