@@ -7,7 +7,6 @@ hard cuts), so a test that cannot fail shows up here rather than in production.
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -222,14 +221,3 @@ def test_invalid_arguments_are_rejected() -> None:
         TimeStretcher(0, 1.5)
     with pytest.raises(ValueError):
         TimeStretcher(SR, 1.5).process(np.zeros((2, 100), dtype=np.float32))
-
-
-def test_cost_is_a_small_fraction_of_real_time() -> None:
-    """Synthesis runs at about real time on 2 cores, so the stretch must be cheap: at the costliest speed (0.25,
-    four output frames per input frame) well under 15% of a core per second of audio (measured: about 2.5%)."""
-    x = speech_like(10.0)
-    stretcher = TimeStretcher(SR, MIN_SPEED)
-    stretcher.process(x[:SR])  # warm-up
-    began = time.process_time()
-    stretcher.process(x)
-    assert (time.process_time() - began) / 10.0 < 0.15
