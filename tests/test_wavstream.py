@@ -54,4 +54,4 @@ def test_formats_and_content_types() -> None:
     assert wav.content_type == "audio/wav" and wav.start()[:4] == b"RIFF" and wav.sample_rate == 32000
     pcm = FORMATS["pcm"].new_encoder(32000)
     assert pcm.content_type == "audio/pcm" and pcm.start() == b"" and pcm.sample_rate == 24000
-    assert FORMATS["mp3"].new_encoder(32000).content_type == "audio/wav"  # honest until mp3 is encoded
+    assert FORMATS["mp3"].new_encoder(32000).content_type == "audio/mpeg"  # the others: test_wavstream_formats.py

@@ -1,12 +1,29 @@
-"""Response formats: what each `response_format` sends, and with which Content-Type."""
+"""Response formats: what each `response_format` sends, and with which Content-Type.
+
+| format | Content-Type | stream                          | rate (model at 32 kHz) | encoder              |
+| ------ | ------------ | ------------------------------- | ---------------------- | -------------------- |
+| wav    | audio/wav    | 16-bit PCM, sizes 0xFFFFFFFF    | 32 kHz                 | here                 |
+| pcm    | audio/pcm    | raw 16-bit little-endian        | 24 kHz (OpenAI's)      | here                 |
+| mp3    | audio/mpeg   | MPEG-1 Layer III, CBR 64 kbit/s | 32 kHz                 | libsndfile (LAME)    |
+| flac   | audio/flac   | FLAC, 16-bit                    | 32 kHz                 | libsndfile (libFLAC) |
+| opus   | audio/ogg    | Opus, 32 kbit/s, in Ogg         | 48 kHz (Opus's rates)  | PyAV (libopus, Ogg)  |
+| aac    | audio/aac    | AAC-LC, 64 kbit/s, in ADTS      | 32 kHz                 | PyAV (FFmpeg's AAC)  |
+
+Every encoder is one stream over the whole response: `start` before any audio, `encode` per segment with the
+bytes the codec let out for it, `finish` with the rest.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from wavstream.av_encoders import AacEncoder, OpusEncoder
 from wavstream.pcm import StreamResampler, float_to_pcm16
+from wavstream.sndfile_encoders import FlacEncoder, Mp3Encoder
 from wavstream.wav import streaming_wav_header
 
 #: OpenAI documents `pcm` as 24 kHz; its SDK's player assumes that rate.
@@ -14,8 +31,21 @@ PCM_RATE = 24000
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 
 
+class Encoder(Protocol):
+    """What the server uses of an encoder."""
+
+    content_type: str
+    sample_rate: int
+
+    def start(self) -> bytes: ...
+
+    def encode(self, audio: np.ndarray) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
 class AudioEncoder:
-    """Turns float audio at the model's rate into the bytes of one response, chunk by chunk."""
+    """Streamed WAV: the header first, then each segment as 16-bit PCM at the model's rate."""
 
     content_type = "audio/wav"
 
@@ -54,11 +84,18 @@ class PcmEncoder(AudioEncoder):
 @dataclass(frozen=True)
 class ResponseFormat:
     name: str
-    encoder: type[AudioEncoder]
+    encoder: Callable[[int], Encoder]
 
-    def new_encoder(self, model_rate: int) -> AudioEncoder:
+    def new_encoder(self, model_rate: int) -> Encoder:
         return self.encoder(model_rate)
 
 
-# mp3, opus, aac and flac are answered as streamed WAV (with WAV's Content-Type) until they are encoded.
-FORMATS = {name: ResponseFormat(name, PcmEncoder if name == "pcm" else AudioEncoder) for name in OPENAI_FORMATS}
+_ENCODERS: dict[str, Callable[[int], Encoder]] = {
+    "mp3": Mp3Encoder,
+    "opus": OpusEncoder,
+    "aac": AacEncoder,
+    "flac": FlacEncoder,
+    "wav": AudioEncoder,
+    "pcm": PcmEncoder,
+}
+FORMATS = {name: ResponseFormat(name, _ENCODERS[name]) for name in OPENAI_FORMATS}

@@ -1,0 +1,38 @@
+"""What every compressed format's encoder is fed: the WAV stream's int16 samples, at a rate the codec allows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wavstream.pcm import StreamResampler, float_to_pcm16
+
+#: The rate used when the model's rate is not one the codec allows (48 kHz is legal for all of them).
+FALLBACK_RATE = 48000
+
+
+def codec_rate(model_rate: int, legal: frozenset[int] | None) -> int:
+    """The model's rate when the codec allows it (`None`: any rate), else 48 kHz: no resampling when avoidable."""
+    return model_rate if legal is None or model_rate in legal else FALLBACK_RATE
+
+
+class Pcm16Input:
+    """Float audio at the model's rate to int16 samples at the codec's rate.
+
+    Quantising with `float_to_pcm16` gives every format the same clipping and rounding as the WAV stream (a
+    lossless format then decodes to exactly the WAV samples). The soxr stream resampler, when the codec needs
+    another rate, keeps one continuous filter across segments, so joins do not click.
+    """
+
+    def __init__(self, model_rate: int, rate: int) -> None:
+        self._resampler = StreamResampler(model_rate, rate) if rate != model_rate else None
+
+    def convert(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if self._resampler is not None:
+            audio = self._resampler.process(audio)
+        return np.frombuffer(float_to_pcm16(audio), dtype="<i2")
+
+    def flush(self) -> np.ndarray:
+        """The resampler's tail (nothing without a resampler)."""
+        tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+        return np.frombuffer(float_to_pcm16(tail), dtype="<i2")
