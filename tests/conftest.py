@@ -149,13 +149,15 @@ def server(demo_root: Path, models_dir: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def strict_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with an API key, one worker and no wait queue (so a second request gets 429), and voice aliases."""
+    """A server with an API key, one worker and no wait queue (so a second request gets 429),
+    voice aliases and mp3 as the default format."""
     env = {
         "API_KEY": "test-secret-key",
         "WORKERS": "1",
         "QUEUE_SIZE": "0",
         "ALLOWED_ORIGINS": "https://app.example",
         "VOICE_ALIASES": "alloy=demo/calm,echo=demo",
+        "DEFAULT_RESPONSE_FORMAT": "mp3",
     }
     process = start_server("strict", tmp_path_factory.mktemp("empty-models"), env, probe_while_loading=True)
     yield process

@@ -140,7 +140,9 @@ def test_api_key_is_required_when_set(strict_server: ServerProcess) -> None:
     empty_bearer = httpx.get(f"{strict_server.base_url}/v1/models", headers={"authorization": "Bearer"})  # "Bearer " once trailing space is stripped
     assert empty_bearer.status_code == 401
     assert httpx.get(f"{strict_server.base_url}/health").status_code == 200
-    audio = sdk(strict_server, key="test-secret-key").audio.speech.create(model="demo", voice="alloy", input=SHORT)
+    audio = sdk(strict_server, key="test-secret-key").audio.speech.create(
+        model="demo", voice="alloy", input=SHORT, response_format="wav"
+    )
     assert audio.content[:4] == b"RIFF"
     assert "test-secret-key" not in strict_server.log()
 

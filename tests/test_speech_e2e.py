@@ -171,13 +171,6 @@ def test_pcm_is_raw_24khz_of_the_same_length(server: ServerProcess) -> None:
     assert abs(pcm_seconds - wav_seconds) < 0.01
 
 
-def test_formats_not_yet_encoded_are_labelled_as_the_wav_they_are(server: ServerProcess) -> None:
-    response = speak(server, SHORT, response_format="mp3")
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "audio/wav"
-    assert response.content[:4] == b"RIFF"
-
-
 def test_response_headers_and_request_id_in_log(server: ServerProcess) -> None:
     response = httpx.post(
         f"{server.base_url}/v1/audio/speech",

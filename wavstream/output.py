@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from wavstream.formats import FORMATS
+from wavstream.stretch import TimeStretcher
 
 
 class AudioOutput:
@@ -16,11 +17,7 @@ class AudioOutput:
 
     def __init__(self, response_format: str, model_rate: int, speed: float = 1.0) -> None:
         self.encoder = FORMATS[response_format].new_encoder(model_rate)
-        self.stretcher = None
-        if speed != 1.0:
-            from wavstream.stretch import TimeStretcher
-
-            self.stretcher = TimeStretcher(model_rate, speed)
+        self.stretcher = TimeStretcher(model_rate, speed)
         self.model_rate = model_rate
         self.seconds = 0.0  # audio sent so far, after the speed change
 
@@ -36,11 +33,10 @@ class AudioOutput:
         return self.encoder.start()
 
     def push(self, audio: np.ndarray) -> bytes:
-        return self._encode(self.stretcher.process(audio) if self.stretcher else audio)
+        return self._encode(self.stretcher.process(audio))
 
     def finish(self) -> bytes:
-        tail = self.stretcher.flush() if self.stretcher else np.zeros(0, np.float32)
-        return self._encode(tail) + self.encoder.finish()
+        return self._encode(self.stretcher.flush()) + self.encoder.finish()
 
     def _encode(self, audio: np.ndarray) -> bytes:
         self.seconds += audio.size / self.model_rate
