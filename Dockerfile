@@ -71,6 +71,7 @@ COPY --from=genie-data --chown=user:user /home/user/GenieData/ /home/user/GenieD
 COPY --chown=user:user server.py ./
 COPY --chown=user:user api/ api/
 COPY --chown=user:user wavstream/ wavstream/
+COPY --chown=user:user playground/ playground/
 COPY --chown=user:user engine/ engine/
 COPY --chown=user:user models/ models/
 ARG DOWNLOAD_GENIE_DATA=1

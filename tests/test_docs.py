@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.conftest import ROOT
 
 
@@ -24,3 +26,12 @@ def test_readme_links_resolve() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     for target in ("docs/deployment-guide.md", "docs/architecture.md", ".env.example", "models/README.md", "bench/results/latest.md"):
         assert f"]({target})" in text and (ROOT / target).is_file()
+
+
+def test_the_image_copies_everything_the_server_reads() -> None:
+    """The image copies code folder by folder: a new folder the server needs must be listed in the Dockerfile."""
+    copied = set(re.findall(r"^COPY --chown=user:user (\S+) ", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    needed = {"server.py", "api/", "engine/", "wavstream/", "playground/", "models/"}
+    assert needed <= copied, f"not copied into the image: {sorted(needed - copied)}"
+    top_level_imports = set(re.findall(r"^(?:from|import) (api|engine|wavstream|bench|tests)\b", (ROOT / "server.py").read_text(), re.MULTILINE))
+    assert {f"{name}/" for name in top_level_imports} <= copied
