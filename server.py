@@ -22,6 +22,8 @@ import numpy as np
 
 from api.asgi import ClientGone, Headers, Receive, Scope, Send, header, read_body, send_json
 from api.errors import ApiError, bad_request
+from api.protocol import head_deadline_protocol
+from api.rate_limit import RateLimiter
 from api.sse import CONTENT_TYPE as SSE_CONTENT_TYPE
 from api.sse import audio_delta, audio_done
 from api.speech_request import SpeechRequest, parse_speech_request
@@ -43,12 +45,17 @@ OWNER = "gsv-speech"
 PLAYGROUND = Path(__file__).resolve().parent / "playground" / "index.html"
 #: Open without the API key: health checks, the Space's page, and the voice listings (Open WebUI
 #: fetches those without Authorization).
-OPEN_PATHS = frozenset({"/health", "/", "/v1/audio/voices", "/v1/audio/models"})
+OPEN_PATHS = frozenset({"/health", "/", "/openapi.json", "/v1/audio/voices", "/v1/audio/models"})
+OPENAPI = Path(__file__).resolve().parent / "api" / "openapi.json"
 #: The page needs nothing from other hosts; this keeps it that way (the Space embeds it in an iframe).
 PLAYGROUND_CSP = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data: blob:; media-src 'self' blob: mediastream: data:; connect-src 'self'"
 )
+
+
+class ClientTooSlow(Exception):
+    """The client read nothing for SEND_TIMEOUT seconds: stop synthesising for it and drop the connection."""
 
 
 class RequestContext:
@@ -70,6 +77,7 @@ class SpeechServer:
         self.created = int(time.time())
         self.origins = {origin.strip() for origin in settings.allowed_origins.split(",") if origin.strip()}
         self.aliases = settings.aliases()
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/audio/speech": {"POST": self.speech},
             "/v1/models": {"GET": self.list_models},
@@ -77,6 +85,7 @@ class SpeechServer:
             "/v1/audio/models": {"GET": self.list_audio_models},
             "/health": {"GET": self.health},
             "/": {"GET": self.playground},
+            "/openapi.json": {"GET": self.openapi},
         }
 
     # ---- ASGI -------------------------------------------------------------------------------
@@ -224,17 +233,13 @@ class SpeechServer:
             await send_json(send, 503, payload, context.headers)
 
     async def playground(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
-        """The Space shows `/` in an iframe: a page to try the voices, read from disk per request (it is small)."""
-        body = await anyio.Path(PLAYGROUND).read_bytes()
-        headers = [
-            (b"content-type", b"text/html; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-cache"),
-            (b"content-security-policy", PLAYGROUND_CSP),
-            *context.headers,
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        """The Space shows `/` in an iframe: a page to try the voices."""
+        csp = [(b"content-security-policy", PLAYGROUND_CSP)]
+        await send_file(send, PLAYGROUND, b"text/html; charset=utf-8", [*csp, *context.headers])
+
+    async def openapi(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
+        """The hand-written OpenAPI document (tests/test_openapi.py keeps it true)."""
+        await send_file(send, OPENAPI, b"application/json", context.headers)
 
     async def list_voices(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
         """Open WebUI's and Home Assistant's shape; `id` is what `voice` accepts, `model` what `model` accepts."""
@@ -267,10 +272,21 @@ class SpeechServer:
 
     async def speech(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
         started = time.perf_counter()
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        wait = self.rate_limiter.take(client)
+        if wait is not None:
+            raise ApiError(
+                429, f"too many requests from {client}: at most {self.settings.rate_limit_per_minute} per minute; retry after {wait} s",
+                type="rate_limit_error", code="rate_limit_exceeded", headers=[(b"retry-after", str(wait).encode())],
+            )
         content_type = (header(scope, b"content-type") or "").lower()
         if content_type and "json" not in content_type and not content_type.startswith("text/plain"):
             raise ApiError(415, "send the request body as application/json", code="unsupported_media_type")
-        body = await read_body(receive, self.settings.max_body_bytes, header(scope, b"content-length"))
+        try:
+            with anyio.fail_after(self.settings.body_timeout):
+                body = await read_body(receive, self.settings.max_body_bytes, header(scope, b"content-length"))
+        except TimeoutError:
+            raise ApiError(408, f"the request body did not arrive within {self.settings.body_timeout} s", code="request_timeout") from None
         request = parse_speech_request(body, self.settings.max_input_chars, self.settings.default_response_format)
         choice = choose_voice(self.ready_registry(), request.model, request.voice, self.aliases)
         try:
@@ -306,6 +322,15 @@ class SpeechServer:
         output = AudioOutput(request.response_format, SAMPLE_RATE, request.speed)
         sse = request.stream_format == "sse"
         frame: Callable[[bytes], bytes] = audio_delta if sse else (lambda chunk: chunk)
+
+        async def send_body(chunk: bytes, more: bool = True) -> None:
+            """uvicorn's send waits while the client is not reading (backpressure); give up after SEND_TIMEOUT."""
+            try:
+                with anyio.fail_after(self.settings.send_timeout):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            except TimeoutError:
+                raise ClientTooSlow from None
+
         await send(
             {
                 "type": "http.response.start",
@@ -319,7 +344,6 @@ class SpeechServer:
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": frame(output.start()), "more_body": True})
         report = SpeechReport()
         state = {"outcome": "error", "first_audio": None, "done": False}
 
@@ -335,20 +359,24 @@ class SpeechServer:
             chunk = await anyio.to_thread.run_sync(output.push, audio)
             if state["first_audio"] is None:
                 state["first_audio"] = time.perf_counter() - started
-            await send({"type": "http.response.body", "body": frame(chunk), "more_body": True})
+            await send_body(frame(chunk))
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch_disconnect)
             try:
+                await send_body(frame(output.start()))
                 await speak(plan, self.scheduler, ticket, report, context.request_id, deliver)
-                state["done"] = True
                 tail = frame(await anyio.to_thread.run_sync(output.finish))
                 if sse:
                     tail += audio_done(report.phonemes, report.tokens)
-                await send({"type": "http.response.body", "body": tail, "more_body": False})
+                await send_body(tail, more=False)
+                state["done"] = True
                 state["outcome"] = "ok"
             except Cancelled:
                 pass  # the client left; watch_disconnect recorded it
+            except ClientTooSlow:
+                state["done"] = True
+                state["outcome"] = "client_too_slow"  # returning without the last body message drops the connection
             except Exception as error:  # after the 200, the honest report of a failure is a broken connection
                 state["done"] = True
                 logger.exception("request_id=%s synthesis failed: %r", context.request_id, error)
@@ -362,6 +390,14 @@ class SpeechServer:
             report.segments_done, report.segments_skipped, f"{first:.3f}" if first is not None else "-",
             time.perf_counter() - started, output.seconds, state["outcome"],
         )
+
+
+async def send_file(send: Send, path: Path, content_type: bytes, headers: Headers) -> None:
+    """A small file from the project, read per request so an edited page shows without a restart."""
+    body = await anyio.Path(path).read_bytes()
+    start_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-cache")]
+    await send({"type": "http.response.start", "status": 200, "headers": [*start_headers, *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 # ---- process entry point -------------------------------------------------------------------
@@ -457,12 +493,13 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=head_deadline_protocol(settings.head_timeout),
         lifespan="on",
         log_config=None,
         access_log=False,
         timeout_keep_alive=5,
-        timeout_graceful_shutdown=30,
+        limit_concurrency=settings.max_connections,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     uvicorn.Server(config).run()
     return 0

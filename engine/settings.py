@@ -44,6 +44,12 @@ class Settings:
     segment_chars: int = 120
     default_response_format: str = "wav"
     voice_aliases: str = ""
+    rate_limit_per_minute: int = 0
+    max_connections: int = 100
+    head_timeout: int = 10
+    body_timeout: int = 30
+    send_timeout: int = 30
+    shutdown_timeout: int = 30
     log_level: str = "info"
 
     @classmethod
@@ -67,6 +73,11 @@ class Settings:
             raise ValueError("QUEUE_SIZE must be >= 0, MAX_INPUT_CHARS >= 1, MAX_BODY_BYTES >= 1024")
         if self.first_segment_chars < 4 or self.segment_chars < self.first_segment_chars:
             raise ValueError("need 4 <= FIRST_SEGMENT_CHARS <= SEGMENT_CHARS")
+        if self.rate_limit_per_minute < 0 or self.max_connections < 1:
+            raise ValueError("RATE_LIMIT_PER_MINUTE must be >= 0 (0: off) and MAX_CONNECTIONS >= 1")
+        timeouts = (self.head_timeout, self.body_timeout, self.send_timeout, self.shutdown_timeout)
+        if min(timeouts) < 1:
+            raise ValueError("HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT and SHUTDOWN_TIMEOUT must be at least 1 second")
         if self.default_response_format not in OPENAI_FORMATS:
             raise ValueError(f"DEFAULT_RESPONSE_FORMAT must be one of {', '.join(OPENAI_FORMATS)}")
         self.aliases()

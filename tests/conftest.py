@@ -82,7 +82,7 @@ class ServerProcess:
 def start_server(name: str, models_dir: Path, env: dict[str, str], probe_while_loading: bool = False) -> ServerProcess:
     OUTPUT.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log_path = OUTPUT / f"server-{name}.log"
+    log_path = OUTPUT / f"server-{name}-{os.getpid()}.log"  # per test run: concurrent runs must not share logs
     full_env = {
         **os.environ,
         "PORT": str(port),
@@ -150,7 +150,7 @@ def server(demo_root: Path, models_dir: Path) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def strict_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server with an API key, one worker and no wait queue (so a second request gets 429),
-    voice aliases and mp3 as the default format."""
+    voice aliases, mp3 as the default format, a rate limit and short client timeouts (tests/test_limits_e2e.py)."""
     env = {
         "API_KEY": "test-secret-key",
         "WORKERS": "1",
@@ -158,6 +158,10 @@ def strict_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "ALLOWED_ORIGINS": "https://app.example",
         "VOICE_ALIASES": "alloy=demo/calm,echo=demo",
         "DEFAULT_RESPONSE_FORMAT": "mp3",
+        "RATE_LIMIT_PER_MINUTE": "20",
+        "HEAD_TIMEOUT": "3",
+        "BODY_TIMEOUT": "3",
+        "SEND_TIMEOUT": "5",
     }
     process = start_server("strict", tmp_path_factory.mktemp("empty-models"), env, probe_while_loading=True)
     yield process
