@@ -11,6 +11,7 @@ import argparse
 import hmac
 import logging
 import re
+import socket
 import sys
 import time
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import anyio
 import numpy as np
+import uvicorn
 
 from api.asgi import ClientGone, Headers, Receive, Scope, Send, header, read_body, send_json
 from api.errors import ApiError, bad_request
@@ -403,6 +405,18 @@ async def send_file(send: Send, path: Path, content_type: bytes, headers: Header
 # ---- process entry point -------------------------------------------------------------------
 
 
+class StoppingServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies "killed by signal".
+
+    For us SIGTERM is the normal way a Space or an orchestrator stops the server: once shutdown has
+    finished (streams completed or aborted within SHUTDOWN_TIMEOUT), exit 0.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        self._captured_signals.clear()
+
+
 def configure_logging(level: str) -> None:
     """Configure before genie_tts is imported: its own basicConfig then does nothing."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
@@ -486,8 +500,6 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         return 1
     app = SpeechServer(settings, genie_data_dir, folders)
-    import uvicorn
-
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -501,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    uvicorn.Server(config).run()
+    StoppingServer(config).run()
     return 0
 
 
