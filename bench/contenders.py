@@ -88,13 +88,13 @@ class OurServer:
     def __init__(self, voice_dir: Path, genie_data: Path, scratch: Path) -> None:
         self.voice_dir, self.genie_data, self.scratch = voice_dir, genie_data, scratch
 
-    def start(self, voices: int) -> Running:
+    def start(self, voices: int, settings: dict[str, str] | None = None) -> Running:
         port = free_port()
         log = self.scratch / f"ours-{voices}v.log"
         models = voice_folders(self.voice_dir, voices, self.scratch)
         env = {
             **os.environ, "HOST": "127.0.0.1", "PORT": str(port), "MODELS_DIR": str(models),
-            "GENIE_DATA_DIR": str(self.genie_data), "GENIE_DOWNLOAD": "0", "DEMO": "0",
+            "GENIE_DATA_DIR": str(self.genie_data), "GENIE_DOWNLOAD": "0", "DEMO": "0", **(settings or {}),
         }
         started = time.monotonic()
         process = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
