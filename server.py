@@ -135,7 +135,7 @@ class SpeechServer:
         supplied = header(scope, b"x-request-id")
         request_id = supplied if supplied and _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         context = RequestContext(request_id, self.cors_headers(header(scope, b"origin")))
-        path = scope["path"].rstrip("/") or "/"
+        path = route_path(scope)
         method = scope["method"]
         try:
             if method == "OPTIONS" and header(scope, b"access-control-request-method"):
@@ -264,7 +264,7 @@ class SpeechServer:
         await send_json(send, 200, payload, context.headers)
 
     async def get_model(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
-        name = scope["path"].rstrip("/")[len("/v1/models/") :]
+        name = route_path(scope)[len("/v1/models/") :]
         voice = self.registry.get(name)
         if voice is None:
             raise ApiError(404, f"model '{name}' not found; available: {', '.join(self.registry.names) or 'none'}", code="model_not_found", param="model")
@@ -392,6 +392,12 @@ class SpeechServer:
             report.segments_done, report.segments_skipped, f"{first:.3f}" if first is not None else "-",
             time.perf_counter() - started, output.seconds, state["outcome"],
         )
+
+
+def route_path(scope: Scope) -> str:
+    """The path with one trailing slash dropped ("/v1/models/" lists models); "/v1/models//" stays a model id."""
+    path: str = scope["path"]
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
 async def send_file(send: Send, path: Path, content_type: bytes, headers: Headers) -> None:

@@ -554,14 +554,9 @@ def test_the_checker_rejects_what_the_document_does_not_allow(server: ServerProc
         assert conformance_problems(method, path, response), f"the checker accepted: {label}"
 
 
-# ---- bug report: a path-parameter quirk --------------------------------------------------------------------------
+# ---- a path-parameter quirk the fuzzer found (fixed) ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug (reported): GET /v1/models/%2F is read as /v1/models// and trailing slashes are stripped, "
-    "so it answers the model list instead of a 404 for the model named '/'",
-)
 def test_model_id_made_of_slashes_is_a_404(server: ServerProcess) -> None:
     response = httpx.get(f"{server.base_url}/v1/models/%2F", timeout=10)
     assert response.status_code == 404
