@@ -15,6 +15,9 @@ OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 SPEED_RANGE = (0.25, 4.0)
 STREAM_FORMATS = ("audio", "sse")
 MAX_INSTRUCTIONS_CHARS = 4096
+#: RFC 8259 lets a parser ignore a leading byte order mark. Windows tools write one (PowerShell 5's
+#: `Set-Content -Encoding UTF8`, older Notepad), and `curl -d @file` sends it; Python's json accepts it.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def is_openai_model(name: str) -> bool:
@@ -41,6 +44,7 @@ def _optional_string(body: dict, name: str) -> str | None:
 
 
 def parse_speech_request(raw: bytes, max_input_chars: int, default_format: str = "wav") -> SpeechRequest:
+    raw = raw.removeprefix(UTF8_BOM)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:

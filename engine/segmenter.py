@@ -27,6 +27,16 @@ def units(text: str) -> int:
     return sum(1 if ord(char) < 128 else 2 for char in text)
 
 
+def _fits(text: str, budget: int) -> bool:
+    """units(text) <= budget, reading no further than the budget (the text may be 4096 characters)."""
+    used = 0
+    for char in text:
+        used += 1 if ord(char) < 128 else 2
+        if used > budget:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class Piece:
     text: str
@@ -59,13 +69,14 @@ def _pieces(text: str) -> list[Piece]:
 def _split_long(text: str, budget: int) -> list[str]:
     """Cut `text` into parts of at most `budget` units, at a space where there is one."""
     parts: list[str] = []
-    while units(text) > budget:
+    while not _fits(text, budget):
         cut, used = 0, 0
         for position, char in enumerate(text):
             used += 1 if ord(char) < 128 else 2
             if used > budget:
                 break
             cut = position + 1
+        cut = max(cut, 1)  # a character wider than the whole budget (budget 1) is a part of its own
         space = text.rfind(" ", 0, cut + 1)
         if space > 0:
             cut = space
@@ -92,7 +103,7 @@ def segment(text: str, first_budget: int = 24, budget: int = 120) -> list[str]:
     limit = first_budget
     for piece in pieces:
         for part in _split_long(piece.text, limit):
-            if current and units(current) + units(part) > limit:
+            if current and units(_join(current, part)) > limit:  # the joining space counts too
                 segments.append(current)
                 current = ""
                 limit = min(budget, limit * 2)
@@ -107,7 +118,7 @@ def segment(text: str, first_budget: int = 24, budget: int = 120) -> list[str]:
             current = ""
             limit = min(budget, limit * 2)
     if current:
-        if segments and units(current) < MIN_SEGMENT_UNITS and units(segments[-1]) + units(current) <= budget:
+        if segments and units(current) < MIN_SEGMENT_UNITS and units(_join(segments[-1], current)) <= budget:
             segments[-1] = _join(segments[-1], current)
         else:
             segments.append(current)
