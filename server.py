@@ -66,6 +66,7 @@ class RequestContext:
     def __init__(self, request_id: str, cors: Headers) -> None:
         self.request_id = request_id
         self.headers: Headers = [(b"x-request-id", request_id.encode()), *cors]
+        self.body_read = False
 
 
 class SpeechServer:
@@ -154,7 +155,12 @@ class SpeechServer:
                 self.authorize(scope)
             await handler(scope, receive, send, context)
         except ApiError as error:
-            await send_json(send, error.status, None, [*error.headers, *context.headers], raw=error.body())
+            headers = [*error.headers, *context.headers]
+            if not context.body_read and declares_body(scope):
+                # Refused before its body was read (maybe after `Expect: 100-continue`, so the client will not
+                # send it): close the connection, or uvicorn would take the next request for that body.
+                headers.append((b"connection", b"close"))
+            await send_json(send, error.status, None, headers, raw=error.body())
             request_log.info(
                 "request_id=%s method=%s path=%s status=%d code=%s outcome=rejected",
                 request_id, method, path, error.status, error.code,
@@ -287,6 +293,7 @@ class SpeechServer:
         try:
             with anyio.fail_after(self.settings.body_timeout):
                 body = await read_body(receive, self.settings.max_body_bytes, header(scope, b"content-length"))
+            context.body_read = True
         except TimeoutError:
             raise ApiError(408, f"the request body did not arrive within {self.settings.body_timeout} s", code="request_timeout") from None
         request = parse_speech_request(body, self.settings.max_input_chars, self.settings.default_response_format)
@@ -392,6 +399,11 @@ class SpeechServer:
             report.segments_done, report.segments_skipped, f"{first:.3f}" if first is not None else "-",
             time.perf_counter() - started, output.seconds, state["outcome"],
         )
+
+
+def declares_body(scope: Scope) -> bool:
+    length = header(scope, b"content-length")
+    return (length is not None and length.strip() != "0") or header(scope, b"transfer-encoding") is not None
 
 
 def route_path(scope: Scope) -> str:

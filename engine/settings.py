@@ -36,7 +36,7 @@ class Settings:
     api_key: str = ""
     allowed_origins: str = "*"
     max_input_chars: int = 4096
-    max_body_bytes: int = 65536
+    max_body_bytes: int = 131072
     workers: int = 2
     ort_threads: int = 2
     queue_size: int = 8

@@ -74,7 +74,7 @@ def test_wrong_content_type_is_415(server: ServerProcess) -> None:
 
 
 def test_body_over_the_limit_is_413(server: ServerProcess) -> None:
-    raw = b'{"model": "demo", "input": "' + b"a" * 70000 + b'"}'
+    raw = b'{"model": "demo", "input": "' + b"a" * 140000 + b'"}'
     response = httpx.post(f"{server.base_url}{SPEECH}", content=raw, headers={"content-type": "application/json"}, timeout=30)
     assert response.status_code == 413
     assert error_of(response)["code"] == "request_too_large"
@@ -83,7 +83,7 @@ def test_body_over_the_limit_is_413(server: ServerProcess) -> None:
 def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
     def body():  # no Content-Length: the server must count while reading
         yield b'{"model": "demo", "input": "'
-        for _ in range(80):
+        for _ in range(150):
             yield b"a" * 1000
         yield b'"}'
 

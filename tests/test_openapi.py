@@ -381,7 +381,7 @@ REAL_REQUESTS = [
     ("style-of-another-voice", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "voice": "other/calm"}}, 400),
     ("nothing-to-say", "POST", SPEECH, {"json": {"model": "demo", "input": "😀🎉"}}, 400),
     ("unknown-model", "POST", SPEECH, {"json": {"model": "no-such-voice", "input": "あ"}}, 404),
-    ("body-too-large", "POST", SPEECH, {"content": b'{"model": "demo", "input": "' + b"a" * 70000 + b'"}', "headers": _J}, 413),
+    ("body-too-large", "POST", SPEECH, {"content": b'{"model": "demo", "input": "' + b"a" * 140000 + b'"}', "headers": _J}, 413),
     ("form-body", "POST", SPEECH, {"data": {"model": "demo", "input": "x"}}, 415),
     ("speech-get", "GET", SPEECH, {}, 405),
     ("health-post", "POST", "/health", {}, 405),
