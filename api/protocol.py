@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol with a deadline for each request's head, against slowloris-style clients.
+"""uvicorn's HTTP protocol with a deadline for each request's head, and OpenAI-shaped malformed-request errors.
 
 uvicorn arms no timer while a connection sends its request line and headers, and any byte received cancels
 its keep-alive timer: a client that opens connections and trickles a header byte every few seconds would
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -35,6 +36,14 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.logger.info("closing a connection that did not send a request head within %.0f s", self.head_timeout)
             self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the HTTP parser rejects (bad chunk size, two Content-Lengths...): the error shape clients parse."""
+        error = {"message": f"malformed HTTP request: {msg}", "type": "invalid_request_error", "param": None, "code": "invalid_http"}
+        body = orjson.dumps({"error": error})
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        self.transport.write(head % len(body) + body)
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._cancel_head_deadline()

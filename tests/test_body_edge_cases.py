@@ -438,3 +438,21 @@ def test_after_refusing_an_expect_100_continue_the_connection_is_closed(server: 
         assert first.status == 413
         assert first.headers["connection"] == "close"  # the client is told, and the server closes its side
         assert connection.answered_within(5) and connection.reader.read() == b""
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        [("Transfer-Encoding", "chunked")],  # followed by a chunk size that is not hex
+        [("Content-Length", "12"), ("Content-Length", "13")],
+        [("Content-Length", "twelve")],
+    ],
+    ids=["bad-chunk-size", "two-content-lengths", "non-numeric-length"],
+)
+def test_malformed_http_is_an_openai_shaped_400(server: ServerProcess, framing: list[tuple[str, str]]) -> None:
+    """The HTTP parser refuses these before the application runs; the answer still has the error shape."""
+    with Connection(server, timeout=10) as connection:
+        connection.send(head([("Content-Type", "application/json"), *framing]) + b"zz\r\n{}\r\n0\r\n\r\n")
+        response = connection.read_response()
+        assert response.status == 400 and response.headers["connection"] == "close"
+        assert response.json()["error"]["code"] == "invalid_http"
