@@ -192,13 +192,14 @@ def storm(base: str) -> dict[str, object]:
 
 
 def fuzz_figures() -> dict[str, object]:
-    """Counts the fuzz tests wrote to tests/output/ in the last test run, if any."""
+    """What the fuzz tests wrote to tests/output/ in their latest run (a file of JSON lines: its last line)."""
     figures = {}
     for path in sorted((ROOT / "tests" / "output").glob("*fuzz*.json")):
+        text = path.read_text()
         try:
-            figures[path.name] = json.loads(path.read_text())
+            figures[path.name] = json.loads(text)
         except json.JSONDecodeError:
-            figures[path.name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            figures[path.name] = json.loads(text.strip().splitlines()[-1])
     return figures
 
 
@@ -237,7 +238,7 @@ def markdown(result: dict) -> str:
         f"- synthesis jobs run in the 3 s after that (must be 0): {storm_result['jobs_in_3_s_after_idle']}",
         f"- time to first audio of a sentence: {storm_result['ttfa_before_s']} s before the storm, {storm_result['ttfa_after_s']} s after",
         "",
-        "## Fuzzing (from the last test run's tests/output/)",
+        "## Fuzzing (the latest test run's figures in tests/output/, copied by `--report-only`)",
         "",
         "```json",
         json.dumps(result["fuzz"], indent=2, ensure_ascii=False) if result["fuzz"] else "(none: run the tests first)",
@@ -250,7 +251,14 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--soak-seconds", type=float, default=180)
+    parser.add_argument("--report-only", action="store_true", help="rewrite reliability.md from reliability.json and the latest fuzz figures")
     args = parser.parse_args(argv)
+    if args.report_only:
+        result = json.loads((RESULTS / "reliability.json").read_text())
+        result["fuzz"] = fuzz_figures()
+        (RESULTS / "reliability.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        (RESULTS / "reliability.md").write_text(markdown(result))
+        return 0
     logging.getLogger("httpx").setLevel(logging.WARNING)  # genie_tts's import configures INFO logging
     logging.getLogger("openai").setLevel(logging.WARNING)
     from bench.run import machine
