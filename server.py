@@ -24,7 +24,7 @@ import uvicorn
 
 from api.asgi import ClientGone, Headers, Receive, Scope, Send, header, read_body, send_json
 from api.errors import ApiError, bad_request
-from api.protocol import head_deadline_protocol
+from api.protocol import guarded_protocol
 from api.rate_limit import RateLimiter
 from api.sse import CONTENT_TYPE as SSE_CONTENT_TYPE
 from api.sse import audio_delta, audio_done
@@ -523,12 +523,11 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=head_deadline_protocol(settings.head_timeout),
+        http=guarded_protocol(settings.head_timeout, settings.max_connections),
         lifespan="on",
         log_config=None,
         access_log=False,
         timeout_keep_alive=5,
-        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     StoppingServer(config).run()

@@ -1,9 +1,12 @@
-"""uvicorn's HTTP protocol with a deadline for each request's head, and OpenAI-shaped malformed-request errors.
+"""uvicorn's HTTP protocol, guarded: a deadline for each request's head, a connection limit, OpenAI-shaped errors.
 
 uvicorn arms no timer while a connection sends its request line and headers, and any byte received cancels
 its keep-alive timer: a client that opens connections and trickles a header byte every few seconds would
 hold them forever. Here every connection must finish each request head within `head_timeout` seconds of
 connecting or of its previous response ending; otherwise it is closed.
+
+uvicorn's own limit (`limit_concurrency`) and parser errors answer in plain text; clients of this server parse
+`{"error": {...}}`, so the limit and the parser's 400 are answered here in that shape.
 """
 
 from __future__ import annotations
@@ -13,9 +16,31 @@ import asyncio
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from api.asgi import Receive, Scope, Send
 
-class HeadDeadlineProtocol(HttpToolsProtocol):
+RETRY_AFTER_S = 5
+
+
+def _error(message: str, type_: str, code: str) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
+
+
+async def too_many_connections(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app a request gets instead of ours when MAX_CONNECTIONS connections are open."""
+    body = _error(f"the server has too many open connections; retry after {RETRY_AFTER_S} s", "server_error", "too_many_connections")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(RETRY_AFTER_S).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardedProtocol(HttpToolsProtocol):
     head_timeout: float = 10.0
+    max_connections: int = 100
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -39,15 +64,22 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """A request the HTTP parser rejects (bad chunk size, two Content-Lengths...): the error shape clients parse."""
-        error = {"message": f"malformed HTTP request: {msg}", "type": "invalid_request_error", "param": None, "code": "invalid_http"}
-        body = orjson.dumps({"error": error})
+        body = _error(f"malformed HTTP request: {msg}", "invalid_request_error", "invalid_http")
         head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         self.transport.write(head % len(body) + body)
         self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._cancel_head_deadline()
-        super().on_headers_complete()
+        if len(self.connections) <= self.max_connections:
+            super().on_headers_complete()
+            return
+        self.logger.warning("%d connections open (MAX_CONNECTIONS=%d): answering 503", len(self.connections), self.max_connections)
+        app, self.app = self.app, too_many_connections  # uvicorn starts this request's task with self.app
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -59,6 +91,6 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def head_deadline_protocol(head_timeout: float) -> type[HeadDeadlineProtocol]:
-    """The protocol class for uvicorn.Config(http=...), with this deadline."""
-    return type("HeadDeadlineProtocol", (HeadDeadlineProtocol,), {"head_timeout": head_timeout})
+def guarded_protocol(head_timeout: float, max_connections: int) -> type[GuardedProtocol]:
+    """The protocol class for uvicorn.Config(http=...), with these limits."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"head_timeout": head_timeout, "max_connections": max_connections})

@@ -1,24 +1,57 @@
-"""End to end: SIGTERM (what a Space restart sends) stops the server cleanly and within a bound."""
+"""End to end, on a server of its own: the connection limit, then SIGTERM (what a Space restart sends)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import ServerProcess, start_server, stop_server
 from tests.test_speech_e2e import LONG
 
 SHUTDOWN_TIMEOUT = 3
+MAX_CONNECTIONS = 3
+
+
+@pytest.fixture(scope="module")
+def own_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    settings = {"SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT), "MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    server = start_server("shutdown", tmp_path_factory.mktemp("no-models"), settings)
+    yield server
+    if server.process.poll() is None:
+        stop_server(server)
+
+
+def test_beyond_max_connections_requests_get_an_openai_shaped_503(own_server: ServerProcess) -> None:
+    host, port = own_server.base_url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port))) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.3)
+        with socket.create_connection((host, int(port)), timeout=10) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+            answer = b""
+            while chunk := extra.recv(4096):  # the server closes the connection after answering
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503")
+        assert b"retry-after: 5" in head.lower() and b"connection: close" in head.lower()
+        assert json.loads(body)["error"]["code"] == "too_many_connections"
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{own_server.base_url}/health", timeout=10).status_code == 200
 
 
 @pytest.mark.timeout(300)
-def test_sigterm_refuses_new_work_aborts_streams_honestly_and_exits_0(demo_root: Path, tmp_path: Path) -> None:
-    server = start_server("shutdown", tmp_path, {"SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT)})
+def test_sigterm_refuses_new_work_aborts_streams_honestly_and_exits_0(own_server: ServerProcess) -> None:
+    server = own_server
     try:
         host, port = server.base_url.removeprefix("http://").split(":")
         received = b""
