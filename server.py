@@ -81,6 +81,9 @@ class SpeechServer:
         self.origins = {origin.strip() for origin in settings.allowed_origins.split(",") if origin.strip()}
         self.aliases = settings.aliases()
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        # Read once: both files ship with the code and are served on every visit to the Space.
+        self.playground_page = PLAYGROUND.read_bytes()
+        self.openapi_document = OPENAPI.read_bytes()
         self.routes: dict[str, dict[str, Handler]] = {
             "/v1/audio/speech": {"POST": self.speech},
             "/v1/models": {"GET": self.list_models},
@@ -243,20 +246,19 @@ class SpeechServer:
     async def playground(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
         """The Space shows `/` in an iframe: a page to try the voices."""
         csp = [(b"content-security-policy", PLAYGROUND_CSP)]
-        await send_file(send, PLAYGROUND, b"text/html; charset=utf-8", [*csp, *context.headers])
+        await send_bytes(send, self.playground_page, b"text/html; charset=utf-8", [*csp, *context.headers])
 
     async def openapi(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
         """The hand-written OpenAPI document (tests/test_openapi.py keeps it true)."""
-        await send_file(send, OPENAPI, b"application/json", context.headers)
+        await send_bytes(send, self.openapi_document, b"application/json", context.headers)
 
     async def list_voices(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
         """Open WebUI's and Home Assistant's shape; `id` is what `voice` accepts, `model` what `model` accepts."""
         voices = []
-        for name in self.registry.names:
-            voice = self.registry.get(name)
-            for style in [None, *(voice.styles if voice else ())]:
-                label = f"{name} ({style})" if style else name
-                voices.append({"id": voice_id(name, style), "name": label, "model": name, "style": style})
+        for voice in self.registry:
+            for style in [None, *voice.styles]:
+                label = f"{voice.name} ({style})" if style else voice.name
+                voices.append({"id": voice_id(voice.name, style), "name": label, "model": voice.name, "style": style})
         await send_json(send, 200, {"voices": voices}, context.headers)
 
     async def list_audio_models(self, scope: Scope, receive: Receive, send: Send, context: RequestContext) -> None:
@@ -412,9 +414,7 @@ def route_path(scope: Scope) -> str:
     return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
-async def send_file(send: Send, path: Path, content_type: bytes, headers: Headers) -> None:
-    """A small file from the project, read per request so an edited page shows without a restart."""
-    body = await anyio.Path(path).read_bytes()
+async def send_bytes(send: Send, body: bytes, content_type: bytes, headers: Headers) -> None:
     start_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-cache")]
     await send({"type": "http.response.start", "status": 200, "headers": [*start_headers, *headers]})
     await send({"type": "http.response.body", "body": body})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from engine.voice import SharedModels, Voice, load_voice
@@ -24,6 +24,10 @@ class VoiceRegistry:
 
     def __len__(self) -> int:
         return len(self._voices)
+
+    def __iter__(self) -> Iterator[Voice]:
+        """The voices in name order."""
+        return iter(sorted(self._voices.values(), key=lambda voice: voice.name))
 
     def get(self, name: object) -> Voice | None:
         if not isinstance(name, str):
