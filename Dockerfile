@@ -38,12 +38,13 @@ ARG HF_ENDPOINT=https://huggingface.co
 ENV HF_HOME=/tmp/hf-home \
     HF_HUB_DISABLE_TELEMETRY=1
 WORKDIR /src
-COPY engine/__init__.py engine/genie.py engine/genie_data.py engine/
+COPY engine/__init__.py engine/genie.py engine/
+COPY engine/tools/__init__.py engine/tools/hub.py engine/tools/genie_data.py engine/tools/
 # The import runs even when the download is skipped, so an offline build still proves this step can run.
-RUN python -c 'import engine.genie_data' \
+RUN python -c 'import engine.tools.genie_data' \
     && mkdir -p /home/user/GenieData \
     && case "$DOWNLOAD_GENIE_DATA" in \
-         1) python -m engine.genie_data /home/user/GenieData ;; \
+         1) python -m engine.tools.genie_data /home/user/GenieData ;; \
          0) echo "DOWNLOAD_GENIE_DATA=0: the image has no GenieData; run it with DEMO=1 or give it GenieData at GENIE_DATA_DIR" ;; \
          *) echo "DOWNLOAD_GENIE_DATA must be 0 or 1, not '$DOWNLOAD_GENIE_DATA'" >&2; exit 1 ;; \
        esac \
@@ -68,7 +69,7 @@ WORKDIR /home/user/app
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=genie-data --chown=user:user /home/user/GenieData/ /home/user/GenieData/
 # Code before models, and models last, so adding or changing a voice rebuilds only the layers below.
-COPY --chown=user:user server.py ./
+COPY --chown=user:user server.py settings.py ./
 COPY --chown=user:user api/ api/
 COPY --chown=user:user wavstream/ wavstream/
 COPY --chown=user:user playground/ playground/
@@ -79,7 +80,7 @@ ARG PREDEFINED_VOICE=mika
 ARG HF_ENDPOINT=https://huggingface.co
 RUN if [ "$DOWNLOAD_GENIE_DATA" = 1 ] && [ -n "$PREDEFINED_VOICE" ] \
        && [ -z "$(find models -mindepth 1 -maxdepth 1 -type d ! -name '.*' -print -quit)" ]; then \
-         python -m engine.predefined "$PREDEFINED_VOICE" --models models && rm -rf "$HF_HOME"; \
+         python -m engine.tools.predefined "$PREDEFINED_VOICE" --models models && rm -rf "$HF_HOME"; \
     fi
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \

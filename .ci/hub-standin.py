@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import demo  # noqa: E402
-from engine.hub import HF_REPO  # noqa: E402
+from engine.tools import demo  # noqa: E402
+from engine.tools.hub import HF_REPO  # noqa: E402
 from tests.hub_standin import serve_repo  # noqa: E402
 
 

@@ -1,23 +1,34 @@
-"""Small helpers over raw ASGI messages: headers, request bodies and JSON responses."""
+"""Raw ASGI: the interface as type aliases, reading request headers and bodies, and what can go wrong reading them."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
-from api.errors import ApiError
+import anyio
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 
 class ClientGone(Exception):
     """The client disconnected before we answered."""
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body over {limit} bytes")
+        self.limit = limit
+
+
+class BodyTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"request body not complete within {seconds} s")
+        self.seconds = seconds
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -28,37 +39,24 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def read_body(receive: Receive, limit: int, declared_length: str | None) -> bytes:
-    """The whole request body, refusing (413) anything over `limit` bytes before or while reading it."""
-    too_large = ApiError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+async def read_body(receive: Receive, limit: int, declared_length: str | None, timeout: float) -> bytes:
+    """The whole request body within `timeout` seconds, refusing anything over `limit` bytes before or while reading it."""
     if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
-        raise too_large
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def send_json(send: Send, status: int, payload: object, headers: Headers = (), *, raw: bytes | None = None) -> None:
-    body = raw if raw is not None else orjson.dumps(payload)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise BodyTimeout(timeout) from None

@@ -1,11 +1,25 @@
-"""Errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}} with the matching status."""
+"""Errors in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, and the one table that maps the
+exceptions of the engine and of the server's limits to them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
+
+from api.asgi import BodyTimeout, BodyTooLarge, Headers
+from api.rate_limit import RateLimited
+from engine.interface import NothingToSay, QueueFull
+
+
+def error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:
+    """The JSON every error carries; OpenAI's SDKs read `message` and `code` from it."""
+    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
 class ApiError(Exception):
+    """A request this server refuses, with the status and error body to answer it."""
+
     def __init__(
         self,
         status: int,
@@ -14,7 +28,7 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         type: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
+        headers: Headers | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -25,8 +39,46 @@ class ApiError(Exception):
         self.headers = headers or []
 
     def body(self) -> bytes:
-        return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}})
+        return error_body(self.message, self.type, self.code, self.param)
 
 
 def bad_request(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
     return ApiError(400, message, param=param, code=code)
+
+
+def _retry_after(seconds: int) -> Headers:
+    return [(b"retry-after", str(seconds).encode())]
+
+
+#: Exceptions raised below the HTTP layer (the engine, the limits) -> the error a client gets for them.
+EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
+    QueueFull: lambda full: ApiError(
+        429, f"the server is busy; retry after {full.retry_after} s",
+        type="rate_limit_error", code="rate_limit_exceeded", headers=_retry_after(full.retry_after),
+    ),
+    RateLimited: lambda limited: ApiError(
+        429, f"too many requests from {limited.client}: at most {limited.per_minute} per minute; retry after {limited.wait} s",
+        type="rate_limit_error", code="rate_limit_exceeded", headers=_retry_after(limited.wait),
+    ),
+    NothingToSay: lambda nothing: bad_request(str(nothing), "input", "nothing_to_say"),
+    BodyTooLarge: lambda large: ApiError(413, f"the request body is larger than {large.limit} bytes", code="request_too_large"),
+    BodyTimeout: lambda slow: ApiError(408, f"the request body did not arrive within {slow.seconds} s", code="request_timeout"),
+}
+
+
+def as_api_error(error: Exception) -> ApiError | None:
+    """The client's error for `error`, or None for an unexpected one (a bug: the caller answers 500)."""
+    if isinstance(error, ApiError):
+        return error
+    for kind, translate in EXCEPTION_TABLE.items():
+        if isinstance(error, kind):
+            return translate(error)
+    return None
+
+
+def internal_error(request_id: str) -> ApiError:
+    """The answer to an unexpected exception: no details (they are in the log, under the request id)."""
+    return ApiError(
+        500, f"the server failed to handle this request; its log has the details under request id {request_id}",
+        code="internal_error",
+    )

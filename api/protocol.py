@@ -13,29 +13,20 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from api.asgi import Receive, Scope, Send
+from api.errors import ApiError, error_body
+from api.responses import ErrorResponse
 
 RETRY_AFTER_S = 5
 
-
-def _error(message: str, type_: str, code: str) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}})
-
-
-async def too_many_connections(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI app a request gets instead of ours when MAX_CONNECTIONS connections are open."""
-    body = _error(f"the server has too many open connections; retry after {RETRY_AFTER_S} s", "server_error", "too_many_connections")
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(RETRY_AFTER_S).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+#: The ASGI app a request gets instead of ours when MAX_CONNECTIONS connections are open.
+too_many_connections = ErrorResponse(
+    ApiError(
+        503, f"the server has too many open connections; retry after {RETRY_AFTER_S} s", code="too_many_connections",
+        headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")],
+    )
+)
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -64,7 +55,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """A request the HTTP parser rejects (bad chunk size, two Content-Lengths...): the error shape clients parse."""
-        body = _error(f"malformed HTTP request: {msg}", "invalid_request_error", "invalid_http")
+        body = error_body(f"malformed HTTP request: {msg}", "invalid_request_error", "invalid_http")
         head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         self.transport.write(head % len(body) + body)
         self.transport.close()

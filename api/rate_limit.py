@@ -7,6 +7,14 @@ import time
 from collections.abc import Callable
 
 
+class RateLimited(Exception):
+    """`client` has spent its `per_minute` requests; the next one is allowed in `wait` seconds."""
+
+    def __init__(self, client: str, per_minute: int, wait: int) -> None:
+        super().__init__(f"{client} is over {per_minute} requests per minute")
+        self.client, self.per_minute, self.wait = client, per_minute, wait
+
+
 class RateLimiter:
     """A token bucket per client address: `per_minute` requests, refilled evenly, bursts up to `per_minute`.
 
@@ -15,6 +23,7 @@ class RateLimiter:
     """
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_clients: int = 10000) -> None:
+        self.per_minute = per_minute
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self.clock = clock
@@ -39,6 +48,12 @@ class RateLimiter:
             self._forget_idle(now)
         self._buckets[client] = (tokens - 1.0, now)
         return None
+
+    def check(self, client: str) -> None:
+        """Spend one request for `client`, or raise RateLimited."""
+        wait = self.take(client)
+        if wait is not None:
+            raise RateLimited(client, self.per_minute, wait)
 
     def _forget_idle(self, now: float) -> None:
         full_after = self.capacity / self.rate

@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # genie_tts's import configures INFO logging
     logging.getLogger("openai").setLevel(logging.WARNING)
     from bench.run import machine
-    from engine.demo import BUILD_VERSION, ensure_demo
+    from engine.tools.demo import BUILD_VERSION, ensure_demo
 
     voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
     scratch = ROOT / ".cache" / "bench" / "reliability"

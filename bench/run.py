@@ -155,7 +155,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def run(mode: Mode, scratch: Path, log) -> dict[str, object]:
-    from engine.demo import BUILD_VERSION, ensure_demo
+    from engine.tools.demo import BUILD_VERSION, ensure_demo
 
     voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
     scratch.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,27 @@
-"""The single gateway to the `genie_tts` package.
+"""The single gateway to the `genie_tts` package: no other module of the project imports it.
 
-Importing `genie_tts` has side effects (see docs/architecture.md): it reads
-`GENIE_DATA_DIR` once, calls `input()` when the folder is missing, raises when
-the HuBERT or speaker-encoder model is absent, and configures the root logger.
-Everything in the project reaches Genie through `import_genie`, which prepares
-the environment first so none of that can surprise a server.
+Importing `genie_tts` has side effects (see docs/architecture.md): it reads `GENIE_DATA_DIR` once, calls
+`input()` when the folder is missing, raises when the HuBERT or speaker-encoder model is absent, and
+configures the root logger. `import_genie` prepares the environment first so none of that can surprise a
+server; the functions below are the few stateless parts of Genie we use, and each refuses to run before
+`import_genie` (importing any `genie_tts` submodule would run those side effects).
+
+The benchmark (bench/) is the one exception: it measures Genie's own server and player, which it imports
+after `import_genie`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the Docker build imports this module to fetch GenieData, before anything heavy is needed
+    import numpy as np
+    import onnxruntime
 
 #: Files `genie_tts` refuses to import without.
 REQUIRED_DATA = ("chinese-hubert-base", "speaker_encoder.onnx")
@@ -51,9 +60,66 @@ def import_genie(data_dir: Path) -> ModuleType:
 
 def package_data_dir() -> Path:
     """`genie_tts/Data` (ONNX templates and key lists), found without importing genie_tts."""
-    from importlib.util import find_spec
+    from importlib.util import find_spec  # noqa: PLC0415
 
     spec = find_spec("genie_tts")
     if spec is None or spec.origin is None:
         raise RuntimeError("genie-tts is not installed: pip install -r requirements.txt")
     return Path(spec.origin).parent / "Data"
+
+
+def _require_imported() -> None:
+    if "genie_tts" not in sys.modules:
+        raise RuntimeError("genie_tts is not imported yet: call engine.genie.import_genie(GenieData folder) first")
+
+
+def phones_and_bert(text: str, language: str) -> tuple[np.ndarray, np.ndarray]:
+    """Genie's G2P: phoneme ids int64 [1, n] and BERT features float32 [n, 1024]. Not thread-safe (see g2p.py)."""
+    _require_imported()
+    from genie_tts.GetPhonesAndBert import get_phones_and_bert  # noqa: PLC0415
+
+    return get_phones_and_bert(text, language=language.lower())
+
+
+def symbol_table() -> list[str]:
+    """The V2 phoneme symbols: phoneme id -> its name."""
+    _require_imported()
+    from genie_tts.G2P.SymbolsV2 import symbols_v2  # noqa: PLC0415
+
+    return symbols_v2
+
+
+def load_audio(path: Path, sample_rate: int) -> np.ndarray | None:
+    """Genie's reference loader: mono float32 at `sample_rate` (soxr), 0.3 s of silence appended; None if unreadable."""
+    _require_imported()
+    from genie_tts.Audio.Audio import load_audio as genie_load_audio  # noqa: PLC0415
+
+    return genie_load_audio(str(path), target_sampling_rate=sample_rate)
+
+
+def load_fp16_session(
+    model: Path, fp16_weights: Path, providers: list[str], options: onnxruntime.SessionOptions
+) -> onnxruntime.InferenceSession:
+    """A template graph whose weights live in a separate fp16 file, expanded to fp32 in memory."""
+    _require_imported()
+    from genie_tts.ModelManager import load_session_with_fp16_conversion  # noqa: PLC0415
+
+    return load_session_with_fp16_conversion(str(model), str(fp16_weights), providers, options)
+
+
+def convert_to_onnx(ckpt: Path, pth: Path, output_dir: Path, scratch: Path) -> None:
+    """Genie's converter, with its scratch folder at `scratch`. It logs and swallows its own errors: check its output.
+
+    Its scratch folder is fixed at import as ./Cache in the working directory and deleted after every
+    conversion, which would take a user's own ./Cache folder with it.
+    """
+    _require_imported()
+    modules = [importlib.import_module(f"genie_tts.Converter.{kind}.Converter") for kind in ("v2", "v2ProPlus")]
+    saved = [module.CACHE_DIR for module in modules]
+    for module in modules:
+        module.CACHE_DIR = str(scratch)
+    try:
+        sys.modules["genie_tts"].convert_to_onnx(torch_ckpt_path=ckpt, torch_pth_path=pth, output_dir=output_dir)
+    finally:
+        for module, value in zip(modules, saved, strict=True):
+            module.CACHE_DIR = value

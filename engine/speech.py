@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
@@ -12,7 +12,8 @@ import numpy as np
 
 from engine.scheduler import Scheduler, Ticket
 from engine.segmenter import segment
-from engine.synthesis import SAMPLE_RATE, Phonemes, Tokens, text_to_phonemes, text_to_tokens, vocode
+from engine.g2p import Phonemes, text_to_phonemes
+from engine.synthesis import Tokens, text_to_tokens, vocode
 from engine.voice import Reference, Voice
 
 logger = logging.getLogger("gsv.speech")
@@ -37,11 +38,8 @@ class SpeechReport:
 
     segments_done: int = 0
     segments_skipped: int = 0
-    phonemes: int = 0
-    tokens: int = 0
-    capped: int = 0
-    audio_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    phonemes: int = 0  # the SSE `usage`: phonemes in...
+    tokens: int = 0  # ...and semantic tokens out
 
 
 def _phonemes_or_none(text: str, language: str, request_id: str) -> Phonemes | None:
@@ -70,7 +68,7 @@ def _tokens_for_segment(plan: SpeechPlan, index: int, ticket: Ticket, request_id
     phonemes = plan.first_phonemes if index == plan.first_index else _phonemes_or_none(plan.segments[index], plan.voice.language, request_id)
     if phonemes is None:
         return None
-    return text_to_tokens(plan.voice, phonemes, ticket.cancel, plan.reference)
+    return text_to_tokens(plan.voice, phonemes, plan.reference, ticket.cancel)
 
 
 async def speak(
@@ -120,8 +118,6 @@ async def speak(
                     report.segments_done += 1
                     report.phonemes += tokens.phonemes.count
                     report.tokens += int(tokens.values.size)
-                    report.capped += int(tokens.capped)
-                    report.audio_seconds += audio.size / SAMPLE_RATE
                     if audio.size:
                         await deliver(audio)
                     ticket.streaming = True

@@ -1,4 +1,4 @@
-"""One segment of text to float audio: G2P, our own T2S decoding loop, then the vocoder.
+"""One segment's phonemes to float audio: our own T2S decoding loop, then the vocoder.
 
 Runs in a worker thread. This replaces Genie's `GENIE.tts`, whose loop shares one global stop
 event, stops after a hard-coded 500 tokens, and replays the reference audio when decoding stops
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.g2p import Phonemes
 from engine.voice import Reference, Voice
 
 SAMPLE_RATE = 32000
@@ -22,38 +23,9 @@ TOKENS_PER_PHONEME_CAP = 10
 TOKEN_CAP_FLOOR = 50
 HARD_TOKEN_CAP = 1500
 
-# pyopenjtalk, jieba and g2pM keep global state that is not documented as thread-safe.
-_G2P_LOCK = threading.Lock()
-
 
 class Cancelled(Exception):
     """The request this segment belonged to went away."""
-
-
-@dataclass(frozen=True)
-class Phonemes:
-    sequence: np.ndarray  # int64 [1, n]
-    bert: np.ndarray  # float32 [n, 1024]
-    symbols: tuple[str, ...]
-
-    @property
-    def count(self) -> int:
-        return int(self.sequence.shape[1])
-
-    @property
-    def speakable(self) -> bool:
-        """False when G2P found nothing but punctuation and prosody marks (e.g. emoji only)."""
-        return any(any(char.isalpha() for char in symbol) for symbol in self.symbols)
-
-
-def text_to_phonemes(text: str, language: str, prefix: str = "。") -> Phonemes:
-    """G2P as Genie does it; the leading '。' keeps the model from swallowing the first word."""
-    from genie_tts.G2P.SymbolsV2 import symbols_v2
-    from genie_tts.GetPhonesAndBert import get_phones_and_bert
-
-    with _G2P_LOCK:
-        sequence, bert = get_phones_and_bert(prefix + text, language=language.lower())
-    return Phonemes(sequence, bert, tuple(symbols_v2[int(i)] for i in sequence[0]))
 
 
 def token_cap(phoneme_count: int) -> int:
@@ -70,19 +42,16 @@ class Tokens:
     reference: Reference  # the vocoder must use the clip the tokens were decoded with
 
 
-def generate_tokens(
-    voice: Voice, phonemes: Phonemes, cancel: threading.Event, ref: Reference | None = None
-) -> tuple[np.ndarray, bool]:
-    """Semantic tokens for the segment (EOS removed) and whether the cap stopped decoding."""
-    ref = ref or voice.reference
+def text_to_tokens(voice: Voice, phonemes: Phonemes, reference: Reference, cancel: threading.Event) -> Tokens:
+    """Stage one: the T2S decoding loop, checking `cancel` between steps and stopping at the token cap."""
     x, prompts = voice.encoder.run(
         None,
         {
-            "ref_seq": ref.phonemes,
+            "ref_seq": reference.phonemes,
             "text_seq": phonemes.sequence,
-            "ref_bert": ref.bert,
+            "ref_bert": reference.bert,
             "text_bert": phonemes.bert,
-            "ssl_content": ref.ssl,
+            "ssl_content": reference.ssl,
         },
     )
     prompt_length = prompts.shape[1]
@@ -101,13 +70,7 @@ def generate_tokens(
     eos = np.flatnonzero(generated >= EOS_TOKEN)
     if eos.size:
         generated = generated[: eos[0]]
-    return generated, not stopped
-
-
-def text_to_tokens(voice: Voice, phonemes: Phonemes, cancel: threading.Event, ref: Reference | None = None) -> Tokens:
-    ref = ref or voice.reference
-    tokens, capped = generate_tokens(voice, phonemes, cancel, ref)
-    return Tokens(phonemes, tokens, capped, ref)
+    return Tokens(phonemes, generated, not stopped, reference)
 
 
 def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:
@@ -116,24 +79,9 @@ def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     semantic = tokens.values[None, None, :].astype(np.int64)
     sequence = tokens.phonemes.sequence
-    ref = tokens.reference
+    reference = tokens.reference
     if voice.prompt_encoder is None:
-        feed = {"text_seq": sequence, "pred_semantic": semantic, "ref_audio": ref.audio_32k}
+        feed = {"text_seq": sequence, "pred_semantic": semantic, "ref_audio": reference.audio_32k}
     else:
-        feed = {"text_seq": sequence, "pred_semantic": semantic, "ge": ref.ge, "ge_advanced": ref.ge_advanced}
+        feed = {"text_seq": sequence, "pred_semantic": semantic, "ge": reference.ge, "ge_advanced": reference.ge_advanced}
     return np.asarray(voice.vocoder.run(None, feed)[0], dtype=np.float32).reshape(-1)
-
-
-@dataclass(frozen=True)
-class SegmentResult:
-    audio: np.ndarray  # float32 mono at SAMPLE_RATE, possibly empty
-    tokens: int
-    capped: bool
-
-
-def synthesize(voice: Voice, phonemes: Phonemes, cancel: threading.Event) -> SegmentResult:
-    """Both stages in one call (the server pipelines them instead: see engine/speech.py)."""
-    tokens = text_to_tokens(voice, phonemes, cancel)
-    if cancel.is_set():
-        raise Cancelled
-    return SegmentResult(vocode(voice, tokens), int(tokens.values.size), tokens.capped)

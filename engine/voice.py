@@ -14,7 +14,9 @@ import numpy as np
 import onnxruntime
 import soxr
 
-from engine.voice_folder import VoiceFolder
+from engine import genie
+from engine.g2p import text_to_phonemes
+from engine.voice_folder import ReferenceClip, VoiceFolder
 
 PROVIDERS = ["CPUExecutionProvider"]
 
@@ -31,10 +33,8 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
 
 def load_session(model: Path, fp16_weights: Path | None, threads: int) -> onnxruntime.InferenceSession:
     """Load a Genie template graph, expanding its fp16 weight file to fp32 in memory when there is one."""
-    from genie_tts.ModelManager import load_session_with_fp16_conversion
-
     if fp16_weights is not None and fp16_weights.exists():
-        return load_session_with_fp16_conversion(str(model), str(fp16_weights), PROVIDERS, session_options(threads))
+        return genie.load_fp16_session(model, fp16_weights, PROVIDERS, session_options(threads))
     return onnxruntime.InferenceSession(str(model), session_options(threads), providers=PROVIDERS)
 
 
@@ -108,30 +108,23 @@ def load_voice(folder: VoiceFolder, shared: SharedModels, threads: int) -> Voice
     if folder.kind == "V2ProPlus":
         prompt_encoder = load_session(models / "prompt_encoder_fp32.onnx", models / "prompt_encoder_fp16.bin", threads)
 
-    reference = compute_reference(folder.reference_audio, folder.reference_text, folder.language, shared, prompt_encoder)
-    styles = {
-        name: compute_reference(clip.audio, clip.text, clip.language, shared, prompt_encoder)
-        for name, clip in folder.styles.items()
-    }
+    reference = compute_reference(folder.reference, shared, prompt_encoder)
+    styles = {name: compute_reference(clip, shared, prompt_encoder) for name, clip in folder.styles.items()}
     return Voice(folder, encoder, first, stage, vocoder, prompt_encoder, reference, styles)
 
 
 def compute_reference(
-    audio_path: Path, text: str, language: str, shared: SharedModels, prompt_encoder: onnxruntime.InferenceSession | None
+    clip: ReferenceClip, shared: SharedModels, prompt_encoder: onnxruntime.InferenceSession | None
 ) -> Reference:
     """Features of one reference clip, computed once at start-up so requests never pay for them."""
-    from genie_tts.Audio.Audio import load_audio
-
-    from engine.synthesis import text_to_phonemes
-
     # Genie's loader: mono, soxr resampling, 0.3 s of silence appended (the models were trained that way).
-    audio_32k = load_audio(str(audio_path), target_sampling_rate=32000)
+    audio_32k = genie.load_audio(clip.audio, 32000)
     if audio_32k is None:
-        raise ValueError(f"cannot read {audio_path}")
+        raise ValueError(f"cannot read {clip.audio}")
     audio_16k = soxr.resample(audio_32k, 32000, 16000, quality="hq")[None, :].astype(np.float32)
     audio_32k = audio_32k[None, :].astype(np.float32)
     ssl = shared.hubert.run(None, {"input_values": audio_16k})[0]
-    phonemes = text_to_phonemes(text, language, prefix="")
+    phonemes = text_to_phonemes(clip.text, clip.language, prefix="")
     ge = ge_advanced = None
     if prompt_encoder is not None:
         speaker = shared.speaker_encoder.run(None, {"waveform": audio_16k})[0]

@@ -61,16 +61,18 @@ class VoiceFolder:
     name: str
     path: Path
     kind: str  # "V2ProPlus" or "V2"
-    language: str  # Genie's name: Chinese, English or Japanese
-    reference_audio: Path
-    reference_text: str
-    reference_seconds: float
+    reference: ReferenceClip  # the default clip, in reference/
     warnings: list[str] = field(default_factory=list)
     styles: dict[str, ReferenceClip] = field(default_factory=dict)
 
     @property
     def models(self) -> Path:
         return self.path / "tts_models"
+
+    @property
+    def language(self) -> str:
+        """Genie's name of the voice's language (Chinese, English or Japanese): its default clip's."""
+        return self.reference.language
 
 
 def normalize_language(value: object) -> str | None:
@@ -104,9 +106,7 @@ def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder
             continue
         styles[style_dir.name] = clip
         warnings.extend(f"style {style_dir.name!r}: {warning}" for warning in clip_warnings)
-    return VoiceFolder(
-        path.name, path, kind, default.language, default.audio, default.text, default.seconds, warnings, styles
-    )
+    return VoiceFolder(path.name, path, kind, default, warnings, styles)
 
 
 def inspect_reference(folder: Path, default_language: str | None, genie_data_dir: Path | None) -> tuple[ReferenceClip, list[str]]:
@@ -148,11 +148,11 @@ def inspect_reference(folder: Path, default_language: str | None, genie_data_dir
 
 
 def verdict(folder: VoiceFolder) -> str:
-    """The one-line status `server.py --check` and `python -m engine.prepare` print for a servable voice."""
+    """The one-line status `server.py --check` and `python -m engine.tools.prepare` print for a servable voice."""
     status = "WARN " if folder.warnings else "OK   "
     detail = "".join(f"; {warning}" for warning in folder.warnings)
     styles = f", styles {', '.join(folder.styles)}" if folder.styles else ""
-    return f"{status}{folder.name}: {folder.kind}, {folder.language}, reference {folder.reference_seconds:.1f} s{styles}{detail}"
+    return f"{status}{folder.name}: {folder.kind}, {folder.language}, reference {folder.reference.seconds:.1f} s{styles}{detail}"
 
 
 def scan(models_dir: Path, genie_data_dir: Path | None = None) -> list[tuple[str, VoiceFolder | VoiceError]]:

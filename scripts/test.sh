@@ -1,8 +1,27 @@
 #!/usr/bin/env bash
-# Set up a virtualenv (.venv) with the pinned dependencies and run the whole test suite.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k segmenter`.
+# Set up .venv with the pinned test dependencies, install the system tools the tests use, and run the whole suite.
+# Extra arguments go to pytest: `bash scripts/test.sh -m "not e2e"` runs only the unit tests (seconds),
+# `bash scripts/test.sh -k segmenter` one topic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# ffmpeg (ffprobe and ffmpeg decode every format) and Debian's chromium (the playground's browser test) are
+# needed; a Japanese font only makes the playground's screenshots readable.
+missing=()
+command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    dpkg-query -W -f='${Status}' fonts-ipafont-gothic 2>/dev/null | grep -q "ok installed" || missing+=(fonts-ipafont-gothic)
+    echo "installing ${missing[*]} with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "the tests need these system packages: ${missing[*]} (on Debian or Ubuntu: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+
 source scripts/venv.sh
 setup_venv requirements-dev.txt
 exec .venv/bin/python -m pytest "$@"

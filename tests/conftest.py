@@ -2,131 +2,44 @@
 
 The demo voice is built once into `.cache/tests/` (ignored by git) and reused across runs.
 Servers are real `python server.py` processes on free ports, shared by the whole run.
+Helpers the tests import live in tests/helpers.py and tests/server_process.py.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / ".cache" / "tests"
-OUTPUT = ROOT / "tests" / "output"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.helpers import CACHE, start_demo_server
+from tests.server_process import ROOT, ServerProcess
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+#: Fixtures that start a server or load the demo voice: a test using one must be marked e2e, so that
+#: `pytest -m "not e2e"` stays the unit tests alone, in seconds.
+E2E_FIXTURES = {"demo_root", "server", "strict_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        slow = E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if slow and item.get_closest_marker("e2e") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses {', '.join(sorted(slow))}: mark it @pytest.mark.e2e")
 
 
 @pytest.fixture(scope="session")
 def demo_root() -> Path:
-    """`python -m engine.demo` output: demo/ (the voice) and GenieData/ (stand-ins)."""
-    from engine.demo import BUILD_VERSION
+    """`python -m engine.tools.demo` output: demo/ (the voice) and GenieData/ (stand-ins)."""
+    from engine.tools.demo import BUILD_VERSION
 
     root = CACHE / f"demo-{BUILD_VERSION}"
-    subprocess.run([sys.executable, "-m", "engine.demo", str(root)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "engine.tools.demo", str(root)], cwd=ROOT, check=True, capture_output=True)
     return root
-
-
-@dataclass
-class ServerProcess:
-    base_url: str
-    log_path: Path
-    process: subprocess.Popen
-    seen_while_loading: list[tuple[str, int, dict]] = field(default_factory=list)
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def log_line(self, needle: str, timeout: float = 10) -> str:
-        """The first log line containing `needle`, waiting for it: the request's line follows its last byte."""
-        deadline = time.monotonic() + timeout
-        while True:
-            line = next((line for line in self.log().splitlines() if needle in line), None)
-            if line is not None:
-                return line
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no log line with {needle!r} within {timeout} s")
-            time.sleep(0.05)
-
-    def health(self) -> dict:
-        return httpx.get(f"{self.base_url}/health", timeout=10).json()
-
-    def wait_idle(self, timeout: float = 30) -> dict:
-        """Poll /health until no request is active; return the last health document."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.health()
-            synthesis = state["synthesis"]
-            if synthesis["active_requests"] == 0 and synthesis["running"] == 0:
-                return state
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server still busy after {timeout} s: {state}")
-            time.sleep(0.05)
-
-
-def start_server(name: str, models_dir: Path, env: dict[str, str], probe_while_loading: bool = False) -> ServerProcess:
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = OUTPUT / f"server-{name}-{os.getpid()}.log"  # per test run: concurrent runs must not share logs
-    full_env = {
-        **os.environ,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "MODELS_DIR": str(models_dir),
-        "DEMO": "1",
-        "CACHE_DIR": str(CACHE),
-        "GENIE_DATA_DIR": str(CACHE / "no-genie-data"),
-        "GENIE_DOWNLOAD": "0",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    log = log_path.open("w")
-    process = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(f"http://127.0.0.1:{port}", log_path, process)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server {name} exited with {process.returncode}:\n{server.log()}")
-        try:
-            response = httpx.get(f"{server.base_url}/health", timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.2)
-            continue
-        if response.status_code == 200:
-            return server
-        if probe_while_loading and not server.seen_while_loading:
-            auth = {"authorization": f"Bearer {env['API_KEY']}"} if "API_KEY" in env else {}
-            speech = httpx.post(
-                f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": "こんにちは"}, headers=auth, timeout=10
-            )
-            server.seen_while_loading.append(("health", response.status_code, response.json()))
-            server.seen_while_loading.append(("speech", speech.status_code, speech.json()))
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server {name} did not become healthy:\n{server.log()}")
-
-
-def stop_server(server: ServerProcess) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
 
 
 @pytest.fixture(scope="session")
@@ -142,9 +55,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(demo_root: Path, models_dir: Path) -> Iterator[ServerProcess]:
     """The main server: demo voice, default settings, no API key."""
-    process = start_server("main", models_dir, {})
+    process = start_demo_server("main", models_dir, {})
     yield process
-    stop_server(process)
+    process.stop()
 
 
 @pytest.fixture(scope="session")
@@ -163,14 +76,28 @@ def strict_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "BODY_TIMEOUT": "3",
         "SEND_TIMEOUT": "5",
     }
-    process = start_server("strict", tmp_path_factory.mktemp("empty-models"), env, probe_while_loading=True)
+    process = start_demo_server("strict", tmp_path_factory.mktemp("empty-models"), env, while_loading=probe_while_loading)
     yield process
-    stop_server(process)
+    process.stop()
+
+
+def probe_while_loading(server: ServerProcess, health: httpx.Response) -> None:
+    """Once, while the voices load: what /health and a speech request get then (tests/test_limits_e2e.py reads it)."""
+    if server.seen_while_loading:
+        return
+    speech = httpx.post(
+        f"{server.base_url}/v1/audio/speech",
+        json={"model": "demo", "input": "こんにちは"},
+        headers={"authorization": "Bearer test-secret-key"},
+        timeout=10,
+    )
+    server.seen_while_loading.append(("health", health.status_code, health.json()))
+    server.seen_while_loading.append(("speech", speech.status_code, speech.json()))
 
 
 @pytest.fixture(scope="session")
 def ffprobe() -> str:
     path = shutil.which("ffprobe")
     if path is None:
-        pytest.fail("ffprobe is required (install ffmpeg; .ci/run does)")
+        pytest.fail("ffprobe is required (install ffmpeg; scripts/test.sh does when it can)")
     return path

@@ -1,7 +1,7 @@
 """GPT-SoVITS checkpoint files with random weights, laid out as GPT-SoVITS saves them.
 
 Every tensor genie-tts's converter reads is present with its exact name and shape (taken from the
-converter's key lists and ONNX templates via `engine.prepare.expected_weights`; a wrong derivation
+converter's key lists and ONNX templates via `engine.tools.prepare.expected_weights`; a wrong derivation
 there would make the converted voice fail to load, which the tests check).
 
 Small files: with `shared=True` every tensor is a view into one random buffer, and torch saves a
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoints import expected_weights
+from engine.tools.checkpoints import expected_weights
 
 EOS_TOKEN = 1024
 WEIGHT_SCALE = 0.02

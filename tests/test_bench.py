@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.measure import BYTES_PER_SECOND, percentile, playback_stall, stream_request
-from tests.conftest import ServerProcess
+from tests.server_process import ServerProcess
 
 
 def test_no_stall_when_audio_arrives_ahead_of_playback() -> None:
@@ -24,6 +26,7 @@ def test_percentile_is_an_observed_value() -> None:
     assert percentile(values, 50) == 3.0 and percentile(values, 95) == 10.0 and percentile([], 50) is None
 
 
+@pytest.mark.e2e
 def test_stream_request_times_a_real_response(server: ServerProcess) -> None:
     text = "こんにちは。今日はとてもいい天気ですね。"
     sample = stream_request(f"{server.base_url}/v1/audio/speech", {"model": "demo", "input": text}, 44, 60)

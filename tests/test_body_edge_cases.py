@@ -35,7 +35,9 @@ from urllib.parse import urlsplit
 import pytest
 import soundfile as sf
 
-from tests.conftest import ServerProcess
+from tests.server_process import ServerProcess
+
+pytestmark = pytest.mark.e2e
 
 SPEECH = "/v1/audio/speech"
 SPOKEN = "はい"  # short: every 200 here synthesises it
@@ -44,7 +46,7 @@ VALID = json.dumps({"model": "demo", "input": SPOKEN}, ensure_ascii=False).encod
 
 def settings():
     """The server inherits this process's environment (conftest), so it reads the same limits."""
-    from engine.settings import Settings
+    from settings import Settings
 
     return Settings.from_env()
 

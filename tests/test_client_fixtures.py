@@ -13,9 +13,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import ServerProcess
-from tests.test_speech_e2e import MEDIUM, SHORT, wav_info
+from tests.server_process import ServerProcess
+from tests.helpers import MEDIUM, SHORT, wav_info
+
+pytestmark = pytest.mark.e2e
 
 KEY = "test-secret-key"
 

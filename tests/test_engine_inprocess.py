@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import uvicorn
 
-from tests.conftest import free_port
+from tests.server_process import free_port
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,8 @@ class CountingDecoder:
 
 
 def test_length_rule_gives_two_tokens_per_phoneme(demo_voice) -> None:
-    from engine.synthesis import synthesize, text_to_phonemes
+    from engine.g2p import text_to_phonemes
+    from tests.engine_helpers import synthesize
 
     for text in ("こんにちは。", "今日はとてもいい天気ですね、散歩に行きましょう。"):
         phonemes = text_to_phonemes(text, "Japanese")
@@ -60,16 +63,14 @@ def test_length_rule_gives_two_tokens_per_phoneme(demo_voice) -> None:
 
 def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Path) -> None:
     """The stage decoder from Genie's template, without the length rule: random weights never stop."""
-    from genie_tts.ModelManager import load_session_with_fp16_conversion
-    from importlib.util import find_spec
+    from engine.g2p import text_to_phonemes
+    from engine.genie import package_data_dir
+    from engine.synthesis import token_cap
+    from engine.voice import load_session
+    from tests.engine_helpers import synthesize
 
-    from engine.synthesis import synthesize, text_to_phonemes, token_cap
-    from engine.voice import PROVIDERS, session_options
-
-    template = Path(find_spec("genie_tts").origin).parent / "Data/v2/Models/t2s_stage_decoder_fp32.onnx"
-    unruled = load_session_with_fp16_conversion(
-        str(template), str(demo_root / "demo/tts_models/t2s_shared_fp16.bin"), PROVIDERS, session_options(2)
-    )
+    template = package_data_dir() / "v2/Models/t2s_stage_decoder_fp32.onnx"
+    unruled = load_session(template, demo_root / "demo/tts_models/t2s_shared_fp16.bin", threads=2)
     voice = dataclasses.replace(demo_voice, stage_decoder=unruled)
     phonemes = text_to_phonemes("はい。", "Japanese")
     result = synthesize(voice, phonemes, threading.Event())
@@ -78,7 +79,9 @@ def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Pat
 
 
 def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
-    from engine.synthesis import Cancelled, synthesize, text_to_phonemes
+    from engine.g2p import text_to_phonemes
+    from engine.synthesis import Cancelled
+    from tests.engine_helpers import synthesize
 
     cancel = threading.Event()
 
@@ -95,7 +98,8 @@ def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
 
 
 def test_stop_at_step_zero_never_replays_the_reference(demo_voice) -> None:
-    from engine.synthesis import synthesize, text_to_phonemes
+    from engine.g2p import text_to_phonemes
+    from tests.engine_helpers import synthesize
 
     def stop_now(step, result):
         y, y_emb, _, *cache = result
@@ -124,15 +128,15 @@ class FailingVocoder:
 @pytest.fixture(scope="module")
 def inprocess_server(demo_voice, demo_root: Path) -> Iterator[str]:
     """The real ASGI app under uvicorn in a thread: voices 'demo' and 'faulty', one worker."""
+    from api.app import Application
     from engine.registry import VoiceRegistry
-    from engine.settings import Settings
-    from server import SpeechServer
+    from settings import Settings
 
     faulty_folder = dataclasses.replace(demo_voice.folder, name="faulty")
     faulty = dataclasses.replace(demo_voice, folder=faulty_folder, vocoder=FailingVocoder(demo_voice.vocoder, fail_from=2))
-    app = SpeechServer(Settings(workers=1, queue_size=8), demo_root / "GenieData", [])
-    app.registry = VoiceRegistry([demo_voice, faulty])
-    app.state = "ready"
+    app = Application(Settings(workers=1, queue_size=8), demo_root / "GenieData", [])
+    app.voices.registry = VoiceRegistry([demo_voice, faulty])
+    app.voices.state = "ready"
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -230,8 +234,8 @@ def test_a_style_uses_its_own_reference_in_both_stages(demo_voice) -> None:
 
     plan = anyio.run(plan_speech, demo_voice, "こんにちは。", 24, 120, "style-test", "calm")
     assert plan.reference is calm
-    default_tokens = text_to_tokens(demo_voice, plan.first_phonemes, threading.Event())
-    calm_tokens = text_to_tokens(demo_voice, plan.first_phonemes, threading.Event(), plan.reference)
+    default_tokens = text_to_tokens(demo_voice, plan.first_phonemes, demo_voice.reference, threading.Event())
+    calm_tokens = text_to_tokens(demo_voice, plan.first_phonemes, plan.reference, threading.Event())
     assert calm_tokens.reference is calm
     assert not np.array_equal(default_tokens.values, calm_tokens.values)  # the T2S prompt comes from the clip
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.test_speech_e2e import LONG, MEDIUM, speak, wav_info
+from tests.server_process import ServerProcess
+from tests.helpers import LONG, MEDIUM, speak, wav_info
+
+pytestmark = pytest.mark.e2e
 
 #: Content-Type, and what ffprobe calls the container and codec.
 FORMATS = {

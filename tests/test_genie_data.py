@@ -1,4 +1,4 @@
-"""End-to-end tests of `engine.genie_data`: the real `huggingface_hub` client against a local hub.
+"""End-to-end tests of `engine.tools.genie_data`: the real `huggingface_hub` client against a local hub.
 
 Each call of `resolve_genie_data` runs in a fresh `python` subprocess. huggingface_hub reads
 HF_ENDPOINT (and HF_HOME, HF_HUB_CACHE, ...) once, at import, into `huggingface_hub.constants`,
@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_standin import serve_repo
+from tests.hub_standin import serve_repo
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_REPO = "High-Logic/Genie"
@@ -29,7 +31,7 @@ RESOLVE = """
 import json, sys
 from pathlib import Path
 from engine.genie import GenieDataMissing
-from engine.genie_data import resolve_genie_data
+from engine.tools.genie_data import resolve_genie_data
 try:
     result = resolve_genie_data(Path(sys.argv[1]), allow_download=sys.argv[2] == "1")
 except GenieDataMissing as error:

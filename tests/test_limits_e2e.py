@@ -13,8 +13,10 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.test_speech_e2e import LONG, SHORT
+from tests.server_process import ServerProcess
+from tests.helpers import LONG, SHORT
+
+pytestmark = pytest.mark.e2e
 
 KEY = "test-secret-key"
 AUTH = {"authorization": f"Bearer {KEY}"}

@@ -41,7 +41,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from tests.conftest import OUTPUT, ROOT, ServerProcess
+from tests.helpers import OUTPUT
+from tests.server_process import ROOT, ServerProcess
 
 DOC_PATH = ROOT / "api" / "openapi.json"
 DOCUMENT = json.loads(DOC_PATH.read_text(encoding="utf-8"))
@@ -221,10 +222,10 @@ def test_every_example_matches_its_schema() -> None:
 
 def test_document_agrees_with_the_code() -> None:
     """The values the document lists are the ones the code uses: formats, content types, limits, routes, open paths."""
-    import server as app_module
+    from api.app import Application
     from api.speech_request import MAX_INSTRUCTIONS_CHARS, SPEED_RANGE, STREAM_FORMATS
-    from engine.settings import Settings
-    from wavstream.formats import FORMATS, OPENAI_FORMATS
+    from settings import Settings
+    from wavstream.formats import ENCODERS, OPENAI_FORMATS
 
     properties = lookup(SPEECH_REQUEST + "/properties")
     assert set(properties["response_format"]["enum"]) - {"", None} == set(OPENAI_FORMATS)
@@ -233,18 +234,20 @@ def test_document_agrees_with_the_code() -> None:
     assert properties["input"]["maxLength"] == Settings().max_input_chars
     assert properties["instructions"]["maxLength"] == MAX_INSTRUCTIONS_CHARS
     audio_types = {media for media in lookup(pointer("paths", SPEECH, "post", "responses", "200", "content")) if media.startswith("audio/")}
-    assert audio_types == {FORMATS[name].encoder.content_type for name in OPENAI_FORMATS}
+    assert audio_types == {ENCODERS[name].content_type for name in OPENAI_FORMATS}
 
-    app = app_module.SpeechServer(Settings(), Path("/nonexistent"), [])
-    routes = {path: {method for method in handlers} for path, handlers in app.routes.items()}
-    routes["/v1/models/{id}"] = {"GET"}  # the one route matched by prefix in SpeechServer.http
+    table = Application(Settings(), Path("/nonexistent"), []).routes
+    routes: dict[str, set[str]] = {}
+    for route in table.routes:
+        routes.setdefault(route.path, set()).add(route.method)
     assert routes == {template: documented_methods(template) for template in DOCUMENT["paths"]}
     open_in_document = {
         template for template, operations in DOCUMENT["paths"].items() if all(op.get("security") == [] for op in operations.values())
     }
-    assert open_in_document == set(app_module.OPEN_PATHS)
+    assert open_in_document == table.open_paths
 
 
+@pytest.mark.e2e
 def test_served_document_is_the_file(server: ServerProcess) -> None:
     response = httpx.get(f"{server.base_url}/openapi.json", timeout=10)
     assert response.status_code == 200
@@ -391,6 +394,7 @@ REAL_REQUESTS = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("method", "path", "options", "status"), [case[1:] for case in REAL_REQUESTS], ids=[case[0] for case in REAL_REQUESTS])
 def test_real_responses_conform(server: ServerProcess, method: str, path: str, options: dict, status: int) -> None:
     response = httpx.request(method, f"{server.base_url}{path}", timeout=60, **options)
@@ -407,6 +411,7 @@ def test_real_responses_conform(server: ServerProcess, method: str, path: str, o
         assert (response.headers["x-request-id"] == sent) == bool(re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", sent))
 
 
+@pytest.mark.e2e
 def test_every_undocumented_method_is_405_with_the_documented_allow(server: ServerProcess) -> None:
     checked = 0
     with httpx.Client(base_url=server.base_url, timeout=10) as client:
@@ -421,6 +426,7 @@ def test_every_undocumented_method_is_405_with_the_documented_allow(server: Serv
     assert checked == 7 * len(DOCUMENT["paths"]) - sum(len(documented_methods(t)) for t in DOCUMENT["paths"])
 
 
+@pytest.mark.e2e
 def test_queue_full_is_a_documented_429(server: ServerProcess) -> None:
     """WORKERS + QUEUE_SIZE (2 + 8) requests in progress: the next one is a 429 with Retry-After."""
     server.wait_idle()
@@ -477,11 +483,11 @@ def asgi_request(app: object, method: str, path: str, *, headers: dict[str, str]
 
 def test_statuses_of_other_configurations_conform() -> None:
     """401 (API_KEY set), 429 (RATE_LIMIT_PER_MINUTE), 408 (BODY_TIMEOUT), 503 while loading and with no voices."""
-    import server as app_module
-    from engine.settings import Settings
+    from api.app import Application
+    from settings import Settings
 
     settings = Settings(api_key="secret", rate_limit_per_minute=1, body_timeout=1)
-    app = app_module.SpeechServer(settings, Path("/nonexistent"), [])  # never started: its voices stay "loading"
+    app = Application(settings, Path("/nonexistent"), [])  # never started: its voices stay "loading"
     auth = {"authorization": "Bearer secret"}
     speech = orjson.dumps({"model": "demo", "input": "あ"})
     seen = {}
@@ -508,13 +514,14 @@ def test_statuses_of_other_configurations_conform() -> None:
     assert limited.json()["error"]["type"] == "rate_limit_error"
     slow = check("speech body too slow", 408, "POST", SPEECH, headers={**auth, **_J}, client="10.0.0.2", stall_body=True)
     assert slow.json()["error"]["code"] == "request_timeout"
-    app.state = "no_voices"  # what SpeechServer.load sets when no voice could be loaded
+    app.voices.state = "no_voices"  # what ServedVoices.load sets when no voice could be loaded
     assert check("health no voices", 503, "GET", "/health").json()["status"] == "no_voices"
 
 
 # ---- the checker can fail ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_the_checker_rejects_what_the_document_does_not_allow(server: ServerProcess) -> None:
     """Real responses, each changed in one way the document forbids: every change must be reported."""
     models = httpx.get(f"{server.base_url}/v1/models", timeout=10)
@@ -557,6 +564,7 @@ def test_the_checker_rejects_what_the_document_does_not_allow(server: ServerProc
 # ---- a path-parameter quirk the fuzzer found (fixed) ----------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_model_id_made_of_slashes_is_a_404(server: ServerProcess) -> None:
     response = httpx.get(f"{server.base_url}/v1/models/%2F", timeout=10)
     assert response.status_code == 404
@@ -627,6 +635,7 @@ def fuzz_run(operation: object, mode: object, examples: int, checks: list, run_s
     return figures, None
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_schemathesis_fuzz_against_the_served_document(server: ServerProcess, capsys: pytest.CaptureFixture) -> None:
     """schemathesis cases for every operation, sent to the session's default server and checked against the document.

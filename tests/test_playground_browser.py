@@ -1,6 +1,6 @@
 """The playground page at `/`, driven in headless Chromium against the real server with the demo voice.
 
-Playwright drives Debian's `chromium` (apt-get install chromium; .ci/run does), never a downloaded browser.
+Playwright drives Debian's `chromium` (apt-get install chromium; scripts/test.sh does when it can), never a downloaded browser.
 A missing chromium fails these tests: they are never skipped.
 """
 
@@ -16,7 +16,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.conftest import OUTPUT, ROOT, ServerProcess
+from tests.helpers import OUTPUT
+from tests.server_process import ROOT, ServerProcess
+
+pytestmark = pytest.mark.e2e
 
 SCREENSHOT = OUTPUT / "playground.png"
 SYNTHESIS_MS = 150_000  # a short sentence takes seconds on 2 cores; leave room for a busy machine
@@ -63,7 +66,7 @@ class Playground:
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("chromium is required for the playground tests: apt-get install chromium (.ci/run installs it)")
+        pytest.fail("chromium is required for the playground tests: apt-get install chromium (scripts/test.sh installs it when it can)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--autoplay-policy=no-user-gesture-required"])
         yield browser

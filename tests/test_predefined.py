@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from engine.hub import HF_REPO
+from engine.tools.hub import HF_REPO
 from engine.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, inspect_voice
-from tests.conftest import ROOT
+from tests.server_process import ROOT
 from tests.hub_standin import serve_repo
 from tests.test_genie_data import hub_env
+
+pytestmark = pytest.mark.e2e
 
 
 def character_repo(root: Path) -> Path:
@@ -35,7 +38,7 @@ def character_repo(root: Path) -> Path:
 
 def install(names: list[str], models: Path, endpoint: str, hf_home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "engine.predefined", *names, "--models", str(models)],
+        [sys.executable, "-m", "engine.tools.predefined", *names, "--models", str(models)],
         cwd=ROOT, env=hub_env(endpoint, hf_home), capture_output=True, text=True, timeout=120,
     )
 
@@ -47,7 +50,7 @@ def test_installs_a_character_as_a_voice_folder(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert not any("feibi" in request for request in hub.requests)
         folder = inspect_voice(models / "mika")
-        assert (folder.kind, folder.language, folder.reference_text) == ("V2ProPlus", "Japanese", "こんにちは、ミカです。")
+        assert (folder.kind, folder.language, folder.reference.text) == ("V2ProPlus", "Japanese", "こんにちは、ミカです。")
         assert (models / "mika" / "tts_models" / "vits_fp16.bin").read_bytes() == b"vits_fp16.bin"
         info = sf.info(str(models / "mika" / "reference" / "audio.wav"))
         assert (info.format, info.subtype, info.samplerate, info.frames) == ("WAV", "PCM_16", 32000, 4 * 32000)

@@ -1,4 +1,4 @@
-"""`python -m engine.prepare`: generated GPT-SoVITS checkpoints converted for real, then loaded and
+"""`python -m engine.tools.prepare`: generated GPT-SoVITS checkpoints converted for real, then loaded and
 synthesised with the server's own code; and every input it must refuse, with nothing left behind.
 
 Conversions run the command in a subprocess with the stand-in GenieData of the demo voice, and the
@@ -24,10 +24,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from engine import checkpoints, prepare
+from engine.tools import checkpoints, prepare
 from engine.voice_folder import BASE_FILES
-from tests.conftest import ROOT
+from tests.server_process import ROOT
 from tests.fake_checkpoints import random_weights, write_gpt_checkpoint, write_sovits_checkpoint
+
+pytestmark = pytest.mark.e2e
 
 TEXT = "こんにちは、今日はいい天気ですね。"
 #: Two phonemes, so the token cap (the random GPT never emits EOS) is the 50-token floor.
@@ -115,7 +117,7 @@ def arguments(inputs: Inputs, models: Path, **overrides: object) -> list[str]:
 def run_command(argv: list[str], genie_data: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GENIE_DATA_DIR": str(genie_data), "GENIE_DOWNLOAD": "0"}
     return subprocess.run(
-        [sys.executable, "-m", "engine.prepare", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "engine.tools.prepare", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
 
 
@@ -126,8 +128,10 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def speak(voice_dir: Path, genie_data: Path, shared_models):
-    from engine.synthesis import synthesize, text_to_phonemes
+    from engine.g2p import text_to_phonemes
     from engine.voice import load_voice
+    from tests.engine_helpers import synthesize
+
     from engine.voice_folder import inspect_voice
 
     voice = load_voice(inspect_voice(voice_dir, genie_data), shared_models, threads=2)
@@ -307,7 +311,7 @@ def test_a_checkpoint_carrying_code_is_not_unpickled(inputs: Inputs, offline_env
 
 def test_missing_torch_names_the_install_command(inputs: Inputs, tmp_path: Path) -> None:
     """A fresh interpreter in which `import torch` fails as it does when torch is not installed."""
-    blocked = "import sys; sys.modules['torch'] = None; from engine.prepare import main; sys.exit(main(sys.argv[1:]))"
+    blocked = "import sys; sys.modules['torch'] = None; from engine.tools.prepare import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GENIE_DATA_DIR": str(tmp_path / "none"), "GENIE_DOWNLOAD": "0"}
     result = subprocess.run(
         [sys.executable, "-c", blocked, *arguments(inputs, tmp_path / "models")],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.settings import Settings
+from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

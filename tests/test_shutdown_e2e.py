@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, start_server, stop_server
-from tests.test_speech_e2e import LONG
+from tests.helpers import LONG, start_demo_server
+from tests.server_process import ServerProcess
+
+pytestmark = pytest.mark.e2e
 
 SHUTDOWN_TIMEOUT = 3
 MAX_CONNECTIONS = 3
@@ -22,10 +24,10 @@ MAX_CONNECTIONS = 3
 @pytest.fixture(scope="module")
 def own_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     settings = {"SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT), "MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
-    server = start_server("shutdown", tmp_path_factory.mktemp("no-models"), settings)
+    server = start_demo_server("shutdown", tmp_path_factory.mktemp("no-models"), settings)
     yield server
     if server.process.poll() is None:
-        stop_server(server)
+        server.stop()
 
 
 def test_beyond_max_connections_requests_get_an_openai_shaped_503(own_server: ServerProcess) -> None:
@@ -77,4 +79,4 @@ def test_sigterm_refuses_new_work_aborts_streams_honestly_and_exits_0(own_server
         assert "Shutting down" in log and "Finished server process" in log
     finally:
         if server.process.poll() is None:
-            stop_server(server)
+            server.stop()

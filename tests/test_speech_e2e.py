@@ -14,32 +14,10 @@ import openai
 import pytest
 import soundfile as sf
 
-from tests.conftest import OUTPUT, ServerProcess
+from tests.helpers import LONG, MEDIUM, OUTPUT, SHORT, client, speak, wav_info
+from tests.server_process import ServerProcess
 
-SHORT = "こんにちは。"
-MEDIUM = "こんにちは。今日はとてもいい天気ですね。"
-LONG = (
-    "むかしむかし、ある山のふもとに、おじいさんとおばあさんが住んでいました。"
-    "おじいさんは山へしば刈りに、おばあさんは川へ洗濯に行きました。"
-    "すると、川上から大きな桃が、どんぶらこ、どんぶらこと流れてきました。"
-    "おばあさんはその桃を拾って、家に持って帰りました。"
-)
-
-
-def client(server: ServerProcess, **options: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", **options)
-
-
-def wav_info(data: bytes) -> tuple[int, int, int, float]:
-    """(sample rate, channels, sample width, seconds) read by soundfile, which clamps the 0xFFFFFFFF sizes."""
-    info = sf.info(io.BytesIO(data))
-    assert info.format == "WAV" and info.subtype == "PCM_16"
-    return info.samplerate, info.channels, 2, info.frames / info.samplerate
-
-
-def speak(server: ServerProcess, text: str, **fields: object) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": text, **fields}, timeout=120)
-
+pytestmark = pytest.mark.e2e
 
 def test_sdk_create_returns_wav_every_reader_accepts(server: ServerProcess, ffprobe: str) -> None:
     response = client(server).audio.speech.create(model="demo", voice="alloy", input=MEDIUM, response_format="wav")

@@ -41,7 +41,8 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from engine.segmenter import CLAUSE_END, CLOSERS, MIN_SEGMENT_UNITS, SENTENCE_END, segment, units
-from tests.conftest import OUTPUT, ServerProcess
+from tests.helpers import OUTPUT
+from tests.server_process import ServerProcess
 
 #: Failing examples are replayed first on the next run; kept out of the repository (tests/output is ignored).
 DATABASE = DirectoryBasedExampleDatabase(str(OUTPUT / "hypothesis"))
@@ -261,11 +262,11 @@ class G2PErrors(logging.Handler):
 
 def well_formed(phonemes) -> None:
     """What the T2S encoder will be fed: ids of real symbols, one BERT row per id."""
-    from genie_tts.G2P.SymbolsV2 import symbols_v2
+    from engine.genie import symbol_table
 
     sequence, bert = phonemes.sequence, phonemes.bert
     assert sequence.dtype.name == "int64" and sequence.ndim == 2 and sequence.shape[0] == 1 and sequence.shape[1] >= 1
-    assert 0 <= int(sequence.min()) and int(sequence.max()) < len(symbols_v2)
+    assert 0 <= int(sequence.min()) and int(sequence.max()) < len(symbol_table())
     assert bert.dtype.name == "float32" and bert.shape == (sequence.shape[1], 1024)
     assert len(phonemes.symbols) == sequence.shape[1] and phonemes.speakable
 
@@ -337,6 +338,7 @@ def plan_and_check(voice, text: str, outcomes: Counter[str]) -> None:
             well_formed(phonemes)
 
 
+@pytest.mark.e2e
 class TestPlanningOnTheDemoVoice:
     """Real G2P (pyopenjtalk) on the real demo voice in this process."""
 
@@ -407,7 +409,7 @@ SPEECH = "/v1/audio/speech"
 
 def max_input_chars() -> int:
     """The server inherits this process's environment (conftest), so it reads the same setting."""
-    from engine.settings import Settings
+    from settings import Settings
 
     return Settings.from_env().max_input_chars
 
@@ -484,6 +486,7 @@ def assert_clean_log(log: str) -> None:
         assert sign not in log, f"{sign!r} in the server log:\n{log[-4000:]}"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("content", [case[1] for case in SPOKEN], ids=[case[0] for case in SPOKEN])
 def test_nasty_input_is_spoken(server: ServerProcess, content: bytes) -> None:
     response, request_id, log = post(server, content)
@@ -497,6 +500,7 @@ def test_nasty_input_is_spoken(server: ServerProcess, content: bytes) -> None:
     assert_clean_log(log)
 
 
+@pytest.mark.e2e
 def test_unpunctuated_run_of_emoji_skips_the_silent_segments(server: ServerProcess) -> None:
     """328 characters without punctuation, 8 of them kana: several segments are only emoji and are skipped."""
     response, request_id, log = post(server, body(("😀" * 40 + "あ") * 8))
@@ -508,6 +512,7 @@ def test_unpunctuated_run_of_emoji_skips_the_silent_segments(server: ServerProce
     assert_clean_log(log)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("content", "code", "reason"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED]
 )
@@ -519,6 +524,7 @@ def test_nasty_input_is_refused_with_a_reason(server: ServerProcess, content: by
     assert_clean_log(log)
 
 
+@pytest.mark.e2e
 def test_longest_inputs_take_the_400_paths(server: ServerProcess) -> None:
     """At MAX_INPUT_CHARS every segment is planned (and refused: nothing to say); one more character is too long.
     The 4096 emoji also arrive as escaped surrogate pairs (12 bytes each), as `json.dumps` sends them."""

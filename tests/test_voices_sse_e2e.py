@@ -9,8 +9,10 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.test_speech_e2e import LONG, MEDIUM, SHORT, client, speak, wav_info
+from tests.server_process import ServerProcess
+from tests.helpers import LONG, MEDIUM, SHORT, client, speak, wav_info
+
+pytestmark = pytest.mark.e2e
 
 STRICT_KEY = {"authorization": "Bearer test-secret-key"}
 

@@ -9,7 +9,9 @@ import wave
 import numpy as np
 import soundfile as sf
 
-from wavstream import FORMATS, StreamResampler, float_to_pcm16, streaming_wav_header
+from wavstream.formats import ENCODERS
+from wavstream.pcm import StreamResampler, float_to_pcm16
+from wavstream.wav import streaming_wav_header
 
 
 def test_streaming_header_fields() -> None:
@@ -49,9 +51,9 @@ def test_stream_resampler_matches_length_and_joins_chunks() -> None:
 
 
 def test_formats_and_content_types() -> None:
-    assert set(FORMATS) == {"mp3", "opus", "aac", "flac", "wav", "pcm"}
-    wav = FORMATS["wav"].new_encoder(32000)
+    assert set(ENCODERS) == {"mp3", "opus", "aac", "flac", "wav", "pcm"}
+    wav = ENCODERS["wav"](32000)
     assert wav.content_type == "audio/wav" and wav.start()[:4] == b"RIFF" and wav.sample_rate == 32000
-    pcm = FORMATS["pcm"].new_encoder(32000)
+    pcm = ENCODERS["pcm"](32000)
     assert pcm.content_type == "audio/pcm" and pcm.start() == b"" and pcm.sample_rate == 24000
-    assert FORMATS["mp3"].new_encoder(32000).content_type == "audio/mpeg"  # the others: test_wavstream_formats.py
+    assert ENCODERS["mp3"](32000).content_type == "audio/mpeg"  # the others: test_wavstream_formats.py

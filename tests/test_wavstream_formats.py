@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from wavstream import FORMATS, float_to_pcm16
+from wavstream.formats import ENCODERS
+from wavstream.pcm import float_to_pcm16
 from wavstream.sndfile_encoders import StreamSink, blank_frame_length
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
@@ -64,7 +65,7 @@ SEGMENT_HZ = (300, 450, 600)
 
 
 def encode_stream(name: str, segments: tuple[np.ndarray, ...] = SEGMENTS) -> list[bytes]:
-    encoder = FORMATS[name].new_encoder(MODEL_RATE)
+    encoder = ENCODERS[name](MODEL_RATE)
     return [encoder.start(), *(encoder.encode(segment) for segment in segments), encoder.finish()]
 
 
@@ -100,10 +101,10 @@ def stream(request: pytest.FixtureRequest) -> tuple[str, list[bytes]]:
 
 def test_content_types_and_rates() -> None:
     for name in COMPRESSED:
-        encoder = FORMATS[name].new_encoder(MODEL_RATE)
+        encoder = ENCODERS[name](MODEL_RATE)
         assert (encoder.content_type, encoder.sample_rate) == (EXPECTED[name].content_type, EXPECTED[name].rate)
-    assert FORMATS["wav"].new_encoder(MODEL_RATE).content_type == "audio/wav"
-    assert FORMATS["pcm"].new_encoder(MODEL_RATE).content_type == "audio/pcm"
+    assert ENCODERS["wav"](MODEL_RATE).content_type == "audio/wav"
+    assert ENCODERS["pcm"](MODEL_RATE).content_type == "audio/pcm"
 
 
 def test_container_codec_and_duration(stream: tuple[str, list[bytes]]) -> None:
@@ -192,7 +193,7 @@ def test_silence_short_and_empty_segments(name: str) -> None:
 @pytest.mark.parametrize("name", COMPRESSED)
 def test_other_model_rates(name: str, model_rate: int) -> None:
     """A codec that cannot take the model's rate gets 48 kHz (MP3 here is MPEG-1: 32, 44.1 or 48 kHz)."""
-    encoder = FORMATS[name].new_encoder(model_rate)
+    encoder = ENCODERS[name](model_rate)
     rate = {"mp3": 48000, "opus": 48000}.get(name, model_rate)
     assert encoder.sample_rate == rate
     seconds = 1.234
@@ -208,7 +209,7 @@ def test_other_model_rates(name: str, model_rate: int) -> None:
 
 @pytest.mark.parametrize("name", COMPRESSED)
 def test_finish_without_audio(name: str) -> None:
-    encoder = FORMATS[name].new_encoder(MODEL_RATE)
+    encoder = ENCODERS[name](MODEL_RATE)
     data = encoder.start() + encoder.finish()
     if data:
         assert ffmpeg_decode(data, check=False).size <= 2048  # at most the codec's priming
@@ -216,7 +217,7 @@ def test_finish_without_audio(name: str) -> None:
 
 def test_flac_streaminfo_says_unknown_length() -> None:
     """libsndfile's STREAMINFO rewrite at close is dropped; the one sent first says "unknown" (0)."""
-    encoder = FORMATS["flac"].new_encoder(MODEL_RATE)
+    encoder = ENCODERS["flac"](MODEL_RATE)
     data = encoder.start() + encoder.encode(SEGMENTS[0]) + encoder.finish()
     assert encoder._sink.dropped_rewrite_bytes > 0  # frame sizes, total samples, MD5
     assert data[:4] == b"fLaC"
@@ -228,7 +229,7 @@ def test_flac_streaminfo_says_unknown_length() -> None:
 
 def test_mp3_starts_with_audio_not_a_blank_tag_frame() -> None:
     """LAME's blank first frame is left out, and libsndfile's Xing/LAME tag written over it at close dropped."""
-    encoder = FORMATS["mp3"].new_encoder(MODEL_RATE)
+    encoder = ENCODERS["mp3"](MODEL_RATE)
     data = encoder.start() + encoder.encode(SEGMENTS[0]) + encoder.finish()
     assert encoder._sink.dropped_rewrite_bytes == 288  # the tag frame: 64 kbit/s at 32 kHz
     assert blank_frame_length(data) == 0

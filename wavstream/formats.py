@@ -15,8 +15,6 @@ bytes the codec let out for it, `finish` with the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +26,6 @@ from wavstream.wav import streaming_wav_header
 
 #: OpenAI documents `pcm` as 24 kHz; its SDK's player assumes that rate.
 PCM_RATE = 24000
-OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 
 
 class Encoder(Protocol):
@@ -44,7 +41,7 @@ class Encoder(Protocol):
     def finish(self) -> bytes: ...
 
 
-class AudioEncoder:
+class WavEncoder:
     """Streamed WAV: the header first, then each segment as 16-bit PCM at the model's rate."""
 
     content_type = "audio/wav"
@@ -62,7 +59,7 @@ class AudioEncoder:
         return b""
 
 
-class PcmEncoder(AudioEncoder):
+class PcmEncoder:
     """Raw 16-bit little-endian mono at 24 kHz, no header."""
 
     content_type = "audio/pcm"
@@ -81,21 +78,13 @@ class PcmEncoder(AudioEncoder):
         return float_to_pcm16(self._resampler.flush())
 
 
-@dataclass(frozen=True)
-class ResponseFormat:
-    name: str
-    encoder: Callable[[int], Encoder]
-
-    def new_encoder(self, model_rate: int) -> Encoder:
-        return self.encoder(model_rate)
-
-
-_ENCODERS: dict[str, Callable[[int], Encoder]] = {
+#: `response_format` -> its encoder class, constructed with the model's sample rate.
+ENCODERS: dict[str, type[Encoder]] = {
     "mp3": Mp3Encoder,
     "opus": OpusEncoder,
     "aac": AacEncoder,
     "flac": FlacEncoder,
-    "wav": AudioEncoder,
+    "wav": WavEncoder,
     "pcm": PcmEncoder,
 }
-FORMATS = {name: ResponseFormat(name, _ENCODERS[name]) for name in OPENAI_FORMATS}
+OPENAI_FORMATS = tuple(ENCODERS)

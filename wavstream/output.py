@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from wavstream.formats import FORMATS
+from wavstream.formats import ENCODERS
 from wavstream.stretch import TimeStretcher
 
 
@@ -16,7 +16,7 @@ class AudioOutput:
     """
 
     def __init__(self, response_format: str, model_rate: int, speed: float = 1.0) -> None:
-        self.encoder = FORMATS[response_format].new_encoder(model_rate)
+        self.encoder = ENCODERS[response_format](model_rate)
         self.stretcher = TimeStretcher(model_rate, speed)
         self.model_rate = model_rate
         self.seconds = 0.0  # audio sent so far, after the speed change

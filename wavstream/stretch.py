@@ -143,7 +143,3 @@ def _crossfade_ends(x: np.ndarray, out_len: int) -> np.ndarray:
     fade = np.full(1, 0.5) if out_len == 1 else 0.5 - 0.5 * np.cos(np.pi * n / (out_len - 1))
     return ((1 - fade) * head + fade * tail).astype(np.float32)
 
-
-def new_stretcher(sample_rate: int, speed: float) -> TimeStretcher:
-    """A stretcher for one request; validates speed (0.25 to 4.0)."""
-    return TimeStretcher(sample_rate, speed)

@@ -1,17 +1,23 @@
-"""Which voice and which of its styles a request means, from its `model` and `voice` fields.
+"""The voices this application serves, and which voice and style a request means by its `model` and `voice`.
 
 Names are only ever looked up in the loaded registry: no request field reaches the filesystem.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+import anyio.to_thread
 
 from api.errors import ApiError, bad_request
 from api.speech_request import is_openai_model
-from engine.registry import VoiceRegistry
-from engine.voice import Voice
+from engine.interface import FoundVoices, Voice, VoiceRegistry, load_voices
+
+logger = logging.getLogger("gsv.server")
 
 #: OpenAI's built-in voice names. Clients send them and often cannot change them: they mean "the default".
 OPENAI_VOICES = frozenset(
@@ -75,3 +81,38 @@ def choose_voice(registry: VoiceRegistry, model: str, requested: str | None, ali
 def _unknown_style(voice: Voice, requested: str, reason: str) -> ApiError:
     styles = ", ".join(voice_id(voice.name, style) for style in [None, *voice.styles])
     return bad_request(f"{reason}; voices of this model: {styles} (see GET /v1/audio/voices)", "voice", "voice_not_found")
+
+
+class ServedVoices:
+    """The registry once loaded, the loading state /health reports, and the aliases of VOICE_ALIASES."""
+
+    def __init__(self, aliases: Mapping[str, str]) -> None:
+        self.aliases = aliases
+        self.registry = VoiceRegistry()
+        self.state = "loading"  # then "ready", or "no_voices" (until a restart)
+        self.created = int(time.time())  # the `created` of every model object
+
+    async def load(self, folders: FoundVoices, genie_data_dir: Path, threads: int, models_dir: Path) -> None:
+        """Load every voice in a worker thread while /health answers 'loading'."""
+        started = time.perf_counter()
+        self.registry = await anyio.to_thread.run_sync(load_voices, folders, genie_data_dir, threads, abandon_on_cancel=True)
+        if len(self.registry) == 0:
+            self.state = "no_voices"
+            logger.error("no voice could be loaded from %s: add a voice folder (see models/README.md) or run with --demo", models_dir)
+            return
+        for alias, target in self.aliases.items():
+            name, _, style = target.partition("/")
+            voice = self.registry.get(name)
+            if voice is None or (style and voice.style(style) is None):
+                logger.warning("VOICE_ALIASES: %s=%s names no loaded voice or style; requests using it get an error", alias, target)
+        self.state = "ready"
+        logger.info("ready voices=%s load_s=%.1f", ",".join(self.registry.names), time.perf_counter() - started)
+
+    def ready(self) -> VoiceRegistry:
+        """The registry, or 503 while the voices are still loading."""
+        if self.state == "loading":
+            raise ApiError(503, "voices are still loading; retry shortly", code="loading", headers=[(b"retry-after", b"10")])
+        return self.registry
+
+    def choose(self, model: str, requested: str | None) -> VoiceChoice:
+        return choose_voice(self.ready(), model, requested, self.aliases)

@@ -1,6 +1,6 @@
 """One command from a GPT-SoVITS checkpoint pair and a reference clip to a voice folder.
 
-    python -m engine.prepare --ckpt my.ckpt --pth my.pth --reference clip.wav \\
+    python -m engine.tools.prepare --ckpt my.ckpt --pth my.pth --reference clip.wav \\
         --text "exact transcript of the clip" --language ja --name my-voice [--models models] [--force]
 
 It checks the inputs, converts the checkpoints with `genie_tts.convert_to_onnx`, writes the reference as
@@ -8,7 +8,7 @@ It checks the inputs, converts the checkpoints with `genie_tts.convert_to_onnx`,
 prints its verdict. The folder is built next to the target under a dot-name (which the server ignores)
 and renamed into place only once it passes, so a failure never leaves a half-written voice.
 
-Checkpoints are checked first (engine/checkpoints.py) because genie-tts converts wrong files silently.
+Checkpoints are checked first (engine/tools/checkpoints.py) because genie-tts converts wrong files silently.
 
 Needs `torch` (requirements-convert.txt, not in the server image) and GenieData: importing `genie_tts`
 requires it, and `engine.genie.import_genie` is the only importer. GenieData is found, or downloaded,
@@ -18,13 +18,12 @@ exactly as the server does (GENIE_DATA_DIR, GENIE_DOWNLOAD).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from engine.checkpoints import CheckpointError, check_gpt_checkpoint, check_sovits_checkpoint, require_torch
+from engine import genie
+from engine.g2p import text_to_phonemes
+from engine.tools.checkpoints import CheckpointError, check_gpt_checkpoint, check_sovits_checkpoint, require_torch
+from engine.tools.genie_data import resolve_genie_data
 from engine.voice_folder import (
     BASE_FILES,
     G2P_DATA,
@@ -63,7 +65,7 @@ class VoiceSources:
 
 
 @dataclass(frozen=True)
-class ReferenceClip:
+class PreparedClip:
     audio: np.ndarray  # float32 mono at REFERENCE_RATE, within [-1, 1]
     source_rate: int
     source_channels: int
@@ -90,7 +92,7 @@ def genie_language(language: str) -> str:
     return name
 
 
-def read_reference(path: Path) -> ReferenceClip:
+def read_reference(path: Path) -> PreparedClip:
     """Any format soundfile reads, as 32 kHz mono; warns outside the 3-10 s GPT-SoVITS accepts."""
     if not path.is_file():
         raise PrepareError(f"--reference {path} does not exist")
@@ -115,10 +117,10 @@ def read_reference(path: Path) -> ReferenceClip:
             f"reference audio is {seconds:.1f} s; GPT-SoVITS works best with {low:.0f}-{high:.0f} s: "
             "cut the clip at a sentence boundary and make --text the transcript of what remains",
         )
-    return ReferenceClip(mono, rate, audio.shape[1], warnings)
+    return PreparedClip(mono, rate, audio.shape[1], warnings)
 
 
-def write_reference(folder: Path, clip: ReferenceClip, text: str, language: str) -> None:
+def write_reference(folder: Path, clip: PreparedClip, text: str, language: str) -> None:
     reference = folder / "reference"
     reference.mkdir(parents=True, exist_ok=True)
     sf.write(str(reference / "audio.wav"), clip.audio, REFERENCE_RATE, subtype="PCM_16")
@@ -129,29 +131,9 @@ def write_reference(folder: Path, clip: ReferenceClip, text: str, language: str)
 # ---- conversion ---------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _converter_cache(cache: Path) -> Iterator[None]:
-    """Point genie-tts's converter scratch folder at `cache`.
-
-    It is fixed at import as ./Cache in the working directory and deleted after every conversion,
-    which would take a user's own ./Cache folder with it.
-    """
-    modules = [importlib.import_module(f"genie_tts.Converter.{kind}.Converter") for kind in ("v2", "v2ProPlus")]
-    saved = [module.CACHE_DIR for module in modules]
-    for module in modules:
-        module.CACHE_DIR = str(cache)
-    try:
-        yield
-    finally:
-        for module, value in zip(modules, saved, strict=True):
-            module.CACHE_DIR = value
-
-
 def convert(sources: VoiceSources, models: Path, kind: str, scratch: Path) -> None:
     """Run `genie_tts.convert_to_onnx`; it logs and swallows its own errors, so check what it wrote."""
-    genie = sys.modules["genie_tts"]
-    with _converter_cache(scratch / "converter-cache"):
-        genie.convert_to_onnx(torch_ckpt_path=sources.ckpt, torch_pth_path=sources.pth, output_dir=models)
+    genie.convert_to_onnx(sources.ckpt, sources.pth, models, scratch / "converter-cache")
     shutil.rmtree(scratch / "converter-cache", ignore_errors=True)
     wanted = BASE_FILES + (PROMPT_ENCODER_FILES if kind == "V2ProPlus" else ())
     missing = [name for name in wanted if not (models / name).is_file()]
@@ -161,8 +143,6 @@ def convert(sources: VoiceSources, models: Path, kind: str, scratch: Path) -> No
 
 def check_reference_text(text: str, language: str, genie_data_dir: Path) -> None:
     """G2P the transcript now, as loading the voice will, so an unusable one fails before converting."""
-    from engine.synthesis import text_to_phonemes  # noqa: PLC0415  (imports genie_tts)
-
     if language in G2P_DATA and not (genie_data_dir / G2P_DATA[language]).is_dir():
         raise PrepareError(f"{language} needs {genie_data_dir / G2P_DATA[language]} (part of the full GenieData)")
     try:
@@ -189,7 +169,7 @@ def _install(scratch: Path, target: Path) -> None:
         shutil.rmtree(replaced, ignore_errors=True)
 
 
-def check_sources(sources: VoiceSources, target: Path, force: bool) -> tuple[ReferenceClip, str]:
+def check_sources(sources: VoiceSources, target: Path, force: bool) -> tuple[PreparedClip, str]:
     """Everything that needs neither GenieData nor a conversion; returns the clip and the model kind."""
     check_name(target.name)
     genie_language(sources.language)
@@ -209,7 +189,7 @@ def check_sources(sources: VoiceSources, target: Path, force: bool) -> tuple[Ref
     return clip, kind
 
 
-def build_voice(sources: VoiceSources, clip: ReferenceClip, kind: str, target: Path, genie_data_dir: Path) -> None:
+def build_voice(sources: VoiceSources, clip: PreparedClip, kind: str, target: Path, genie_data_dir: Path) -> None:
     """Convert and write the reference in a scratch folder beside `target`; rename it there once it passes."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
@@ -231,12 +211,9 @@ def build_voice(sources: VoiceSources, clip: ReferenceClip, kind: str, target: P
 
 def prepare_voice(sources: VoiceSources, target: Path, genie_data_dir: Path, *, allow_download: bool, force: bool) -> VoiceFolder:
     """Write the voice folder `target`, checking everything cheap before GenieData and the conversion."""
-    from engine.genie import import_genie  # noqa: PLC0415
-    from engine.genie_data import resolve_genie_data  # noqa: PLC0415
-
     clip, kind = check_sources(sources, target, force)
     genie_data_dir = resolve_genie_data(genie_data_dir, allow_download)
-    import_genie(genie_data_dir)
+    genie.import_genie(genie_data_dir)
     check_reference_text(sources.text.strip(), genie_language(sources.language), genie_data_dir)
     build_voice(sources, clip, kind, target, genie_data_dir)
     return inspect_voice(target, genie_data_dir)
@@ -247,7 +224,7 @@ def prepare_voice(sources: VoiceSources, target: Path, genie_data_dir: Path, *, 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m engine.prepare",
+        prog="python -m engine.tools.prepare",
         description="Turn a GPT-SoVITS V2 or V2ProPlus checkpoint pair and a reference clip into a voice folder "
         "(models/<name>/). Needs torch (pip install -r requirements-convert.txt) and GenieData (GENIE_DATA_DIR).",
     )
@@ -262,22 +239,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from engine.genie import GenieDataMissing  # noqa: PLC0415
-    from engine.settings import Settings  # noqa: PLC0415
+def genie_download_allowed(environ: Mapping[str, str]) -> bool:
+    """GENIE_DOWNLOAD as the server reads it (.env.example): on unless 0, false, no or off."""
+    value = environ.get("GENIE_DOWNLOAD", "1").strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"environment variable GENIE_DOWNLOAD: not a boolean: {value!r}")
 
+
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The same variables as the server's (MODELS_DIR, GENIE_DATA_DIR, GENIE_DOWNLOAD), with the same defaults.
+    models_dir = args.models or Path(os.environ.get("MODELS_DIR") or "models").expanduser()
+    genie_data_dir = Path(os.environ.get("GENIE_DATA_DIR") or "GenieData").expanduser()
     try:
-        settings = Settings.from_env().with_overrides(models_dir=args.models)
+        allow_download = genie_download_allowed(os.environ)
     except ValueError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     sources = VoiceSources(args.ckpt, args.pth, args.reference, args.text, args.language)
     try:
         check_name(args.name)  # before it is joined to a path: "../x" must not become "x"
-        target = settings.models_dir / args.name
-        folder = prepare_voice(sources, target, settings.genie_data_dir, allow_download=settings.genie_download, force=args.force)
-    except (PrepareError, CheckpointError, GenieDataMissing) as error:
+        target = models_dir / args.name
+        folder = prepare_voice(sources, target, genie_data_dir, allow_download=allow_download, force=args.force)
+    except (PrepareError, CheckpointError, genie.GenieDataMissing) as error:
         print(f"ERROR {args.name}: {error}", file=sys.stderr)
         return 1
     print(verdict(folder))

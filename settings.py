@@ -1,4 +1,7 @@
-"""Every setting of the service, read from the environment (see .env.example), overridable by CLI flags."""
+"""Every setting of the server, read once from the environment (see .env.example), overridable by CLI flags.
+
+The entry point resolves them at start and hands them to the application; nothing reads the environment later.
+"""
 
 from __future__ import annotations
 

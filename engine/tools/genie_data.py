@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from engine.genie import GenieDataMissing, missing_data
+from engine.tools.hub import HF_REPO, fetch_folder
 
-HF_REPO = "High-Logic/Genie"
 HF_FOLDER = "GenieData"
 logger = logging.getLogger("gsv.genie_data")
 
@@ -26,15 +26,12 @@ def instructions(target: Path) -> str:
 
 def download(target: Path) -> None:
     """Fetch GenieData/ from the hub into `target` (progress bars from huggingface_hub)."""
-    from huggingface_hub import snapshot_download
-
     staging = target.parent / f".{target.name}.download"
     logger.info("genie_data=downloading repo=%s target=%s", HF_REPO, target)
     try:
-        snapshot_download(repo_id=HF_REPO, repo_type="model", allow_patterns=f"{HF_FOLDER}/*", local_dir=str(staging))
+        fetched = fetch_folder(HF_FOLDER, staging)
     except Exception as error:  # network, auth and hub errors all mean the same thing to the user
         raise GenieDataMissing(f"downloading GenieData failed ({type(error).__name__}: {error}). {instructions(target)}") from None
-    fetched = staging / HF_FOLDER
     if missing_data(fetched):
         raise GenieDataMissing(f"the download lacks {', '.join(missing_data(fetched))}. {instructions(target)}")
     if target.exists():
@@ -55,7 +52,7 @@ def resolve_genie_data(target: Path, allow_download: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m engine.genie_data DIR`: fetch GenieData into DIR ahead of time (the Dockerfile does so at build time)."""
+    """`python -m engine.tools.genie_data DIR`: fetch GenieData into DIR ahead of time (the Dockerfile does so at build time)."""
     parser = argparse.ArgumentParser(description="Download GenieData into DIR, as the server does when it is missing.")
     parser.add_argument("dir", type=Path, help="the folder GENIE_DATA_DIR will name")
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ The stand-in GenieData holds a HuBERT-shaped model (same frame rate as chinese-h
 400-sample window, 320-sample hop at 16 kHz, 768 channels) and a speaker-encoder-shaped model
 (16 kHz waveform to a 20480-wide embedding). Japanese G2P needs no data, so the demo voice is Japanese.
 
-Run ``python -m engine.demo DIR`` to write ``DIR/demo/`` and ``DIR/GenieData/``.
+Run ``python -m engine.tools.demo DIR`` to write ``DIR/demo/`` and ``DIR/GenieData/``.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import soundfile as sf
+import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.genie import package_data_dir
+from engine import genie
 
 #: Bump when the output of this module changes, so cached builds are rebuilt.
 BUILD_VERSION = "2"
@@ -58,7 +59,7 @@ _STAMP = ".demo-build"
 
 # Templates a V2ProPlus voice is made of: (file in the voice folder, template, weight file, weight dtype).
 def _templates() -> list[tuple[str, Path, str, type]]:
-    data = package_data_dir()
+    data = genie.package_data_dir()
     return [
         ("t2s_encoder_fp32.onnx", data / "v2/Models/t2s_encoder_fp32.onnx", "t2s_encoder_fp32.bin", np.float32),
         ("t2s_first_stage_decoder_fp32.onnx", data / "v2/Models/t2s_first_stage_decoder_fp32.onnx", "t2s_shared_fp16.bin", np.float16),
@@ -192,15 +193,9 @@ def _add_length_rule(model: onnx.ModelProto, ref_phonemes: int, prompt_tokens: i
 def _reference_lengths(voice_dir: Path, genie_data_dir: Path) -> tuple[int, int]:
     """Phoneme count of the reference text and semantic-token count of the reference clip."""
     if "genie_tts" not in sys.modules:
-        from engine.genie import import_genie
-
-        import_genie(genie_data_dir)
-    import onnxruntime
-    from genie_tts.Audio.Audio import load_audio
-    from genie_tts.GetPhonesAndBert import get_phones_and_bert
-
-    phones, bert = get_phones_and_bert(REFERENCE_TEXT, language="japanese")
-    audio_16k = load_audio(str(voice_dir / "reference" / "audio.wav"), target_sampling_rate=16000)
+        genie.import_genie(genie_data_dir)
+    phones, bert = genie.phones_and_bert(REFERENCE_TEXT, "japanese")
+    audio_16k = genie.load_audio(voice_dir / "reference" / "audio.wav", 16000)
     hubert = onnxruntime.InferenceSession(str(genie_data_dir / "chinese-hubert-base" / "chinese-hubert-base.onnx"))
     ssl = hubert.run(None, {"input_values": audio_16k[None, :]})[0]
     encoder = onnxruntime.InferenceSession(str(voice_dir / "tts_models" / "t2s_encoder_fp32.onnx"))
@@ -262,11 +257,9 @@ def ensure_demo(root: Path) -> tuple[Path, Path]:
     Each part is built in a scratch folder and renamed into place, so an interrupted or concurrent
     build never leaves a half-written voice behind.
     """
-    from engine.genie import missing_data
-
     voice_dir, genie_data_dir = root / "demo", root / "GenieData"
     root.mkdir(parents=True, exist_ok=True)
-    if missing_data(genie_data_dir):
+    if genie.missing_data(genie_data_dir):
         scratch = Path(tempfile.mkdtemp(prefix=".genie-data-", dir=root))
         build_genie_data(scratch)
         _replace(scratch, genie_data_dir)

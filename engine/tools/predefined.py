@@ -5,7 +5,7 @@ keeps each character as `CharacterModels/v2ProPlus/<name>/` with `tts_models/`, 
 `prompt_wav.json`; we turn that into our layout (`tts_models/`, `reference/audio.wav`,
 `reference/config.json`) so the server needs no special case for them.
 
-Run ``python -m engine.predefined mika [--models models]``; the Dockerfile does so at build time.
+Run ``python -m engine.tools.predefined mika [--models models]``; the Dockerfile does so at build time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from engine.hub import HF_REPO, fetch_folder
+from engine.tools.hub import HF_REPO, fetch_folder
 from engine.voice_folder import VoiceError, inspect_voice
 
 #: name -> language of its reference clip (Genie's CHARA_LANG)

@@ -1,0 +1,120 @@
+"""The ASGI application: the one object that owns the settings, the voices, the scheduler and the limits.
+
+Every HTTP request goes through `handle`: an id and the CORS headers, then the CORS preflight or the route
+(404/405), the API key unless the route is open, and the route's handler, which returns the response to send.
+Errors are answered in one place: an `ApiError`, or an exception of the engine or of a limit translated by
+`api.errors.EXCEPTION_TABLE`; anything else is a bug, answered 500 with the request id and logged with its
+traceback. Once a response has started, an error can only break the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anyio
+
+from api.access import Access
+from api.asgi import ClientGone, Message, Receive, Scope, Send
+from api.endpoints import ReadOnlyEndpoints
+from api.errors import ApiError, as_api_error, internal_error
+from api.rate_limit import RateLimiter
+from api.request import Request
+from api.responses import ErrorResponse
+from api.routing import Route, RouteTable
+from api.speech import SpeechEndpoint
+from api.voices import ServedVoices
+from engine.interface import FoundVoices, Scheduler
+from settings import Settings
+
+logger = logging.getLogger("gsv.server")
+request_log = logging.getLogger("gsv.request")
+
+
+class Application:
+    def __init__(self, settings: Settings, genie_data_dir: Path, folders: FoundVoices) -> None:
+        self.settings = settings
+        self.genie_data_dir = genie_data_dir
+        self.folders = folders
+        self.voices = ServedVoices(settings.aliases())
+        self.scheduler = Scheduler(settings.workers, settings.queue_size)
+        self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.access = Access(settings.api_key, settings.allowed_origins)
+        read_only = ReadOnlyEndpoints(self.voices, self.scheduler, api_key_required=bool(settings.api_key))
+        speech = SpeechEndpoint(settings, self.voices, self.scheduler, self.rate_limiter)
+        self.routes = RouteTable(
+            [
+                Route("/v1/audio/speech", "POST", speech.create),
+                Route("/v1/models", "GET", read_only.list_models),
+                Route("/v1/models/{id}", "GET", read_only.get_model),
+                # Open WebUI fetches the voice listings without Authorization.
+                Route("/v1/audio/voices", "GET", read_only.list_voices, open=True),
+                Route("/v1/audio/models", "GET", read_only.list_audio_models, open=True),
+                Route("/health", "GET", read_only.health, open=True),
+                Route("/", "GET", read_only.playground, open=True),
+                Route("/openapi.json", "GET", read_only.openapi, open=True),
+            ]
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self.handle(Request(scope, receive), send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        """Start answering at once; the voices load in the background while /health says 'loading'."""
+        async with anyio.create_task_group() as tasks:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    settings = self.settings
+                    tasks.start_soon(self.voices.load, self.folders, self.genie_data_dir, settings.ort_threads, settings.models_dir)
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    tasks.cancel_scope.cancel()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def handle(self, request: Request, send: Send) -> None:
+        request.response_headers += self.access.cors_headers(request)
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = True
+            await send(message)
+
+        try:
+            if self.access.is_preflight(request):
+                response = self.access.preflight(request, self.routes.methods)
+            else:
+                route = self.routes.match(request)
+                if not route.open:
+                    self.access.authorize(request)
+                response = await route.handler(request)
+            await response(request.scope, request.receive, tracking_send)
+        except ClientGone:
+            request_log.info("request_id=%s path=%s outcome=disconnected_before_response", request.id, request.path)
+        except Exception as error:
+            if response_started:  # too late for an error response: returning unfinished makes uvicorn break the connection
+                logger.exception("request_id=%s path=%s failed after its response started", request.id, request.path)
+                return
+            api_error = as_api_error(error)
+            if api_error is None:
+                logger.exception("request_id=%s method=%s path=%s failed: %r", request.id, request.method, request.path, error)
+                api_error = internal_error(request.id)
+            await self.refuse(request, api_error, send)
+
+    async def refuse(self, request: Request, error: ApiError, send: Send) -> None:
+        headers = [*request.response_headers]
+        if not request.body_read and request.declares_body():
+            # Refused before its body was read (maybe after `Expect: 100-continue`, so the client will not
+            # send it): close the connection, or uvicorn would take the next request for that body.
+            headers.append((b"connection", b"close"))
+        await ErrorResponse(error, headers)(request.scope, request.receive, send)
+        outcome = "error" if error.status >= 500 and error.code == "internal_error" else "rejected"
+        request_log.info(
+            "request_id=%s method=%s path=%s status=%d code=%s outcome=%s",
+            request.id, request.method, request.path, error.status, error.code, outcome,
+        )

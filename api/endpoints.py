@@ -1,0 +1,85 @@
+"""The small read-only endpoints: health, the model and voice listings, the playground page, the OpenAPI document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api.errors import ApiError
+from api.request import Request
+from api.responses import JSONResponse, Response
+from api.voices import ServedVoices, voice_id
+from engine.interface import Scheduler
+
+OWNER = "gsv-speech"
+ROOT = Path(__file__).resolve().parent.parent
+PLAYGROUND = ROOT / "playground" / "index.html"
+OPENAPI = ROOT / "api" / "openapi.json"
+#: The page needs nothing from other hosts; this keeps it that way (the Space embeds it in an iframe).
+PLAYGROUND_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data: blob:; media-src 'self' blob: mediastream: data:; connect-src 'self'"
+)
+
+
+class ReadOnlyEndpoints:
+    def __init__(self, voices: ServedVoices, scheduler: Scheduler, api_key_required: bool) -> None:
+        self.voices = voices
+        self.scheduler = scheduler
+        self.api_key_required = api_key_required
+        # Read once: both files ship with the code and are served on every visit to the Space.
+        self.playground_page = PLAYGROUND.read_bytes()
+        self.openapi_document = OPENAPI.read_bytes()
+
+    async def health(self, request: Request) -> Response:
+        """200 once the voices are loaded (the Space's and Docker's health check), 503 before or without any."""
+        payload: dict[str, object] = {
+            "status": "healthy" if self.voices.state == "ready" else self.voices.state,
+            "models": self.voices.registry.names,
+            "api_key_required": self.api_key_required,
+        }
+        if self.voices.state != "ready":
+            return JSONResponse(payload, 503, request.response_headers)
+        payload["synthesis"] = {
+            "workers": self.scheduler.workers,
+            "running": self.scheduler.running,
+            "waiting": self.scheduler.waiting,
+            "active_requests": self.scheduler.active,
+            "jobs_run": self.scheduler.jobs_run,
+        }
+        return JSONResponse(payload, 200, request.response_headers)
+
+    async def playground(self, request: Request) -> Response:
+        """The Space shows `/` in an iframe: a page to try the voices."""
+        headers = [(b"cache-control", b"no-cache"), (b"content-security-policy", PLAYGROUND_CSP), *request.response_headers]
+        return Response(self.playground_page, 200, headers, b"text/html; charset=utf-8")
+
+    async def openapi(self, request: Request) -> Response:
+        """The hand-written OpenAPI document (tests/test_openapi.py keeps it true)."""
+        return Response(self.openapi_document, 200, [(b"cache-control", b"no-cache"), *request.response_headers], b"application/json")
+
+    async def list_voices(self, request: Request) -> Response:
+        """Open WebUI's and Home Assistant's shape; `id` is what `voice` accepts, `model` what `model` accepts."""
+        voices = [
+            {"id": voice_id(voice.name, style), "name": f"{voice.name} ({style})" if style else voice.name, "model": voice.name, "style": style}
+            for voice in self.voices.registry
+            for style in [None, *voice.styles]
+        ]
+        return JSONResponse({"voices": voices}, 200, request.response_headers)
+
+    async def list_audio_models(self, request: Request) -> Response:
+        return JSONResponse({"models": [{"id": name} for name in self.voices.registry.names]}, 200, request.response_headers)
+
+    async def list_models(self, request: Request) -> Response:
+        payload = {"object": "list", "data": [self.model_object(name) for name in self.voices.registry.names]}
+        return JSONResponse(payload, 200, request.response_headers)
+
+    async def get_model(self, request: Request) -> Response:
+        name = request.path_params["id"]
+        voice = self.voices.registry.get(name)
+        if voice is None:
+            available = ", ".join(self.voices.registry.names) or "none"
+            raise ApiError(404, f"model '{name}' not found; available: {available}", code="model_not_found", param="model")
+        return JSONResponse(self.model_object(voice.name), 200, request.response_headers)
+
+    def model_object(self, name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": self.voices.created, "owned_by": OWNER}

@@ -1,0 +1,65 @@
+"""The route table as data: each route's path, method, handler and whether it is open without the API key.
+
+Everything that depends on the routes is derived from the table: the 405 and its `Allow`, the methods a CORS
+preflight allows, the open paths, and the OpenAPI agreement test (tests/test_openapi.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from api.asgi import ASGIApp
+from api.errors import ApiError
+from api.request import Request
+
+Handler = Callable[[Request], Awaitable[ASGIApp]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """`path` is exact, or ends in one parameter ("/v1/models/{id}") that takes the rest of the path."""
+
+    path: str
+    method: str
+    handler: Handler
+    open: bool = False  # served without the API key
+
+    @property
+    def prefix(self) -> str | None:
+        """For a parameterised path, what precedes the parameter; None for an exact path."""
+        return self.path[: self.path.index("{")] if self.path.endswith("}") else None
+
+    @property
+    def parameter(self) -> str:
+        return self.path[self.path.index("{") + 1 : -1]
+
+
+class RouteTable:
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+
+    @property
+    def methods(self) -> list[str]:
+        """Every method some route answers, for the CORS preflight."""
+        return sorted({route.method for route in self.routes})
+
+    @property
+    def open_paths(self) -> set[str]:
+        return {route.path for route in self.routes if route.open}
+
+    def match(self, request: Request) -> Route:
+        """The route for the request, with its path parameter set on it; 404 or 405 (with `Allow`) otherwise."""
+        path = request.path
+        on_path = [route for route in self.routes if route.path == path]
+        if not on_path:
+            on_path = [route for route in self.routes if route.prefix is not None and path.startswith(route.prefix)]
+        if not on_path:
+            raise ApiError(404, f"no route for {request.method} {path}", code="not_found")
+        for route in on_path:
+            if route.method == request.method:
+                if route.prefix is not None:
+                    request.path_params[route.parameter] = path[len(route.prefix) :]
+                return route
+        allow = ", ".join(route.method for route in on_path).encode()
+        raise ApiError(405, f"{request.method} is not allowed on {path}", code="method_not_allowed", headers=[(b"allow", allow)])

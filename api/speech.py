@@ -1,0 +1,168 @@
+"""POST /v1/audio/speech: parse → validate → pick voice → admit → plan (segment, first G2P) → stream.
+
+Everything that can refuse a request happens before the 200 is sent; after it, each segment's audio is sent
+as soon as it is synthesised and encoded. A failure after the 200 cannot change the status, so the stream
+ends without its last body message and uvicorn breaks the connection: clients see an error, never a short
+file that looks complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+import anyio.to_thread
+import numpy as np
+
+from api.asgi import Receive, Scope, Send, read_body
+from api.errors import ApiError
+from api.rate_limit import RateLimiter
+from api.request import Request
+from api.sse import CONTENT_TYPE as SSE_CONTENT_TYPE
+from api.sse import audio_delta, audio_done
+from api.speech_request import SpeechRequest, parse_speech_request
+from api.voices import ServedVoices, VoiceChoice
+from engine.interface import SAMPLE_RATE, Cancelled, Scheduler, SpeechPlan, SpeechReport, Ticket, plan_speech, speak
+from settings import Settings
+from wavstream.output import AudioOutput
+
+logger = logging.getLogger("gsv.server")
+request_log = logging.getLogger("gsv.request")
+
+
+class ClientTooSlow(Exception):
+    """The client read nothing for SEND_TIMEOUT seconds: stop synthesising for it and drop the connection."""
+
+
+class SpeechEndpoint:
+    def __init__(self, settings: Settings, voices: ServedVoices, scheduler: Scheduler, rate_limiter: RateLimiter) -> None:
+        self.settings = settings
+        self.voices = voices
+        self.scheduler = scheduler
+        self.rate_limiter = rate_limiter
+
+    async def create(self, request: Request) -> SpeechStream:
+        """Every check a request can fail, in order; the stream that answers it once they all pass."""
+        started = time.perf_counter()
+        self.rate_limiter.check(request.client)
+        content_type = (request.header(b"content-type") or "").lower()
+        if content_type and "json" not in content_type and not content_type.startswith("text/plain"):
+            raise ApiError(415, "send the request body as application/json", code="unsupported_media_type")
+        settings = self.settings
+        body = await read_body(request.receive, settings.max_body_bytes, request.header(b"content-length"), settings.body_timeout)
+        request.body_read = True
+        speech = parse_speech_request(body, settings.max_input_chars, settings.default_response_format)
+        choice = self.voices.choose(speech.model, speech.voice)
+        ticket = self.scheduler.admit()
+        try:
+            plan = await plan_speech(
+                choice.voice, speech.input, settings.first_segment_chars, settings.segment_chars, request.id, choice.style
+            )
+            output = AudioOutput(speech.response_format, SAMPLE_RATE, speech.speed)
+        except BaseException:
+            self.scheduler.release(ticket)
+            raise
+        return SpeechStream(request, speech, choice, plan, output, self.scheduler, ticket, settings.send_timeout, started)
+
+
+class SpeechStream:
+    """The 200 answer of an admitted, planned request; an ASGI application that releases its ticket when done."""
+
+    def __init__(
+        self,
+        request: Request,
+        speech: SpeechRequest,
+        choice: VoiceChoice,
+        plan: SpeechPlan,
+        output: AudioOutput,
+        scheduler: Scheduler,
+        ticket: Ticket,
+        send_timeout: float,
+        started: float,
+    ) -> None:
+        self.request, self.speech, self.choice, self.plan, self.output = request, speech, choice, plan, output
+        self.scheduler, self.ticket = scheduler, ticket
+        self.send_timeout = send_timeout
+        self.started = started
+        self.sse = speech.stream_format == "sse"
+        self.report = SpeechReport()
+        self.outcome = "error"
+        self.first_audio_s: float | None = None
+        self.done = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.stream(receive, send)
+        finally:
+            self.scheduler.release(self.ticket)
+        self.log()
+
+    def frame(self, chunk: bytes) -> bytes:
+        return audio_delta(chunk) if self.sse else chunk
+
+    async def stream(self, receive: Receive, send: Send) -> None:
+        """Send headers at once, then each segment's audio; end without the last message if anything fails."""
+
+        async def send_body(chunk: bytes, more: bool = True) -> None:
+            """uvicorn's send waits while the client is not reading (backpressure); give up after SEND_TIMEOUT."""
+            try:
+                with anyio.fail_after(self.send_timeout):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            except TimeoutError:
+                raise ClientTooSlow from None
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not self.done:
+                self.outcome = "disconnected"
+                self.ticket.cancel.set()
+                tasks.cancel_scope.cancel()
+
+        async def deliver(audio: np.ndarray) -> None:
+            chunk = await anyio.to_thread.run_sync(self.output.push, audio)
+            if self.first_audio_s is None:
+                self.first_audio_s = time.perf_counter() - self.started
+            await send_body(self.frame(chunk))
+
+        content_type = SSE_CONTENT_TYPE if self.sse else self.output.content_type
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-sample-rate", str(self.output.sample_rate).encode()),
+            (b"x-voice", self.choice.id.encode()),
+            *self.request.response_headers,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch_disconnect)
+            try:
+                await send_body(self.frame(self.output.start()))
+                await speak(self.plan, self.scheduler, self.ticket, self.report, self.request.id, deliver)
+                tail = self.frame(await anyio.to_thread.run_sync(self.output.finish))
+                if self.sse:
+                    tail += audio_done(self.report.phonemes, self.report.tokens)
+                await send_body(tail, more=False)
+                self.done = True
+                self.outcome = "ok"
+            except Cancelled:
+                pass  # the client left; watch_disconnect recorded it
+            except ClientTooSlow:
+                self.done = True
+                self.outcome = "client_too_slow"  # returning without the last body message drops the connection
+            except Exception as error:  # after the 200, the honest report of a failure is a broken connection
+                self.done = True
+                logger.exception("request_id=%s synthesis failed: %r", self.request.id, error)
+            finally:
+                tasks.cancel_scope.cancel()
+
+    def log(self) -> None:
+        first = f"{self.first_audio_s:.3f}" if self.first_audio_s is not None else "-"
+        request_log.info(
+            "request_id=%s voice=%s chars=%d format=%s stream=%s speed=%g segments=%d skipped=%d ttfa_s=%s total_s=%.3f "
+            "audio_s=%.2f outcome=%s",
+            self.request.id, self.choice.id, len(self.speech.input), self.speech.response_format, self.speech.stream_format,
+            self.speech.speed, self.report.segments_done, self.report.segments_skipped, first,
+            time.perf_counter() - self.started, self.output.seconds, self.outcome,
+        )

@@ -1,0 +1,36 @@
+"""What the HTTP layer and the entry point may use of the engine; nothing outside engine/ imports its other modules.
+
+Start-up: `find_voices` (GenieData, Genie, the demo voice, the voice folders), `check_voices` for `--check`,
+`load_voices` into a `VoiceRegistry`.
+A request: `Scheduler.admit` a `Ticket`, `plan_speech` (segments, and the first one's G2P before any byte is
+sent), then `speak`, which hands each segment's float audio at `SAMPLE_RATE` to a callback, in order.
+Errors a request can meet: `QueueFull` (admission), `NothingToSay` (planning), `Cancelled` (the client left).
+"""
+
+from engine.genie import GenieDataMissing
+from engine.registry import VoiceRegistry, load_voices
+from engine.scheduler import QueueFull, Scheduler, Ticket
+from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, speak
+from engine.startup import FoundVoices, check_voices, find_voices
+from engine.synthesis import SAMPLE_RATE, Cancelled
+from engine.voice import Voice
+
+__all__ = [
+    "SAMPLE_RATE",
+    "Cancelled",
+    "FoundVoices",
+    "GenieDataMissing",
+    "NothingToSay",
+    "QueueFull",
+    "Scheduler",
+    "SpeechPlan",
+    "SpeechReport",
+    "Ticket",
+    "Voice",
+    "VoiceRegistry",
+    "check_voices",
+    "find_voices",
+    "load_voices",
+    "plan_speech",
+    "speak",
+]

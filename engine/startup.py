@@ -1,0 +1,59 @@
+"""Before serving: GenieData found (or downloaded), Genie imported, the demo voice built if asked, voice folders checked.
+
+Runs in the process's main thread before the server starts; loading the voices themselves happens later, in
+the application's start-up (engine/registry.py), while /health answers "loading".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from engine.genie import import_genie, missing_data
+from engine.tools import demo
+from engine.tools.genie_data import resolve_genie_data
+from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
+
+logger = logging.getLogger("gsv.startup")
+
+#: (folder name, the checked folder or the reason it cannot be served), sorted by name.
+FoundVoices = list[tuple[str, VoiceFolder | VoiceError]]
+
+
+def find_voices(models_dir: Path, genie_data_dir: Path, allow_download: bool, with_demo: bool, cache_dir: Path) -> tuple[Path, FoundVoices]:
+    """The GenieData folder Genie was imported with, and every voice folder to load.
+
+    With `with_demo`, the generated demo voice is added (built once into `cache_dir`); without real
+    GenieData it brings its own stand-in, so the server runs offline.
+    """
+    if not with_demo:
+        genie_data_dir = resolve_genie_data(genie_data_dir, allow_download)
+        import_genie(genie_data_dir)
+        return genie_data_dir, scan(models_dir, genie_data_dir)
+
+    root = cache_dir / f"demo-{demo.BUILD_VERSION}"
+    if missing_data(genie_data_dir):
+        voice_dir, genie_data_dir = demo.ensure_demo(root)  # with its stand-in GenieData
+    else:
+        import_genie(genie_data_dir)
+        voice_dir, _ = demo.ensure_demo(root)
+    import_genie(genie_data_dir)
+    logger.warning("voice 'demo' comes from %s: random weights, it produces noise, not speech", voice_dir)
+    try:
+        demo_voice: VoiceFolder | VoiceError = inspect_voice(voice_dir, genie_data_dir)
+    except VoiceError as error:
+        demo_voice = error
+    folders = [entry for entry in scan(models_dir, genie_data_dir) if entry[0] != "demo"]
+    return genie_data_dir, [*folders, ("demo", demo_voice)]
+
+
+def check_voices(models_dir: Path, genie_data_dir: Path) -> tuple[list[str], bool]:
+    """`server.py --check`: a line for GenieData and one per voice folder, and whether every voice can be served."""
+    absent = missing_data(genie_data_dir)
+    lines = [f"GenieData {genie_data_dir}: {'ok' if not absent else 'missing ' + ', '.join(absent)}"]
+    entries = scan(models_dir, genie_data_dir)
+    if not entries:
+        return [*lines, f"ERROR no voice folders in {models_dir}"], False
+    for name, folder in entries:
+        lines.append(f"ERROR {name}: {folder}" if isinstance(folder, VoiceError) else verdict(folder))
+    return lines, not any(isinstance(folder, VoiceError) for _, folder in entries)

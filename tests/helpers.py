@@ -1,0 +1,53 @@
+"""What many tests share: paths, the texts they speak, and small clients of a running server."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import httpx
+import openai
+import soundfile as sf
+
+from tests.server_process import ROOT, ServerProcess, start_server
+
+CACHE = ROOT / ".cache" / "tests"
+OUTPUT = ROOT / "tests" / "output"
+
+SHORT = "こんにちは。"
+MEDIUM = "こんにちは。今日はとてもいい天気ですね。"
+LONG = (
+    "むかしむかし、ある山のふもとに、おじいさんとおばあさんが住んでいました。"
+    "おじいさんは山へしば刈りに、おばあさんは川へ洗濯に行きました。"
+    "すると、川上から大きな桃が、どんぶらこ、どんぶらこと流れてきました。"
+    "おばあさんはその桃を拾って、家に持って帰りました。"
+)
+
+
+def start_demo_server(name: str, models_dir: Path, env: dict[str, str], **options: object) -> ServerProcess:
+    """A server on the demo voice (built into the test cache) plus the voices in `models_dir`, offline."""
+    log_path = OUTPUT / f"server-{name}-{os.getpid()}.log"  # per test run: concurrent runs must not share logs
+    demo_env = {
+        "MODELS_DIR": str(models_dir),
+        "DEMO": "1",
+        "CACHE_DIR": str(CACHE),
+        "GENIE_DATA_DIR": str(CACHE / "no-genie-data"),
+        "GENIE_DOWNLOAD": "0",
+    }
+    return start_server(log_path, {**demo_env, **env}, ready_timeout=240, **options)  # type: ignore[arg-type]
+
+
+def client(server: ServerProcess, **options: object) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", **options)  # type: ignore[arg-type]
+
+
+def wav_info(data: bytes) -> tuple[int, int, int, float]:
+    """(sample rate, channels, sample width, seconds) read by soundfile, which clamps the 0xFFFFFFFF sizes."""
+    info = sf.info(io.BytesIO(data))
+    assert info.format == "WAV" and info.subtype == "PCM_16"
+    return info.samplerate, info.channels, 2, info.frames / info.samplerate
+
+
+def speak(server: ServerProcess, text: str, **fields: object) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": text, **fields}, timeout=120)

@@ -1,0 +1,113 @@
+"""A real `python server.py` process on a free loopback port: how the tests and the benchmark start the server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    base_url: str
+    log_path: Path
+    process: subprocess.Popen
+    cold_start_s: float = 0.0  # from the process's start to its first healthy /health
+    seen_while_loading: list[tuple[str, int, dict]] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_line(self, needle: str, timeout: float = 10) -> str:
+        """The first log line containing `needle`, waiting for it: the request's line follows its last byte."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = next((line for line in self.log().splitlines() if needle in line), None)
+            if line is not None:
+                return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {needle!r} within {timeout} s")
+            time.sleep(0.05)
+
+    def health(self) -> dict:
+        return httpx.get(f"{self.base_url}/health", timeout=10).json()
+
+    def wait_idle(self, timeout: float = 30) -> dict:
+        """Poll /health until no request is active; return the last health document."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.health()
+            synthesis = state["synthesis"]
+            if synthesis["active_requests"] == 0 and synthesis["running"] == 0:
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server still busy after {timeout} s: {state}")
+            time.sleep(0.05)
+
+    def peak_rss_mb(self) -> float:
+        """The process's high-water mark of resident memory (VmHWM), in MB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmHWM for pid {self.process.pid}")
+
+    def stop(self) -> None:
+        """SIGTERM, as a Space stops it; killed if it is not gone after 30 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_server(
+    log_path: Path,
+    env: dict[str, str],
+    ready_timeout: float = 300,
+    while_loading: Callable[[ServerProcess, httpx.Response], None] | None = None,
+) -> ServerProcess:
+    """Start `python server.py` with `env` over this process's environment; return once /health answers 200.
+
+    `while_loading` is called with each /health answer that is not 200 yet (the voices are loading).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    server = ServerProcess(f"http://127.0.0.1:{port}", log_path, process)
+    deadline = started + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
+        try:
+            response = httpx.get(f"{server.base_url}/health", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.1)
+            continue
+        if response.status_code == 200:
+            server.cold_start_s = time.monotonic() - started
+            return server
+        if while_loading is not None:
+            while_loading(server, response)
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"the server did not become healthy within {ready_timeout} s:\n{server.log()}")

@@ -1,0 +1,161 @@
+"""The layering rules, read from the source: which package may import which, and no import cycles.
+
+- api/ reaches the engine only through `engine.interface`;
+- engine/ imports neither the HTTP layer, the encoders, the settings nor the entry point;
+- wavstream/ imports neither the HTTP layer nor the engine;
+- only engine/genie.py imports `genie_tts` (the benchmark, which measures Genie itself, is outside these rules);
+- no two modules import each other, directly or around a longer circle.
+
+Every import statement counts, also those inside functions: a late import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.server_process import ROOT
+
+CHECKED = ("api", "engine", "wavstream", "server.py", "settings.py")
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules(root: Path) -> dict[str, Path]:
+    modules: dict[str, Path] = {}
+    for entry in CHECKED:
+        path = root / entry
+        for file in [path] if path.suffix == ".py" else sorted(path.rglob("*.py")):
+            modules[module_name(file, root)] = file
+    return modules
+
+
+def imports_of(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """Every module `path` imports: project modules by their full name, others by their top-level name."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:  # `from engine import genie` imports the module engine.genie
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in modules else base)
+    return {module if module in modules else module.split(".")[0] for module in found}
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    modules = project_modules(root)
+    return {name: imports_of(path, name, modules) for name, path in modules.items()}
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    problems = []
+    for module, imported in sorted(graph.items()):
+        for target in sorted(imported):
+            if module.startswith("api") and target.startswith("engine") and target != "engine.interface":
+                problems.append(f"{module} imports {target}: the HTTP layer uses engine.interface only")
+            if module.startswith("engine") and target.split(".")[0] in {"api", "wavstream", "settings", "server"}:
+                problems.append(f"{module} imports {target}: the engine knows nothing of the layers above it")
+            if module.startswith("wavstream") and target.split(".")[0] in {"api", "engine", "settings", "server"}:
+                problems.append(f"{module} imports {target}: the encoders know nothing of the request or the engine")
+            if target == "genie_tts" and module != "engine.genie":
+                problems.append(f"{module} imports genie_tts: engine/genie.py is its only gateway")
+    return problems
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import circle once, as the modules along it (a package importing its own submodules is no circle)."""
+    found: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+
+    def visit(start: str, module: str, path: list[str]) -> None:
+        for target in sorted(graph.get(module, ())):
+            if target not in graph or target == module or module.startswith(target + "."):
+                continue
+            if target == start:
+                if frozenset(path) not in seen:
+                    seen.add(frozenset(path))
+                    found.append([*path, start])
+            elif target not in path and target > start:  # each circle is found from its smallest module
+                visit(start, target, [*path, target])
+
+    for module in sorted(graph):
+        visit(module, module, [module])
+    return found
+
+
+def test_layers_import_only_what_they_may() -> None:
+    assert layering_violations(import_graph(ROOT)) == []
+
+
+def test_no_two_modules_import_each_other() -> None:
+    assert cycles(import_graph(ROOT)) == []
+
+
+def test_the_graph_sees_the_imports_that_matter() -> None:
+    """The checks above pass on the real tree only if the graph is read right; pin a few known edges."""
+    graph = import_graph(ROOT)
+    assert "engine.interface" in graph["api.speech"]
+    assert "wavstream.output" in graph["api.speech"]
+    assert "genie_tts" in graph["engine.genie"]
+    assert "engine.genie" in graph["engine.g2p"]  # `from engine import genie`
+    assert "engine.tools.demo" in graph["engine.startup"]  # `from engine.tools import demo`
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"api/x.py": "from engine.voice import Voice\n"}, "api.x imports engine.voice"),
+        ({"api/x.py": "def f():\n    from engine import synthesis\n"}, "api.x imports engine.synthesis"),
+        ({"engine/x.py": "import wavstream.output\n"}, "engine.x imports wavstream.output"),
+        ({"engine/tools/x.py": "from settings import Settings\n"}, "engine.tools.x imports settings"),
+        ({"engine/x.py": "from ..api import app\n"}, "engine.x imports api.app"),
+        ({"engine/x.py": "from genie_tts.G2P import SymbolsV2\n"}, "engine.x imports genie_tts"),
+        ({"wavstream/x.py": "from engine.interface import SAMPLE_RATE\n"}, "wavstream.x imports engine.interface"),
+    ],
+)
+def test_a_forbidden_import_is_reported(tmp_path: Path, files: dict[str, str], expected: str) -> None:
+    tree = {**SKELETON, **files}
+    write_tree(tmp_path, tree)
+    assert any(problem.startswith(expected) for problem in layering_violations(import_graph(tmp_path))), expected
+
+
+def test_a_circle_is_reported(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {**SKELETON, "engine/a.py": "from engine.b import x\n", "engine/b.py": "def f():\n    from engine import c\n", "engine/c.py": "import engine.a\n"},
+    )
+    assert cycles(import_graph(tmp_path)) == [["engine.a", "engine.b", "engine.c", "engine.a"]]
+    write_tree(tmp_path, {"engine/c.py": "x = 1\n"})
+    assert cycles(import_graph(tmp_path)) == []
+
+
+SKELETON = {
+    "api/__init__.py": "",
+    "api/app.py": "",
+    "engine/__init__.py": "",
+    "engine/interface.py": "",
+    "engine/voice.py": "",
+    "engine/synthesis.py": "",
+    "engine/tools/__init__.py": "",
+    "wavstream/__init__.py": "",
+    "wavstream/output.py": "",
+    "server.py": "",
+    "settings.py": "",
+}
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")

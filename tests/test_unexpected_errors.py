@@ -1,0 +1,137 @@
+"""A bug anywhere before the first byte is a 500 in OpenAI's shape with the request id, and a traceback in the log;
+after the first byte it breaks the connection. Faults are injected into the real application, served by uvicorn
+in this process on the demo voice, and seen by real clients (httpx and the OpenAI SDK)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+
+from tests.helpers import MEDIUM, SHORT
+from tests.server_process import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class InProcessServer:
+    url: str
+    app: object  # api.app.Application
+
+
+@pytest.fixture(scope="module")
+def served(demo_root: Path) -> Iterator[InProcessServer]:
+    from api.app import Application
+    from engine.genie import import_genie
+    from engine.registry import load_voices
+    from engine.voice_folder import inspect_voice
+    from settings import Settings
+
+    import_genie(demo_root / "GenieData")
+    app = Application(Settings(workers=1, queue_size=4), demo_root / "GenieData", [])
+    app.voices.registry = load_voices([("demo", inspect_voice(demo_root / "demo"))], demo_root / "GenieData", threads=2)
+    app.voices.state = "ready"
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield InProcessServer(f"http://127.0.0.1:{port}", app)
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def fail(*args: object, **kwargs: object) -> None:
+    raise InjectedFault("injected fault")
+
+
+def stages(served: InProcessServer) -> dict[str, tuple[object, str]]:
+    """Stage before the first byte -> (object, attribute) whose call is made to fail."""
+    import api.speech
+
+    return {
+        "voice choice": (served.app.voices, "choose"),
+        "planning": (api.speech, "plan_speech"),
+        "encoder construction": (api.speech, "AudioOutput"),
+    }
+
+
+@pytest.mark.parametrize("stage", ["voice choice", "planning", "encoder construction"])
+def test_a_fault_before_the_first_byte_is_an_openai_shaped_500(
+    served: InProcessServer, stage: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    target, attribute = stages(served)[stage]
+    monkeypatch.setattr(target, attribute, fail)
+    request_id = f"fault-{stage.replace(' ', '-')}"
+    with caplog.at_level(logging.ERROR, logger="gsv.server"):
+        response = httpx.post(
+            f"{served.url}/v1/audio/speech", json={"model": "demo", "input": SHORT}, headers={"x-request-id": request_id}, timeout=60
+        )
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"] == request_id
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("server_error", "internal_error", None)
+    assert request_id in error["message"] and "injected" not in error["message"]  # details stay in the log
+    logged = [record for record in caplog.records if request_id in record.getMessage()]
+    assert logged and logged[0].exc_info is not None and logged[0].exc_info[0] is InjectedFault  # with its traceback
+    assert served.app.scheduler.active == 0  # an admitted request that failed gave its place back
+
+
+def test_the_sdk_reads_the_500_as_a_server_error(served: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.speech
+
+    monkeypatch.setattr(api.speech, "plan_speech", fail)
+    sdk = openai.OpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk.audio.speech.create(model="demo", voice="alloy", input=SHORT, response_format="wav")
+    request_id = caught.value.response.headers["x-request-id"]
+    assert caught.value.body["code"] == "internal_error" and request_id in caught.value.body["message"]
+
+
+def test_a_fault_in_a_small_endpoint_is_a_500_too(served: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(served.app.scheduler.__class__, "running", property(fail))
+    response = httpx.get(f"{served.url}/health", timeout=10)
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert response.json()["error"]["message"].endswith(response.headers["x-request-id"])
+
+
+def test_after_the_first_byte_a_fault_breaks_the_connection(served: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The encoder fails on the second segment: the client has the 200 and some audio, then a broken transfer."""
+    from wavstream.output import AudioOutput
+
+    real_push = AudioOutput.push
+    pushed = []
+
+    def push_then_fail(self: AudioOutput, audio: object) -> bytes:
+        pushed.append(1)
+        if len(pushed) == 2:
+            raise InjectedFault("encoder failed mid-stream")
+        return real_push(self, audio)
+
+    monkeypatch.setattr(AudioOutput, "push", push_then_fail)
+    received = b""
+    with pytest.raises(httpx.RemoteProtocolError):
+        with httpx.stream("POST", f"{served.url}/v1/audio/speech", json={"model": "demo", "input": MEDIUM}, timeout=60) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_raw():
+                received += chunk
+    assert received[:4] == b"RIFF" and len(received) > 44
+    deadline = time.monotonic() + 10
+    while served.app.scheduler.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served.app.scheduler.active == 0
