@@ -6,9 +6,9 @@ The entry point resolves them at start and hands them to the application; nothin
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
 
 from wavstream.formats import OPENAI_FORMATS
 
@@ -56,7 +56,7 @@ class Settings:
     log_level: str = "info"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for item in fields(cls):
@@ -66,7 +66,7 @@ class Settings:
             values[item.name] = _convert(item.name, item.type, raw)
         return cls(**values)
 
-    def with_overrides(self, **overrides: object) -> "Settings":
+    def with_overrides(self, **overrides: object) -> Settings:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
 
     def validate(self) -> None:

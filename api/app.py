@@ -69,7 +69,9 @@ class Application:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     settings = self.settings
-                    tasks.start_soon(self.voices.load, self.folders, self.genie_data_dir, settings.ort_threads, settings.models_dir)
+                    tasks.start_soon(
+                        self.voices.load, self.folders, self.genie_data_dir, settings.ort_threads, settings.models_dir
+                    )
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     tasks.cancel_scope.cancel()
@@ -116,5 +118,10 @@ class Application:
         outcome = "error" if error.status >= 500 and error.code == "internal_error" else "rejected"
         request_log.info(
             "request_id=%s method=%s path=%s status=%d code=%s outcome=%s",
-            request.id, request.method, request.path, error.status, error.code, outcome,
+            request.id,
+            request.method,
+            request.path,
+            error.status,
+            error.code,
+            outcome,
         )

@@ -55,12 +55,19 @@ class ReadOnlyEndpoints:
 
     async def openapi(self, request: Request) -> Response:
         """The hand-written OpenAPI document (tests/test_openapi.py keeps it true)."""
-        return Response(self.openapi_document, 200, [(b"cache-control", b"no-cache"), *request.response_headers], b"application/json")
+        return Response(
+            self.openapi_document, 200, [(b"cache-control", b"no-cache"), *request.response_headers], b"application/json"
+        )
 
     async def list_voices(self, request: Request) -> Response:
         """Open WebUI's and Home Assistant's shape; `id` is what `voice` accepts, `model` what `model` accepts."""
         voices = [
-            {"id": voice_id(voice.name, style), "name": f"{voice.name} ({style})" if style else voice.name, "model": voice.name, "style": style}
+            {
+                "id": voice_id(voice.name, style),
+                "name": f"{voice.name} ({style})" if style else voice.name,
+                "model": voice.name,
+                "style": style,
+            }
             for voice in self.voices.registry
             for style in [None, *voice.styles]
         ]

@@ -53,12 +53,18 @@ def _retry_after(seconds: int) -> Headers:
 #: Exceptions raised below the HTTP layer (the engine, the limits) -> the error a client gets for them.
 EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
     QueueFull: lambda full: ApiError(
-        429, f"the server is busy; retry after {full.retry_after} s",
-        type="rate_limit_error", code="rate_limit_exceeded", headers=_retry_after(full.retry_after),
+        429,
+        f"the server is busy; retry after {full.retry_after} s",
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers=_retry_after(full.retry_after),
     ),
     RateLimited: lambda limited: ApiError(
-        429, f"too many requests from {limited.client}: at most {limited.per_minute} per minute; retry after {limited.wait} s",
-        type="rate_limit_error", code="rate_limit_exceeded", headers=_retry_after(limited.wait),
+        429,
+        f"too many requests from {limited.client}: at most {limited.per_minute} per minute; retry after {limited.wait} s",
+        type="rate_limit_error",
+        code="rate_limit_exceeded",
+        headers=_retry_after(limited.wait),
     ),
     NothingToSay: lambda nothing: bad_request(str(nothing), "input", "nothing_to_say"),
     BodyTooLarge: lambda large: ApiError(413, f"the request body is larger than {large.limit} bytes", code="request_too_large"),
@@ -79,6 +85,7 @@ def as_api_error(error: Exception) -> ApiError | None:
 def internal_error(request_id: str) -> ApiError:
     """The answer to an unexpected exception: no details (they are in the log, under the request id)."""
     return ApiError(
-        500, f"the server failed to handle this request; its log has the details under request id {request_id}",
+        500,
+        f"the server failed to handle this request; its log has the details under request id {request_id}",
         code="internal_error",
     )

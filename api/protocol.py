@@ -23,7 +23,9 @@ RETRY_AFTER_S = 5
 #: The ASGI app a request gets instead of ours when MAX_CONNECTIONS connections are open.
 too_many_connections = ErrorResponse(
     ApiError(
-        503, f"the server has too many open connections; retry after {RETRY_AFTER_S} s", code="too_many_connections",
+        503,
+        f"the server has too many open connections; retry after {RETRY_AFTER_S} s",
+        code="too_many_connections",
         headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")],
     )
 )
@@ -65,7 +67,9 @@ class GuardedProtocol(HttpToolsProtocol):
         if len(self.connections) <= self.max_connections:
             super().on_headers_complete()
             return
-        self.logger.warning("%d connections open (MAX_CONNECTIONS=%d): answering 503", len(self.connections), self.max_connections)
+        self.logger.warning(
+            "%d connections open (MAX_CONNECTIONS=%d): answering 503", len(self.connections), self.max_connections
+        )
         app, self.app = self.app, too_many_connections  # uvicorn starts this request's task with self.app
         try:
             super().on_headers_complete()

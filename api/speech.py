@@ -19,9 +19,9 @@ from api.asgi import Receive, Scope, Send, read_body
 from api.errors import ApiError
 from api.rate_limit import RateLimiter
 from api.request import Request
+from api.speech_request import SpeechRequest, parse_speech_request
 from api.sse import CONTENT_TYPE as SSE_CONTENT_TYPE
 from api.sse import audio_delta, audio_done
-from api.speech_request import SpeechRequest, parse_speech_request
 from api.voices import ServedVoices, VoiceChoice
 from engine.interface import SAMPLE_RATE, Cancelled, Scheduler, SpeechPlan, SpeechReport, Ticket, plan_speech, speak
 from settings import Settings
@@ -162,7 +162,16 @@ class SpeechStream:
         request_log.info(
             "request_id=%s voice=%s chars=%d format=%s stream=%s speed=%g segments=%d skipped=%d ttfa_s=%s total_s=%.3f "
             "audio_s=%.2f outcome=%s",
-            self.request.id, self.choice.id, len(self.speech.input), self.speech.response_format, self.speech.stream_format,
-            self.speech.speed, self.report.segments_done, self.report.segments_skipped, first,
-            time.perf_counter() - self.started, self.output.seconds, self.outcome,
+            self.request.id,
+            self.choice.id,
+            len(self.speech.input),
+            self.speech.response_format,
+            self.speech.stream_format,
+            self.speech.speed,
+            self.report.segments_done,
+            self.report.segments_skipped,
+            first,
+            time.perf_counter() - self.started,
+            self.output.seconds,
+            self.outcome,
         )

@@ -64,15 +64,17 @@ def parse_speech_request(raw: bytes, max_input_chars: int, default_format: str =
     if not text.strip():
         raise bad_request("'input' is empty", "input")
     if len(text) > max_input_chars:
-        raise bad_request(f"'input' has {len(text)} characters; the limit is {max_input_chars}", "input", "string_above_max_length")
+        raise bad_request(
+            f"'input' has {len(text)} characters; the limit is {max_input_chars}", "input", "string_above_max_length"
+        )
 
     voice = body.get("voice")
     if isinstance(voice, dict):
         voice = voice.get("id")
         if not isinstance(voice, str):
-            raise bad_request("'voice' as an object must be {\"id\": \"<name>\"}", "voice", "invalid_type")
+            raise bad_request('\'voice\' as an object must be {"id": "<name>"}', "voice", "invalid_type")
     elif voice is not None and not isinstance(voice, str):
-        raise bad_request("'voice' must be a string or {\"id\": \"<name>\"}", "voice", "invalid_type")
+        raise bad_request('\'voice\' must be a string or {"id": "<name>"}', "voice", "invalid_type")
 
     response_format = _optional_string(body, "response_format") or default_format
     if response_format not in OPENAI_FORMATS:
@@ -93,6 +95,8 @@ def parse_speech_request(raw: bytes, max_input_chars: int, default_format: str =
 
     instructions = _optional_string(body, "instructions")
     if instructions is not None and len(instructions) > MAX_INSTRUCTIONS_CHARS:
-        raise bad_request(f"'instructions' is limited to {MAX_INSTRUCTIONS_CHARS} characters", "instructions", "string_above_max_length")
+        raise bad_request(
+            f"'instructions' is limited to {MAX_INSTRUCTIONS_CHARS} characters", "instructions", "string_above_max_length"
+        )
 
     return SpeechRequest(model, text, voice, response_format, float(speed), stream_format)

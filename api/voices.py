@@ -58,8 +58,10 @@ def choose_voice(registry: VoiceRegistry, model: str, requested: str | None, ali
         available = ", ".join(registry.names) or "none"
         hint = " (with an OpenAI model name, name the voice in 'voice')" if is_openai_model(model) else ""
         raise ApiError(
-            404, f"model '{model}' is not a voice of this server{hint}; available voices: {available}",
-            code="model_not_found", param="model",
+            404,
+            f"model '{model}' is not a voice of this server{hint}; available voices: {available}",
+            code="model_not_found",
+            param="model",
         )
     if not requested:
         return VoiceChoice(voice, None)
@@ -98,13 +100,17 @@ class ServedVoices:
         self.registry = await anyio.to_thread.run_sync(load_voices, folders, genie_data_dir, threads, abandon_on_cancel=True)
         if len(self.registry) == 0:
             self.state = "no_voices"
-            logger.error("no voice could be loaded from %s: add a voice folder (see models/README.md) or run with --demo", models_dir)
+            logger.error(
+                "no voice could be loaded from %s: add a voice folder (see models/README.md) or run with --demo", models_dir
+            )
             return
         for alias, target in self.aliases.items():
             name, _, style = target.partition("/")
             voice = self.registry.get(name)
             if voice is None or (style and voice.style(style) is None):
-                logger.warning("VOICE_ALIASES: %s=%s names no loaded voice or style; requests using it get an error", alias, target)
+                logger.warning(
+                    "VOICE_ALIASES: %s=%s names no loaded voice or style; requests using it get an error", alias, target
+                )
         self.state = "ready"
         logger.info("ready voices=%s load_s=%.1f", ",".join(self.registry.names), time.perf_counter() - started)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import shutil
+import sys
 import time
 from pathlib import Path
 

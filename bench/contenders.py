@@ -93,11 +93,19 @@ class OurServer:
         log = self.scratch / f"ours-{voices}v.log"
         models = voice_folders(self.voice_dir, voices, self.scratch)
         env = {
-            **os.environ, "HOST": "127.0.0.1", "PORT": str(port), "MODELS_DIR": str(models),
-            "GENIE_DATA_DIR": str(self.genie_data), "GENIE_DOWNLOAD": "0", "DEMO": "0", **(settings or {}),
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "MODELS_DIR": str(models),
+            "GENIE_DATA_DIR": str(self.genie_data),
+            "GENIE_DOWNLOAD": "0",
+            "DEMO": "0",
+            **(settings or {}),
         }
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "server.py"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+        )
         base = f"http://127.0.0.1:{port}"
         _wait_http(process, f"{base}/health", log)
         return Running(process, base, time.monotonic() - started)
@@ -121,7 +129,10 @@ class GenieServer:
         started = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "bench.genie_server", str(self.genie_data), str(port)],
-            cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         _wait_http(process, f"{base}/docs", log)
@@ -137,8 +148,10 @@ class GenieServer:
             httpx.post(
                 f"{base}/set_reference_audio",
                 json={
-                    "character_name": voice, "audio_path": str(folder / "reference" / "audio.wav"),
-                    "audio_text": reference["text"], "language": VOICE_LANGUAGE,
+                    "character_name": voice,
+                    "audio_path": str(folder / "reference" / "audio.wav"),
+                    "audio_text": reference["text"],
+                    "language": VOICE_LANGUAGE,
                 },
                 timeout=60,
             ).raise_for_status()
@@ -149,13 +162,19 @@ class GenieServer:
         return f"{running.base_url}/tts", {"character_name": voice, "text": text, "split_sentence": True}
 
 
-def run_genie_direct(voice_dir: Path, genie_data: Path, texts: dict[str, str], repeats: int, scratch: Path) -> dict[str, list[dict]]:
+def run_genie_direct(
+    voice_dir: Path, genie_data: Path, texts: dict[str, str], repeats: int, scratch: Path
+) -> dict[str, list[dict]]:
     """Time `genie_tts.tts` per text in a separate process; {text name: [{"total_s", "audio_s"}, ...]}."""
     job = scratch / "genie-direct.json"
     job.write_text(json.dumps({"texts": texts, "repeats": repeats}, ensure_ascii=False), encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "bench.genie_direct", str(genie_data), str(voice_dir), str(job), str(scratch)],
-        cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=3600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=3600,
     )
     if done.returncode != 0:
         raise RuntimeError(f"genie direct run failed:\n{done.stderr[-3000:]}")

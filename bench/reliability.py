@@ -63,7 +63,10 @@ def wait_idle(base: str, timeout_s: float = 120) -> float:
 
 def expected_bytes(base: str) -> dict[str, int]:
     """Audio bytes of each text served alone: the demo voice's length rule makes them exact."""
-    return {text: len(httpx.post(f"{base}/v1/audio/speech", json={"model": "demo", "input": text}, timeout=120).content) for text in CONCURRENT}
+    return {
+        text: len(httpx.post(f"{base}/v1/audio/speech", json={"model": "demo", "input": text}, timeout=120).content)
+        for text in CONCURRENT
+    }
 
 
 def soak(base: str, pid: int, seconds: float, expected: dict[str, int]) -> dict[str, object]:
@@ -138,7 +141,8 @@ def drop_after_first_audio(base: str, text: str) -> bool:
     with socket.create_connection((host, int(port)), timeout=REQUEST_TIMEOUT_S) as sock:
         sock.sendall(
             b"POST /v1/audio/speech HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         received = b""
         while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) <= 64:
@@ -210,21 +214,36 @@ def markdown(result: dict) -> str:
     lines = [
         "# Reliability figures",
         "",
-        f"Run {result['when']} on {json.dumps(result['machine'])} with `python -m bench.reliability --soak-seconds {result['soak']['seconds']:.0f}`.",
+        f"Run {result['when']} on {json.dumps(result['machine'])} "
+        f"with `python -m bench.reliability --soak-seconds {result['soak']['seconds']:.0f}`.",
         f"Server settings: {', '.join(f'{k}={v}' for k, v in SETTINGS.items())} (4 requests in progress at most).",
         "",
-        f"## Soak: {RAW_CLIENTS} raw clients and {SDK_CLIENTS} OpenAI SDK clients without pause for {result['soak']['seconds']:.0f} s",
+        f"## Soak: {RAW_CLIENTS} raw clients and {SDK_CLIENTS} OpenAI SDK clients "
+        f"without pause for {result['soak']['seconds']:.0f} s",
         "",
         "| figure | count |",
         "|---|---|",
-        *[f"| {name} | {soak_counts.get(name, 0)} |" for name in (
-            "sent", "accepted", "rejected_429", "failed", "sdk_sent", "sdk_accepted", "sdk_gave_up_429", "sdk_failed", "hung")],
+        *[
+            f"| {name} | {soak_counts.get(name, 0)} |"
+            for name in (
+                "sent",
+                "accepted",
+                "rejected_429",
+                "failed",
+                "sdk_sent",
+                "sdk_accepted",
+                "sdk_gave_up_429",
+                "sdk_failed",
+                "hung",
+            )
+        ],
         "",
         "`accepted`: 200 with exactly the audio length of the same text served alone. `rejected_429`: the raw",
         "client then slept the Retry-After it was given. SDK clients (max_retries=8) count a request once, however",
         "many 429s the SDK retried through.",
         "",
-        f"Resident memory: {rss[0][1]:.0f} MB at the start, {max(mb for _, mb in rss):.0f} MB at most, {rss[-1][1]:.0f} MB at the end.",
+        f"Resident memory: {rss[0][1]:.0f} MB at the start, {max(mb for _, mb in rss):.0f} MB at most, "
+        f"{rss[-1][1]:.0f} MB at the end.",
         "",
         "| second | RSS MB |",
         "|---|---|",
@@ -236,7 +255,8 @@ def markdown(result: dict) -> str:
         f" through {storm_result['refusals_429_on_the_way']} refusals (429) in all until it was admitted)",
         f"- time until no synthesis runs, after the last client dropped: {storm_result['time_to_idle_after_last_drop_s']} s",
         f"- synthesis jobs run in the 3 s after that (must be 0): {storm_result['jobs_in_3_s_after_idle']}",
-        f"- time to first audio of a sentence: {storm_result['ttfa_before_s']} s before the storm, {storm_result['ttfa_after_s']} s after",
+        f"- time to first audio of a sentence: {storm_result['ttfa_before_s']} s before the storm, "
+        f"{storm_result['ttfa_after_s']} s after",
         "",
         "## Fuzzing (the latest test run's figures in tests/output/, copied by `--report-only`)",
         "",
@@ -251,7 +271,9 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--soak-seconds", type=float, default=180)
-    parser.add_argument("--report-only", action="store_true", help="rewrite reliability.md from reliability.json and the latest fuzz figures")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite reliability.md from reliability.json and the latest fuzz figures"
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         result = json.loads((RESULTS / "reliability.json").read_text())
@@ -281,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         running.stop()
     result = {
-        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "soak": soak_result,
         "storm": storm_result,

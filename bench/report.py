@@ -26,7 +26,8 @@ def markdown(results: dict) -> str:
         "",
         f"One run, `{run['mode']}` mode, started {run['started_utc']} ({run['repeats']} repeat(s) per point, medians).",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; Python {machine['python']},",
-        f"genie-tts {machine['genie_tts']}, onnxruntime {machine['onnxruntime']}, uvicorn {machine['uvicorn']}, ours at `{machine['ours_revision']}`.",
+        f"genie-tts {machine['genie_tts']}, onnxruntime {machine['onnxruntime']}, uvicorn {machine['uvicorn']}, "
+        f"ours at `{machine['ours_revision']}`.",
         "Voice: the generated demo voice with its length rule (2 semantic tokens per phoneme), so every system does",
         "the same, realistic amount of model work. TTFA is the first *audio* byte (after our 44-byte WAV header).",
         "",
@@ -47,10 +48,14 @@ def markdown(results: dict) -> str:
     for contender in ("ours", "genie_server"):
         for text, row in results["single"][contender].items():
             lines.append(
-                f"| {contender} | {text} | {fmt(row['ttfa_s'])} | {fmt(row['total_s'])} | {fmt(row['audio_s'])} | {fmt(row['rtf'])} | {fmt(row['stall_s'])} |"
+                f"| {contender} | {text} | {fmt(row['ttfa_s'])} | {fmt(row['total_s'])} | {fmt(row['audio_s'])} "
+                f"| {fmt(row['rtf'])} | {fmt(row['stall_s'])} |"
             )
     for text, row in results["single"]["genie_direct"].items():
-        lines.append(f"| genie_direct | {text} | - | {fmt(row['total_s'])} | {fmt(row['audio_s'])} | {fmt(row['total_s'] / row['audio_s'] if row['audio_s'] else None)} | - |")
+        lines.append(
+            f"| genie_direct | {text} | - | {fmt(row['total_s'])} | {fmt(row['audio_s'])} "
+            f"| {fmt(row['total_s'] / row['audio_s'] if row['audio_s'] else None)} | - |"
+        )
     lines += [
         "",
         f"Paragraph: our TTFA {fmt(paragraph['ours_ttfa_s'])} s vs Genie server {fmt(paragraph['genie_server_ttfa_s'])} s "
@@ -81,7 +86,9 @@ def markdown(results: dict) -> str:
         "|---|---|---|",
     ]
     for key in ("ours_1_voice", "ours_3_voices", "genie_server_1_voice", "genie_server_3_voices"):
-        lines.append(f"| {key.replace('_', ' ')} | {fmt(results['memory_mb'][key], 0)} | {fmt(results['cold_start_s'][key], 1)} |")
+        lines.append(
+            f"| {key.replace('_', ' ')} | {fmt(results['memory_mb'][key], 0)} | {fmt(results['cold_start_s'][key], 1)} |"
+        )
     lines += ["", "![TTFA vs concurrency](ttfa_vs_concurrency.png)", "", "![Paragraph timeline](paragraph_timeline.png)", ""]
     return "\n".join(lines)
 
@@ -92,11 +99,19 @@ def plots(results: dict, folder: Path) -> None:
         rows = results[key]
         levels = [int(level) for level in rows if rows[level]["p50_ttfa_s"] is not None]
         axis.plot(levels, [rows[str(level)]["p50_ttfa_s"] for level in levels], marker="o", label=f"{contender} p50")
-        axis.plot(levels, [rows[str(level)]["p95_ttfa_s"] for level in levels], marker="x", linestyle="--", label=f"{contender} p95")
+        axis.plot(
+            levels, [rows[str(level)]["p95_ttfa_s"] for level in levels], marker="x", linestyle="--", label=f"{contender} p95"
+        )
         for level in levels:  # percentiles of a level with failed or hung requests cover only the survivors
             row = rows[str(level)]
             if row["failures"]:  # hung requests are among the failures
-                axis.annotate(f"{row['failures']} of {row['requests']} failed ({row['hung']} hung)", (level, row["p50_ttfa_s"]), textcoords="offset points", xytext=(5, -12), fontsize=8)
+                axis.annotate(
+                    f"{row['failures']} of {row['requests']} failed ({row['hung']} hung)",
+                    (level, row["p50_ttfa_s"]),
+                    textcoords="offset points",
+                    xytext=(5, -12),
+                    fontsize=8,
+                )
     axis.set_xlabel("concurrent clients")
     axis.set_ylabel("time to first audio (s)")
     axis.set_title("Time to first audio vs concurrency")

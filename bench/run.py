@@ -31,7 +31,14 @@ FULL = Mode("full", repeats=3, levels=(1, 2, 4, 8), genie_levels=(1, 2, 4), time
 
 
 def machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return {
         "cpu": cpu,
@@ -63,7 +70,9 @@ def one(contender, running: Running, text: str, mode: Mode, voice: str = "demo")
     return stream_request(url, payload, contender.header_bytes, mode.timeout_s)
 
 
-def concurrent(contender, running: Running, clients: int, repeats: int, mode: Mode, expected: dict[str, int]) -> dict[str, object]:
+def concurrent(
+    contender, running: Running, clients: int, repeats: int, mode: Mode, expected: dict[str, int]
+) -> dict[str, object]:
     """`clients` simultaneous requests with distinct texts, `repeats` times."""
     ttfas: list[float] = []
     failures = wrong = hung = 0
@@ -73,7 +82,7 @@ def concurrent(contender, running: Running, clients: int, repeats: int, mode: Mo
         results: list[Sample | None] = [None] * clients
         barrier = threading.Barrier(clients)
 
-        def client(index: int) -> None:
+        def client(index: int, barrier: threading.Barrier = barrier, results: list = results, texts: list = texts) -> None:
             barrier.wait()
             results[index] = one(contender, running, texts[index], mode)
 
@@ -84,7 +93,7 @@ def concurrent(contender, running: Running, clients: int, repeats: int, mode: Mo
         for thread in threads:
             thread.join()
         wall += time.perf_counter() - started
-        for text, sample in zip(texts, results):
+        for text, sample in zip(texts, results, strict=True):
             assert sample is not None
             hung += sample.hung
             if not sample.ok:
@@ -96,8 +105,13 @@ def concurrent(contender, running: Running, clients: int, repeats: int, mode: Mo
             length_ok = abs(sample.audio_bytes - expected[text]) <= 0.01 * expected[text]
             wrong += not (sample.riff and length_ok)
     return {
-        "clients": clients, "requests": clients * repeats, "failures": failures, "wrong": wrong, "hung": hung,
-        "p50_ttfa_s": percentile(ttfas, 50), "p95_ttfa_s": percentile(ttfas, 95),
+        "clients": clients,
+        "requests": clients * repeats,
+        "failures": failures,
+        "wrong": wrong,
+        "hung": hung,
+        "p50_ttfa_s": percentile(ttfas, 50),
+        "p95_ttfa_s": percentile(ttfas, 95),
         "throughput_audio_s_per_s": audio / wall if wall else None,
     }
 
@@ -144,7 +158,9 @@ def bench_server(contender, mode: Mode, log) -> dict[str, object]:
         for voice in ("demo", "demo2", "demo3"):
             one(contender, running, TEXTS["short"], mode, voice)
         result["memory_mb_3_voices"] = running.peak_rss_mb()
-        log(f"{contender.name}: 3 voices: cold start {running.cold_start_s:.1f} s, peak RSS {result['memory_mb_3_voices']:.0f} MB")
+        log(
+            f"{contender.name}: 3 voices: cold start {running.cold_start_s:.1f} s, peak RSS {result['memory_mb_3_voices']:.0f} MB"
+        )
     finally:
         running.stop()
     return result
@@ -159,11 +175,14 @@ def run(mode: Mode, scratch: Path, log) -> dict[str, object]:
 
     voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
     scratch.mkdir(parents=True, exist_ok=True)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     ours = bench_server(OurServer(voice_dir, genie_data, scratch), mode, log)
     genie = bench_server(GenieServer(voice_dir, genie_data, scratch), mode, log)
     direct_raw = run_genie_direct(voice_dir, genie_data, TEXTS, mode.repeats, scratch)
-    direct = {name: {"total_s": median([r["total_s"] for r in runs]), "audio_s": median([r["audio_s"] for r in runs])} for name, runs in direct_raw.items()}
+    direct = {
+        name: {"total_s": median([r["total_s"] for r in runs]), "audio_s": median([r["audio_s"] for r in runs])}
+        for name, runs in direct_raw.items()
+    }
     log(f"genie direct: {direct}")
 
     paragraph = {
@@ -190,9 +209,21 @@ def run(mode: Mode, scratch: Path, log) -> dict[str, object]:
     targets = [
         {"target": "paragraph, 1 client: our TTFA <= 0.35 x Genie server's", "measured": paragraph["ttfa_ratio"], "limit": 0.35},
         {"target": "paragraph, 1 client: no playback stall (s)", "measured": paragraph["ours_stall_s"], "limit": 0.0},
-        {"target": "paragraph: our time per audio second <= 1.05 x Genie direct's", "measured": paragraph["total_ratio_per_audio_s"], "limit": 1.05},
-        {"target": "4 clients: failures + wrong + hung = 0", "measured": sum(four.get(k, 0) for k in ("failures", "wrong", "hung")), "limit": 0},
-        {"target": "4 clients: p95 TTFA <= 3 x single-client TTFA", "measured": ratio(four.get("p95_ttfa_s"), single_ttfa), "limit": 3.0},
+        {
+            "target": "paragraph: our time per audio second <= 1.05 x Genie direct's",
+            "measured": paragraph["total_ratio_per_audio_s"],
+            "limit": 1.05,
+        },
+        {
+            "target": "4 clients: failures + wrong + hung = 0",
+            "measured": sum(four.get(k, 0) for k in ("failures", "wrong", "hung")),
+            "limit": 0,
+        },
+        {
+            "target": "4 clients: p95 TTFA <= 3 x single-client TTFA",
+            "measured": ratio(four.get("p95_ttfa_s"), single_ttfa),
+            "limit": 3.0,
+        },
     ]
     for target in targets:
         target["met"] = target["measured"] is not None and target["measured"] <= target["limit"]
@@ -204,12 +235,16 @@ def run(mode: Mode, scratch: Path, log) -> dict[str, object]:
         "concurrency": ours["concurrency"],
         "genie_server_concurrency": genie["concurrency"],
         "memory_mb": {
-            "ours_1_voice": ours["memory_mb_1_voice"], "ours_3_voices": ours["memory_mb_3_voices"],
-            "genie_server_1_voice": genie["memory_mb_1_voice"], "genie_server_3_voices": genie["memory_mb_3_voices"],
+            "ours_1_voice": ours["memory_mb_1_voice"],
+            "ours_3_voices": ours["memory_mb_3_voices"],
+            "genie_server_1_voice": genie["memory_mb_1_voice"],
+            "genie_server_3_voices": genie["memory_mb_3_voices"],
         },
         "cold_start_s": {
-            "ours_1_voice": ours["cold_start_s_1_voice"], "ours_3_voices": ours["cold_start_s_3_voices"],
-            "genie_server_1_voice": genie["cold_start_s_1_voice"], "genie_server_3_voices": genie["cold_start_s_3_voices"],
+            "ours_1_voice": ours["cold_start_s_1_voice"],
+            "ours_3_voices": ours["cold_start_s_3_voices"],
+            "genie_server_1_voice": genie["cold_start_s_1_voice"],
+            "genie_server_3_voices": genie["cold_start_s_3_voices"],
         },
         "targets": targets,
         "timeline": {"ours": ours["timeline"], "genie_server": genie["timeline"]},

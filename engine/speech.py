@@ -10,9 +10,9 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from engine.g2p import Phonemes, text_to_phonemes
 from engine.scheduler import Scheduler, Ticket
 from engine.segmenter import segment
-from engine.g2p import Phonemes, text_to_phonemes
 from engine.synthesis import Tokens, text_to_tokens, vocode
 from engine.voice import Reference, Voice
 
@@ -65,7 +65,11 @@ async def plan_speech(
 
 def _tokens_for_segment(plan: SpeechPlan, index: int, ticket: Ticket, request_id: str) -> Tokens | None:
     """Stage one in a worker: G2P (unless planned already) and the T2S decoding loop; None to skip the segment."""
-    phonemes = plan.first_phonemes if index == plan.first_index else _phonemes_or_none(plan.segments[index], plan.voice.language, request_id)
+    phonemes = (
+        plan.first_phonemes
+        if index == plan.first_index
+        else _phonemes_or_none(plan.segments[index], plan.voice.language, request_id)
+    )
     if phonemes is None:
         return None
     return text_to_tokens(plan.voice, phonemes, plan.reference, ticket.cancel)
@@ -101,7 +105,9 @@ async def speak(
                         report.segments_skipped += 1
                         continue
                     if tokens.capped:
-                        logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, tokens.values.size)
+                        logger.warning(
+                            "request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, tokens.values.size
+                        )
                     await send.send((index, tokens))
                     # The first segment's vocoder gets both cores: decoding the next one beside it would
                     # delay the first audio, which is what the listener waits for.

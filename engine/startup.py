@@ -20,7 +20,9 @@ logger = logging.getLogger("gsv.startup")
 FoundVoices = list[tuple[str, VoiceFolder | VoiceError]]
 
 
-def find_voices(models_dir: Path, genie_data_dir: Path, allow_download: bool, with_demo: bool, cache_dir: Path) -> tuple[Path, FoundVoices]:
+def find_voices(
+    models_dir: Path, genie_data_dir: Path, allow_download: bool, with_demo: bool, cache_dir: Path
+) -> tuple[Path, FoundVoices]:
     """The GenieData folder Genie was imported with, and every voice folder to load.
 
     With `with_demo`, the generated demo voice is added (built once into `cache_dir`); without real

@@ -62,7 +62,7 @@ def text_to_tokens(voice: Voice, phonemes: Phonemes, reference: Reference, cance
     while y.shape[1] - prompt_length < cap:
         if cancel.is_set():
             raise Cancelled
-        y, y_emb, stop, *cache = voice.stage_decoder.run(None, dict(zip(names, [y, y_emb, *cache])))
+        y, y_emb, stop, *cache = voice.stage_decoder.run(None, dict(zip(names, [y, y_emb, *cache], strict=True)))
         if stop:
             stopped = True
             break

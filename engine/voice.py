@@ -46,7 +46,7 @@ class SharedModels:
     speaker_encoder: onnxruntime.InferenceSession
 
     @classmethod
-    def load(cls, genie_data_dir: Path, threads: int) -> "SharedModels":
+    def load(cls, genie_data_dir: Path, threads: int) -> SharedModels:
         hubert_dir = genie_data_dir / "chinese-hubert-base"
         return cls(
             hubert=load_session(

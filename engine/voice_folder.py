@@ -89,7 +89,7 @@ def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder
         raise VoiceError(f"{models} lacks {', '.join(missing)}")
     prompt_files = [(models / name).is_file() for name in PROMPT_ENCODER_FILES]
     if any(prompt_files) and not all(prompt_files):
-        present, absent = (PROMPT_ENCODER_FILES if prompt_files[0] else PROMPT_ENCODER_FILES[::-1])
+        present, absent = PROMPT_ENCODER_FILES if prompt_files[0] else PROMPT_ENCODER_FILES[::-1]
         raise VoiceError(f"{models} has {present} but not {absent} (V2ProPlus needs both, V2 neither)")
     kind = "V2ProPlus" if all(prompt_files) else "V2"
 

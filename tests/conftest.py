@@ -19,7 +19,6 @@ import pytest
 from tests.helpers import CACHE, start_demo_server
 from tests.server_process import ROOT, ServerProcess
 
-
 #: Fixtures that start a server or load the demo voice: a test using one must be marked e2e, so that
 #: `pytest -m "not e2e"` stays the unit tests alone, in seconds.
 E2E_FIXTURES = {"demo_root", "server", "strict_server"}

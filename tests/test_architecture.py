@@ -133,7 +133,12 @@ def test_a_forbidden_import_is_reported(tmp_path: Path, files: dict[str, str], e
 def test_a_circle_is_reported(tmp_path: Path) -> None:
     write_tree(
         tmp_path,
-        {**SKELETON, "engine/a.py": "from engine.b import x\n", "engine/b.py": "def f():\n    from engine import c\n", "engine/c.py": "import engine.a\n"},
+        {
+            **SKELETON,
+            "engine/a.py": "from engine.b import x\n",
+            "engine/b.py": "def f():\n    from engine import c\n",
+            "engine/c.py": "import engine.a\n",
+        },
     )
     assert cycles(import_graph(tmp_path)) == [["engine.a", "engine.b", "engine.c", "engine.a"]]
     write_tree(tmp_path, {"engine/c.py": "x = 1\n"})

@@ -222,8 +222,14 @@ def test_json_that_is_not_an_object_is_400(server: ServerProcess, body: bytes) -
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/html", "application/xml",
-     "audio/wav", "application/octet-stream"],
+    [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/html",
+        "application/xml",
+        "audio/wav",
+        "application/octet-stream",
+    ],
 )
 def test_a_content_type_without_json_is_415(server: ServerProcess, content_type: str) -> None:
     assert "application/json" in error(post(server, VALID, content_type), 415, "unsupported_media_type")["message"]
@@ -274,8 +280,20 @@ HUGE = b"1" + b"0" * 4999  # 5000 digits
         (b'"speed": true', "invalid_type", "speed", "must be a number"),
         (b'"input": ' + HUGE, "invalid_json", None, "infinity"),
     ],
-    ids=["1e400", "-1e400", "5000_digits", "-5000_digits", "5000_digits_ignored_field", "1e308", "30_digits",
-         "negative_zero", "1e-400_underflow", "5000_decimals", "true", "5000_digit_input"],
+    ids=[
+        "1e400",
+        "-1e400",
+        "5000_digits",
+        "-5000_digits",
+        "5000_digits_ignored_field",
+        "1e308",
+        "30_digits",
+        "negative_zero",
+        "1e-400_underflow",
+        "5000_decimals",
+        "true",
+        "5000_digit_input",
+    ],
 )
 def test_huge_and_odd_numbers(server: ServerProcess, fields: bytes, code: str, param: str | None, reason: str) -> None:
     body = b'{"model": "demo", "input": "hi", ' + fields + b"}"
@@ -294,8 +312,12 @@ def nested(depth: int, open_: bytes, inner: bytes, close: bytes) -> bytes:
         (b'{"model": ' + nested(10000, b"[", b"", b"]") + b', "input": "hi"}', "invalid_json", None, "depth"),
         (b'{"input": "hi", "x": ' + nested(10000, b'{"":', b"1", b"}") + b"}", "invalid_json", None, "depth"),
         (b'{"model": ' + nested(1000, b"[", b"", b"]") + b', "input": "hi"}', "invalid_type", "model", "must be a string"),
-        (b'{"model": "demo", "input": "hi", "voice": ' + nested(1000, b'{"id": ', b'"x"', b"}") + b"}",
-         "invalid_type", "voice", "'voice' as an object"),
+        (
+            b'{"model": "demo", "input": "hi", "voice": ' + nested(1000, b'{"id": ', b'"x"', b"}") + b"}",
+            "invalid_type",
+            "voice",
+            "'voice' as an object",
+        ),
     ],
     ids=["arrays_10000_deep", "objects_10000_deep_in_an_ignored_field", "arrays_1000_deep", "voice_objects_1000_deep"],
 )
@@ -406,7 +428,9 @@ def test_valid_body_in_many_small_chunks_is_200(server: ServerProcess) -> None:
 
 def test_expect_100_continue_then_audio(server: ServerProcess) -> None:
     with Connection(server) as connection:
-        connection.send(head([("Content-Type", "application/json"), ("Content-Length", str(len(VALID))), ("Expect", "100-continue")]))
+        connection.send(
+            head([("Content-Type", "application/json"), ("Content-Length", str(len(VALID))), ("Expect", "100-continue")])
+        )
         assert connection.answered_within(10), "no 100 Continue"
         assert connection.read_head() == (100, {})  # exactly "HTTP/1.1 100 Continue" and an empty line
         assert not connection.answered_within(0.3)  # nothing more until the body comes

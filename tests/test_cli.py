@@ -24,7 +24,12 @@ pytestmark = pytest.mark.e2e
 def run_check(models: Path, genie_data: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "GENIE_DATA_DIR": str(genie_data)}
     return subprocess.run(
-        [sys.executable, "server.py", "--check", "--models", str(models)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "server.py", "--check", "--models", str(models)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -67,7 +72,9 @@ def test_check_on_an_empty_folder_fails(tmp_path: Path, demo_root: Path) -> None
 
 def test_server_without_genie_data_and_download_off_fails_at_once_with_instructions(tmp_path: Path) -> None:
     env = {**os.environ, "GENIE_DATA_DIR": str(tmp_path / "GenieData"), "GENIE_DOWNLOAD": "0", "MODELS_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "server.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "server.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert result.returncode == 1
     assert "High-Logic/Genie" in result.stderr and str(tmp_path / "GenieData") in result.stderr
 
@@ -78,8 +85,13 @@ def test_uvicorn_serves_server_app_configured_from_the_environment(demo_root: Pa
     assert "app" not in vars(importlib.import_module("server"))  # importing the module builds nothing
     port = free_port()
     env = {
-        **os.environ, "DEMO": "1", "CACHE_DIR": str(CACHE), "GENIE_DATA_DIR": str(tmp_path / "none"), "GENIE_DOWNLOAD": "0",
-        "MODELS_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1",
+        **os.environ,
+        "DEMO": "1",
+        "CACHE_DIR": str(CACHE),
+        "GENIE_DATA_DIR": str(tmp_path / "none"),
+        "GENIE_DOWNLOAD": "0",
+        "MODELS_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
     }
     log = (tmp_path / "uvicorn.log").open("w")
     command = [sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port)]
@@ -95,7 +107,9 @@ def test_uvicorn_serves_server_app_configured_from_the_environment(demo_root: Pa
                 pass
             assert time.monotonic() < deadline, (tmp_path / "uvicorn.log").read_text()
             time.sleep(0.2)
-        response = httpx.post(f"http://127.0.0.1:{port}/v1/audio/speech", json={"model": "demo", "input": "こんにちは。"}, timeout=60)
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/audio/speech", json={"model": "demo", "input": "こんにちは。"}, timeout=60
+        )
         assert response.status_code == 200 and response.content[:4] == b"RIFF" and len(response.content) > 44 + 32000
     finally:
         process.terminate()

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server_process import ServerProcess
 from tests.helpers import MEDIUM, SHORT, wav_info
+from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -28,9 +28,10 @@ def probe(ffprobe: str, data: bytes, tmp_path: Path, name: str) -> dict:
     path = tmp_path / name
     path.write_bytes(data)
     result = subprocess.run(
-        [ffprobe, "-v", "error", "-show_entries", "format=format_name:stream=codec_name,sample_rate",
-         "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
+        [ffprobe, "-v", "error", "-show_entries", "format=format_name:stream=codec_name,sample_rate", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     info = json.loads(result.stdout)
     stream = info["streams"][0]
@@ -42,7 +43,9 @@ def decoded_seconds(data: bytes, tmp_path: Path, name: str) -> float:
     path = tmp_path / name
     path.write_bytes(data)
     pcm = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"], capture_output=True, check=True
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+        capture_output=True,
+        check=True,
     ).stdout
     return len(pcm) / 2 / 16000
 
@@ -57,7 +60,10 @@ def test_open_webui(strict_server: ServerProcess, ffprobe: str, tmp_path: Path) 
 
     payload = {"input": MEDIUM, "voice": voices[1]["id"], "model": models[0]["id"]}  # the admin's choices
     response = httpx.post(
-        f"{base}/audio/speech", json=payload, headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}, timeout=120
+        f"{base}/audio/speech",
+        json=payload,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+        timeout=120,
     )
     response.raise_for_status()
     assert response.headers["content-type"] == "audio/mpeg"
@@ -73,7 +79,10 @@ def test_sillytavern_with_an_empty_key(server: ServerProcess, ffprobe: str, tmp_
     host, port = server.base_url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=120)
     connection.request(
-        "POST", "/v1/audio/speech", body=json.dumps(body), headers={"Content-Type": "application/json", "Authorization": "Bearer "}
+        "POST",
+        "/v1/audio/speech",
+        body=json.dumps(body),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer "},
     )
     response = connection.getresponse()
     data = response.read()
@@ -84,7 +93,9 @@ def test_sillytavern_with_an_empty_key(server: ServerProcess, ffprobe: str, tmp_
     assert decoded_seconds(data, tmp_path, "sillytavern-decoded.mp3") > 1.5
 
 
-def test_lobechat_and_nextchat_send_no_format(strict_server: ServerProcess, server: ServerProcess, ffprobe: str, tmp_path: Path) -> None:
+def test_lobechat_and_nextchat_send_no_format(
+    strict_server: ServerProcess, server: ServerProcess, ffprobe: str, tmp_path: Path
+) -> None:
     """{model, input, voice, speed} and no response_format: they decode OpenAI's default (mp3) in the browser."""
     body = {"input": SHORT, "model": "tts-1", "voice": "alloy", "speed": 1}
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
@@ -101,7 +112,11 @@ def test_lobechat_and_nextchat_send_no_format(strict_server: ServerProcess, serv
 def test_home_assistant_streams_mp3_with_speed_and_instructions(server: ServerProcess, ffprobe: str, tmp_path: Path) -> None:
     """openai_tts streams the body and plays MP3 frames as they come; sends speed and instructions."""
     body = {
-        "model": "tts-1", "voice": "demo/calm", "input": MEDIUM, "response_format": "mp3", "speed": 1.5,
+        "model": "tts-1",
+        "voice": "demo/calm",
+        "input": MEDIUM,
+        "response_format": "mp3",
+        "speed": 1.5,
         "instructions": "Speak like a calm radio host.",
     }
     headers = {"Authorization": "Bearer anything", "Content-Type": "application/json"}

@@ -24,7 +24,13 @@ def test_space_front_matter() -> None:
 
 def test_readme_links_resolve() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    for target in ("docs/deployment-guide.md", "docs/architecture.md", ".env.example", "models/README.md", "bench/results/latest.md"):
+    for target in (
+        "docs/deployment-guide.md",
+        "docs/architecture.md",
+        ".env.example",
+        "models/README.md",
+        "bench/results/latest.md",
+    ):
         assert f"]({target})" in text and (ROOT / target).is_file()
 
 

@@ -155,11 +155,15 @@ def test_failure_after_streaming_began_breaks_the_connection(inprocess_server: s
     beside: dict[str, bytes] = {}
 
     def healthy_request() -> None:
-        beside["audio"] = httpx.post(f"{inprocess_server}/v1/audio/speech", json={"model": "demo", "input": text}, timeout=120).content
+        beside["audio"] = httpx.post(
+            f"{inprocess_server}/v1/audio/speech", json={"model": "demo", "input": text}, timeout=120
+        ).content
 
     received = b""
     with pytest.raises(httpx.RemoteProtocolError):
-        with httpx.stream("POST", f"{inprocess_server}/v1/audio/speech", json={"model": "faulty", "input": text}, timeout=60) as response:
+        with httpx.stream(
+            "POST", f"{inprocess_server}/v1/audio/speech", json={"model": "faulty", "input": text}, timeout=60
+        ) as response:
             assert response.status_code == 200
             neighbour = threading.Thread(target=healthy_request)
             neighbour.start()
@@ -174,7 +178,9 @@ def test_failure_after_streaming_began_breaks_the_connection(inprocess_server: s
 def test_new_short_request_is_served_between_segments_of_a_long_one(inprocess_server: str) -> None:
     """One worker: the short request must finish while the long one still has segments to go."""
     long_text = "むかしむかし、ある山のふもとに、おじいさんとおばあさんが住んでいました。" * 4
-    with httpx.stream("POST", f"{inprocess_server}/v1/audio/speech", json={"model": "demo", "input": long_text}, timeout=120) as long:
+    with httpx.stream(
+        "POST", f"{inprocess_server}/v1/audio/speech", json={"model": "demo", "input": long_text}, timeout=120
+    ) as long:
         iterator = long.iter_raw()
         first = next(iterator)
         while len(first) <= 44:

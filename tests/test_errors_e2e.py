@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import httpx
 import openai
 import pytest
 
-from tests.server_process import ServerProcess
 from tests.helpers import LONG, SHORT
+from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -62,9 +61,7 @@ def test_sdk_raises_bad_request_for_invalid_input(server: ServerProcess) -> None
 
 def test_malformed_json_and_non_object(server: ServerProcess) -> None:
     for raw in (b"{not json", b"[1, 2]", b""):
-        response = httpx.post(
-            f"{server.base_url}{SPEECH}", content=raw, headers={"content-type": "application/json"}, timeout=30
-        )
+        response = httpx.post(f"{server.base_url}{SPEECH}", content=raw, headers={"content-type": "application/json"}, timeout=30)
         assert response.status_code == 400
         assert error_of(response)["code"] == "invalid_json"
 
@@ -139,7 +136,9 @@ def test_api_key_is_required_when_set(strict_server: ServerProcess) -> None:
     assert caught.value.status_code == 401 and caught.value.body["code"] == "invalid_api_key"
     missing = httpx.post(f"{strict_server.base_url}{SPEECH}", json={"model": "demo", "input": SHORT})
     assert missing.status_code == 401
-    empty_bearer = httpx.get(f"{strict_server.base_url}/v1/models", headers={"authorization": "Bearer"})  # "Bearer " once trailing space is stripped
+    empty_bearer = httpx.get(
+        f"{strict_server.base_url}/v1/models", headers={"authorization": "Bearer"}
+    )  # "Bearer " once trailing space is stripped
     assert empty_bearer.status_code == 401
     assert httpx.get(f"{strict_server.base_url}/health").status_code == 200
     audio = sdk(strict_server, key="test-secret-key").audio.speech.create(
@@ -158,7 +157,9 @@ def test_cors_allowed_origins_setting(strict_server: ServerProcess) -> None:
 
 def test_busy_server_answers_429_with_retry_after(strict_server: ServerProcess) -> None:
     headers = {"authorization": "Bearer test-secret-key"}
-    with httpx.stream("POST", f"{strict_server.base_url}{SPEECH}", json={"model": "demo", "input": LONG}, headers=headers, timeout=120) as first:
+    with httpx.stream(
+        "POST", f"{strict_server.base_url}{SPEECH}", json={"model": "demo", "input": LONG}, headers=headers, timeout=120
+    ) as first:
         assert first.status_code == 200
         with pytest.raises(openai.RateLimitError) as caught:
             sdk(strict_server, key="test-secret-key").audio.speech.create(model="demo", voice="alloy", input=SHORT)
@@ -167,4 +168,9 @@ def test_busy_server_answers_429_with_retry_after(strict_server: ServerProcess) 
         assert retry_after.isdigit() and 1 <= int(retry_after) <= 120
         first.read()
     strict_server.wait_idle()
-    assert httpx.post(f"{strict_server.base_url}{SPEECH}", json={"model": "demo", "input": SHORT}, headers=headers, timeout=60).status_code == 200
+    assert (
+        httpx.post(
+            f"{strict_server.base_url}{SPEECH}", json={"model": "demo", "input": SHORT}, headers=headers, timeout=60
+        ).status_code
+        == 200
+    )

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server_process import ServerProcess
 from tests.helpers import LONG, MEDIUM, speak, wav_info
+from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +28,25 @@ def decode(data: bytes, path: Path, *extra: str) -> tuple[dict, float]:
     """(ffprobe's format and stream, seconds ffmpeg actually decodes)."""
     path.write_bytes(data)
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=format_name:stream=codec_name,sample_rate,channels",
-         "-of", "json", *extra, str(path)],
-        capture_output=True, text=True, check=True,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=format_name:stream=codec_name,sample_rate,channels",
+            "-of",
+            "json",
+            *extra,
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     pcm = subprocess.run(
         ["ffmpeg", "-v", "error", *extra, "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "48000", "-"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout
     return json.loads(probe.stdout), len(pcm) / 2 / 48000
 
@@ -45,7 +57,9 @@ def wav_seconds(server: ServerProcess) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
-def test_every_format_decodes_to_the_duration_of_the_wav(server: ServerProcess, name: str, wav_seconds: float, tmp_path: Path) -> None:
+def test_every_format_decodes_to_the_duration_of_the_wav(
+    server: ServerProcess, name: str, wav_seconds: float, tmp_path: Path
+) -> None:
     content_type, container, codec = FORMATS[name]
     response = speak(server, MEDIUM, response_format=name)
     assert response.status_code == 200 and response.headers["content-type"] == content_type
@@ -58,7 +72,9 @@ def test_every_format_decodes_to_the_duration_of_the_wav(server: ServerProcess, 
 
 
 @pytest.mark.parametrize("name", ["mp3", "opus", "aac", "flac", "pcm"])
-def test_first_bytes_of_each_format_arrive_while_later_segments_are_synthesised(server: ServerProcess, name: str, tmp_path: Path) -> None:
+def test_first_bytes_of_each_format_arrive_while_later_segments_are_synthesised(
+    server: ServerProcess, name: str, tmp_path: Path
+) -> None:
     """Decodable audio is in the client's hands while the server is still working on this request."""
     server.wait_idle()
     body = {"model": "demo", "input": LONG, "response_format": name}

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.hub_standin import serve_repo
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from tests.server_process import ServerProcess
 from tests.helpers import LONG, SHORT
+from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,9 @@ def test_rate_limit_per_client_address(strict_server: ServerProcess) -> None:
         assert other.post(url, json={"model": "demo"}).status_code == 400  # a fresh budget: not 429
 
     sdk = openai.OpenAI(
-        base_url=f"{strict_server.base_url}/v1", api_key=KEY, max_retries=2,
+        base_url=f"{strict_server.base_url}/v1",
+        api_key=KEY,
+        max_retries=2,
         http_client=httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")),
     )
     began = time.monotonic()
@@ -109,7 +111,7 @@ def test_slowloris_connections_are_closed_and_do_not_block_others(strict_server:
                 closed += sock.recv(1024) == b""
             except ConnectionResetError:  # closed with our trickled bytes unread: also closed
                 closed += 1
-            except socket.timeout:
+            except TimeoutError:
                 pass
         assert closed == len(sockets), f"only {closed} of {len(sockets)} trickling connections were closed"
         assert time.monotonic() - began < 15

@@ -82,7 +82,9 @@ def resolved(ptr: str) -> tuple[str, dict]:
 def schema_errors(ptr: str, instance: object, registry: Registry = REGISTRY) -> list[str]:
     """Validation errors of `instance` against the schema at `ptr` (JSON Schema 2020-12, OpenAPI 3.1's dialect)."""
     validator = Draft202012Validator({"$ref": f"{DOC_URI}#{ptr}"}, registry=registry)
-    return [f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}" for error in validator.iter_errors(instance)]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}" for error in validator.iter_errors(instance)
+    ]
 
 
 def template_of(path: str) -> str | None:
@@ -133,7 +135,9 @@ def response_problems(ptr: str, response: httpx.Response) -> list[str]:
                 problems.append(f"required header {name} is missing")
             continue
         _, header_schema = resolved(header_ptr + "/schema")
-        problems += [f"header {name}: {error}" for error in schema_errors(header_ptr + "/schema", coerce_header(value, header_schema))]
+        problems += [
+            f"header {name}: {error}" for error in schema_errors(header_ptr + "/schema", coerce_header(value, header_schema))
+        ]
     content = definition.get("content", {})
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in content:
@@ -155,7 +159,9 @@ def response_problems(ptr: str, response: httpx.Response) -> list[str]:
             except ValueError as error:
                 problems.append(f"event {index}: data is not JSON: {error}")
                 continue
-            problems += [f"event {index} data {error}" for error in schema_errors(schema_ptr + "/properties/data/contentSchema", data)]
+            problems += [
+                f"event {index} data {error}" for error in schema_errors(schema_ptr + "/properties/data/contentSchema", data)
+            ]
     else:
         problems += [f"body {error}" for error in schema_errors(schema_ptr, response.text)]
     return problems
@@ -186,7 +192,9 @@ def conformance_problems(method: str, path: str, response: httpx.Response) -> li
 
 def assert_conforms(method: str, path: str, response: httpx.Response) -> None:
     problems = conformance_problems(method, path, response)
-    assert not problems, f"{method} {path} -> {response.status_code}: " + "; ".join(problems) + f"\nbody: {response.content[:500]!r}"
+    assert not problems, (
+        f"{method} {path} -> {response.status_code}: " + "; ".join(problems) + f"\nbody: {response.content[:500]!r}"
+    )
 
 
 # ---- the document itself ---------------------------------------------------------------------------------------
@@ -207,13 +215,18 @@ def test_every_example_matches_its_schema() -> None:
         for method, operation in operations.items():
             if method not in HTTP_METHODS:
                 continue
-            media_pointers = [pointer("paths", template, method, "requestBody", "content", media) for media in operation.get("requestBody", {}).get("content", {})]
+            media_pointers = [
+                pointer("paths", template, method, "requestBody", "content", media)
+                for media in operation.get("requestBody", {}).get("content", {})
+            ]
             for status in operation["responses"]:
                 response_ptr, response = resolved(pointer("paths", template, method, "responses", status))
                 media_pointers += [response_ptr + pointer("content", media) for media in response.get("content", {})]
             for media_ptr in media_pointers:
                 media = lookup(media_ptr)
-                examples = [media["example"]] if "example" in media else [item["value"] for item in media.get("examples", {}).values()]
+                examples = (
+                    [media["example"]] if "example" in media else [item["value"] for item in media.get("examples", {}).values()]
+                )
                 for example in examples:
                     assert schema_errors(media_ptr + "/schema", example) == [], (media_ptr, example)
                     checked += 1
@@ -233,7 +246,9 @@ def test_document_agrees_with_the_code() -> None:
     assert (properties["speed"]["minimum"], properties["speed"]["maximum"]) == SPEED_RANGE
     assert properties["input"]["maxLength"] == Settings().max_input_chars
     assert properties["instructions"]["maxLength"] == MAX_INSTRUCTIONS_CHARS
-    audio_types = {media for media in lookup(pointer("paths", SPEECH, "post", "responses", "200", "content")) if media.startswith("audio/")}
+    audio_types = {
+        media for media in lookup(pointer("paths", SPEECH, "post", "responses", "200", "content")) if media.startswith("audio/")
+    }
     assert audio_types == {ENCODERS[name].content_type for name in OPENAI_FORMATS}
 
     table = Application(Settings(), Path("/nonexistent"), []).routes
@@ -242,7 +257,9 @@ def test_document_agrees_with_the_code() -> None:
         routes.setdefault(route.path, set()).add(route.method)
     assert routes == {template: documented_methods(template) for template in DOCUMENT["paths"]}
     open_in_document = {
-        template for template, operations in DOCUMENT["paths"].items() if all(op.get("security") == [] for op in operations.values())
+        template
+        for template, operations in DOCUMENT["paths"].items()
+        if all(op.get("security") == [] for op in operations.values())
     }
     assert open_in_document == table.open_paths
 
@@ -261,7 +278,14 @@ def test_served_document_is_the_file(server: ServerProcess) -> None:
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=6)
 _SPACES = st.text(st.sampled_from(" \t\r\n\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2028\u3000\u200b\ufeff"), min_size=1, max_size=4)
 _LONG = st.integers(4094, 4098).map(lambda n: "あ" * n)
-_ANY = st.one_of(st.none(), st.booleans(), st.integers(-3, 5), st.floats(-1, 5, allow_nan=False), _TEXT, st.lists(st.integers(0, 9), max_size=2))
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 5),
+    st.floats(-1, 5, allow_nan=False),
+    _TEXT,
+    st.lists(st.integers(0, 9), max_size=2),
+)
 
 
 def _mostly(valid: object, *others: st.SearchStrategy) -> st.SearchStrategy:
@@ -291,8 +315,38 @@ _BODIES = st.one_of(
 #: For each field, values on both sides of each rule; each is tried alone in an otherwise valid body.
 _EDGES = {
     "model": [None, "", " ", "demo", "x", 0, True, [], {}],
-    "input": [None, "", " ", "\u3000\n", "\x1c", "\u200b", "\ufeff", "a", " a ", "あ" * 4096, "あ" * 4097, "😀" * 4096, 1, [], {}],
-    "voice": [None, "", "calm", "demo/calm", 1, True, [], {}, {"id": None}, {"id": "calm"}, {"id": 1}, {"name": "x"}, {"id": "calm", "x": 1}],
+    "input": [
+        None,
+        "",
+        " ",
+        "\u3000\n",
+        "\x1c",
+        "\u200b",
+        "\ufeff",
+        "a",
+        " a ",
+        "あ" * 4096,
+        "あ" * 4097,
+        "😀" * 4096,
+        1,
+        [],
+        {},
+    ],
+    "voice": [
+        None,
+        "",
+        "calm",
+        "demo/calm",
+        1,
+        True,
+        [],
+        {},
+        {"id": None},
+        {"id": "calm"},
+        {"id": 1},
+        {"name": "x"},
+        {"id": "calm", "x": 1},
+    ],
     "response_format": [None, "", "mp3", "opus", "aac", "flac", "wav", "pcm", "MP3", "ogg", 1, True, []],
     "speed": [None, 0, 0.25, 0.2499999, 1, 4, 4.0, 4.0000001, 5, -1, True, False, "1", []],
     "stream_format": [None, "", "audio", "sse", "SSE", "ws", 1, False],
@@ -316,7 +370,15 @@ def _agreement(body: object, registry: Registry = REGISTRY) -> tuple[bool, bool,
 
 def test_request_schema_agrees_with_the_parser_on_each_rule() -> None:
     base = {"model": "demo", "input": "こんにちは"}
-    bodies: list[object] = [base, [], "x", 1, None, True, *({key: value for key, value in base.items() if key != name} for name in base)]
+    bodies: list[object] = [
+        base,
+        [],
+        "x",
+        1,
+        None,
+        True,
+        *({key: value for key, value in base.items() if key != name} for name in base),
+    ]
     bodies += [{**base, name: value} for name, values in _EDGES.items() for value in values]
     disagreements = []
     for body in bodies:
@@ -363,8 +425,20 @@ REAL_REQUESTS = [
         for fmt in ("wav", "pcm", "mp3", "opus", "aac", "flac")
     ],
     ("speech-sse", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "stream_format": "sse"}}, 200),
-    ("speech-style-object-openai-model", "POST", SPEECH, {"json": {"model": "tts-1", "input": "あ", "voice": {"id": "demo/calm"}, "speed": 2}}, 200),
-    ("speech-text-plain", "POST", SPEECH, {"content": b'{"model": "demo", "input": "\\u3042"}', "headers": {"content-type": "text/plain"}}, 200),
+    (
+        "speech-style-object-openai-model",
+        "POST",
+        SPEECH,
+        {"json": {"model": "tts-1", "input": "あ", "voice": {"id": "demo/calm"}, "speed": 2}},
+        200,
+    ),
+    (
+        "speech-text-plain",
+        "POST",
+        SPEECH,
+        {"content": b'{"model": "demo", "input": "\\u3042"}', "headers": {"content-type": "text/plain"}},
+        200,
+    ),
     ("invalid-json", "POST", SPEECH, {"content": b"{not json", "headers": _J}, 400),
     ("not-an-object", "POST", SPEECH, {"content": b"[1, 2]", "headers": _J}, 400),
     ("empty-body", "POST", SPEECH, {"content": b"", "headers": _J}, 400),
@@ -395,7 +469,9 @@ REAL_REQUESTS = [
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(("method", "path", "options", "status"), [case[1:] for case in REAL_REQUESTS], ids=[case[0] for case in REAL_REQUESTS])
+@pytest.mark.parametrize(
+    ("method", "path", "options", "status"), [case[1:] for case in REAL_REQUESTS], ids=[case[0] for case in REAL_REQUESTS]
+)
 def test_real_responses_conform(server: ServerProcess, method: str, path: str, options: dict, status: int) -> None:
     response = httpx.request(method, f"{server.base_url}{path}", timeout=60, **options)
     assert response.status_code == status, response.content[:300]
@@ -447,8 +523,16 @@ def test_queue_full_is_a_documented_429(server: ServerProcess) -> None:
 # ---- statuses of other configurations: the real application object, in process -------------------------------
 
 
-def asgi_request(app: object, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes = b"",
-                 client: str = "127.0.0.1", stall_body: bool = False) -> httpx.Response:
+def asgi_request(
+    app: object,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    client: str = "127.0.0.1",
+    stall_body: bool = False,
+) -> httpx.Response:
     """One request through the ASGI application itself (what uvicorn would call), as an httpx.Response."""
 
     async def exchange() -> list[dict]:
@@ -466,10 +550,18 @@ def asgi_request(app: object, method: str, path: str, *, headers: dict[str, str]
             messages.append(message)
 
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
             "headers": [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()],
-            "client": (client, 50000), "server": ("127.0.0.1", 7860),
+            "client": (client, 50000),
+            "server": ("127.0.0.1", 7860),
         }
         await app(scope, receive, send)  # type: ignore[operator]
         return messages
@@ -530,11 +622,19 @@ def test_the_checker_rejects_what_the_document_does_not_allow(server: ServerProc
     for method, path, response in (("GET", "/v1/models", models), ("GET", "/v1/models/x", error), ("POST", SPEECH, sse)):
         assert conformance_problems(method, path, response) == []
 
-    def changed(response: httpx.Response, *, status: int | None = None, headers: dict | None = None,
-                drop_header: str | None = None, content: bytes | None = None) -> httpx.Response:
+    def changed(
+        response: httpx.Response,
+        *,
+        status: int | None = None,
+        headers: dict | None = None,
+        drop_header: str | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
         new_headers = {k: v for k, v in response.headers.items() if k != drop_header and k != "content-length"}
         new_headers.update(headers or {})
-        return httpx.Response(status or response.status_code, headers=new_headers, content=response.content if content is None else content)
+        return httpx.Response(
+            status or response.status_code, headers=new_headers, content=response.content if content is None else content
+        )
 
     body = models.json()
     del body["data"][0]["owned_by"]
@@ -554,7 +654,11 @@ def test_the_checker_rejects_what_the_document_does_not_allow(server: ServerProc
         "error of an unknown type": ("GET", "/v1/models/x", changed(error, content=orjson.dumps(wrong_type))),
         "sse event with half a usage": ("POST", SPEECH, changed(sse, content=bad_event.encode())),
         "sample rate not a number": ("POST", SPEECH, changed(sse, headers={"x-sample-rate": "fast"})),
-        "405 with the wrong Allow": ("GET", SPEECH, httpx.Response(405, headers={"allow": "GET", "x-request-id": "r"}, json=error.json())),
+        "405 with the wrong Allow": (
+            "GET",
+            SPEECH,
+            httpx.Response(405, headers={"allow": "GET", "x-request-id": "r"}, json=error.json()),
+        ),
         "unknown path answering 200": ("GET", "/v1/nothing", models),
     }
     for label, (method, path, response) in mutants.items():
@@ -595,7 +699,22 @@ def narrowed_for_the_demo_voice(document: dict) -> dict:
     properties["model"] = {"enum": ["demo", "DEMO", "tts-1", "gpt-4o-mini-tts-2025-03-20"]}
     properties["voice"] = {
         "anyOf": [
-            {"enum": [None, "", "demo", "calm", "CALM", "demo/calm", "alloy", "nova", {"id": "calm"}, {"id": "demo/calm"}, "sad", "other/calm"]},
+            {
+                "enum": [
+                    None,
+                    "",
+                    "demo",
+                    "calm",
+                    "CALM",
+                    "demo/calm",
+                    "alloy",
+                    "nova",
+                    {"id": "calm"},
+                    {"id": "demo/calm"},
+                    "sad",
+                    "other/calm",
+                ]
+            },
             properties["voice"],
         ]
     }
@@ -608,14 +727,21 @@ def narrowed_for_the_demo_voice(document: dict) -> dict:
     return narrowed
 
 
-def fuzz_run(operation: object, mode: object, examples: int, checks: list, run_seed: int, deadline: float,
-             session: object) -> tuple[dict, str | None]:
+def fuzz_run(
+    operation: object, mode: object, examples: int, checks: list, run_seed: int, deadline: float, session: object
+) -> tuple[dict, str | None]:
     """Up to `examples` cases of one operation, each sent and checked: ({"sent", "statuses"}, failure or None)."""
     figures: dict = {"sent": 0, "statuses": {}}
 
     @seed(run_seed)
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=list(HealthCheck), print_blob=True)
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
     @given(case=operation.as_strategy(generation_mode=mode))  # type: ignore[attr-defined]
     def run(case: object) -> None:
         if time.monotonic() > deadline:
@@ -678,30 +804,54 @@ def test_schemathesis_fuzz_against_the_served_document(server: ServerProcess, ca
     operations = [result.ok() for result in schema.get_all_operations()]
     # schemathesis leaves out the operation that serves the document it loaded from; the copy (loaded from a dict)
     # has it, unchanged.
-    assert {op.label for op in operations} == {f"{m} {t}" for t in DOCUMENT["paths"] for m in documented_methods(t)} - {"GET /openapi.json"}
+    assert {op.label for op in operations} == {f"{m} {t}" for t in DOCUMENT["paths"] for m in documented_methods(t)} - {
+        "GET /openapi.json"
+    }
     operations.append(narrowed["/openapi.json"]["GET"])
     runs = []  # (label, operation, mode, examples, checks)
     for operation in operations:
         if operation.method.upper() == "GET":
             runs.append((f"{operation.label} positive", operation, GenerationMode.POSITIVE, FUZZ_GET_EXAMPLES, conformance))
     speech = schema[SPEECH]["POST"]
-    runs.append((f"{speech.label} negative", speech, GenerationMode.NEGATIVE, FUZZ_SPEECH_NEGATIVE_EXAMPLES,
-                 [*conformance, openapi_checks.negative_data_rejection]))
+    runs.append(
+        (
+            f"{speech.label} negative",
+            speech,
+            GenerationMode.NEGATIVE,
+            FUZZ_SPEECH_NEGATIVE_EXAMPLES,
+            [*conformance, openapi_checks.negative_data_rejection],
+        )
+    )
     runs.append((f"{speech.label} positive", speech, GenerationMode.POSITIVE, FUZZ_SPEECH_POSITIVE_EXAMPLES, conformance))
-    runs.append((f"{speech.label} positive, demo voice", narrowed[SPEECH]["POST"], GenerationMode.POSITIVE,
-                 FUZZ_SPEECH_VOICE_EXAMPLES, conformance))
+    runs.append(
+        (
+            f"{speech.label} positive, demo voice",
+            narrowed[SPEECH]["POST"],
+            GenerationMode.POSITIVE,
+            FUZZ_SPEECH_VOICE_EXAMPLES,
+            conformance,
+        )
+    )
 
     began = time.monotonic()
     deadline = began + FUZZ_TIME_BOUND_S
-    report: dict = {"seed": FUZZ_SEED, "time_bound_s": FUZZ_TIME_BOUND_S, "server": "the session's default server (demo voice, default settings)",
-                    "operations": len(operations), "runs": [], "failures": []}
+    report: dict = {
+        "seed": FUZZ_SEED,
+        "time_bound_s": FUZZ_TIME_BOUND_S,
+        "server": "the session's default server (demo voice, default settings)",
+        "operations": len(operations),
+        "runs": [],
+        "failures": [],
+    }
     session = requests.Session()
     for index, (label, operation, mode, examples, checks) in enumerate(runs):
         started = time.monotonic()
         figures, failure = fuzz_run(operation, mode, examples, checks, FUZZ_SEED + index, deadline, session)
         if failure is not None:
             report["failures"].append(f"{label}: {failure}")
-        report["runs"].append({"run": label, "max_examples": examples, **figures, "seconds": round(time.monotonic() - started, 1)})
+        report["runs"].append(
+            {"run": label, "max_examples": examples, **figures, "seconds": round(time.monotonic() - started, 1)}
+        )
 
     report["inputs_sent"] = sum(figures["sent"] for figures in report["runs"])
     report["seconds"] = round(time.monotonic() - began, 1)
@@ -710,8 +860,10 @@ def test_schemathesis_fuzz_against_the_served_document(server: ServerProcess, ca
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / "openapi-fuzz.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     with capsys.disabled():  # the figures are for people (and bench/results), so shown even when output is captured
-        print(f"\nopenapi fuzz: {report['operations']} operations, {len(runs)} runs, {report['inputs_sent']} inputs sent "
-              f"in {report['seconds']} s (seed {FUZZ_SEED}, tests/output/openapi-fuzz.json); failures: {len(report['failures'])}")
+        print(
+            f"\nopenapi fuzz: {report['operations']} operations, {len(runs)} runs, {report['inputs_sent']} inputs sent "
+            f"in {report['seconds']} s (seed {FUZZ_SEED}, tests/output/openapi-fuzz.json); failures: {len(report['failures'])}"
+        )
         for figures in report["runs"]:
             print(f"  {figures['run']}: {figures['sent']} sent in {figures['seconds']} s, statuses {figures['statuses']}")
 

@@ -50,7 +50,8 @@ class Playground:
                 const player = document.getElementById("player");
                 clearInterval(window.furthestTimer);
                 window.furthest = 0;
-                window.furthestTimer = setInterval(() => { window.furthest = Math.max(window.furthest, player.currentTime); }, 50);
+                window.furthestTimer = setInterval(
+                    () => { window.furthest = Math.max(window.furthest, player.currentTime); }, 50);
             }"""
         )
         self.page.click("#play")
@@ -66,7 +67,9 @@ class Playground:
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("chromium is required for the playground tests: apt-get install chromium (scripts/test.sh installs it when it can)")
+        pytest.fail(
+            "chromium is required for the playground tests: apt-get install chromium (scripts/test.sh installs it when it can)"
+        )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--autoplay-policy=no-user-gesture-required"])
         yield browser
@@ -146,10 +149,10 @@ def test_wav_streams_into_the_audio_element(playground: Playground, server: Serv
 def check_downloaded_wav(data: bytes) -> None:
     """The download is the received stream with its 0xFFFFFFFF sizes replaced by the real ones."""
     assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt ", data[:16]
-    riff_size, = struct.unpack_from("<I", data, 4)
+    (riff_size,) = struct.unpack_from("<I", data, 4)
     channels, rate = struct.unpack_from("<HI", data, 22)
-    bits, = struct.unpack_from("<H", data, 34)
-    data_size, = struct.unpack_from("<I", data, 40)
+    (bits,) = struct.unpack_from("<H", data, 34)
+    (data_size,) = struct.unpack_from("<I", data, 40)
     assert (channels, rate, bits) == (1, 32000, 16)
     assert riff_size == len(data) - 8 and data_size == len(data) - 44
     assert data_size > 0 and data_size % 2 == 0

@@ -13,8 +13,8 @@ import soundfile as sf
 
 from engine.tools.hub import HF_REPO
 from engine.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, inspect_voice
-from tests.server_process import ROOT
 from tests.hub_standin import serve_repo
+from tests.server_process import ROOT
 from tests.test_genie_data import hub_env
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,10 @@ def character_repo(root: Path) -> Path:
         (mika / "tts_models" / name).write_bytes(name.encode())
     (mika / "prompt_wav").mkdir()
     sf.write(mika / "prompt_wav" / "normal.flac", np.sin(np.arange(4 * 32000) / 20).astype(np.float32) * 0.3, 32000)
-    prompts = {"Happy": {"text": "やった！", "wav": "happy.wav"}, "Normal": {"text": "こんにちは、ミカです。", "wav": "normal.flac"}}
+    prompts = {
+        "Happy": {"text": "やった！", "wav": "happy.wav"},
+        "Normal": {"text": "こんにちは、ミカです。", "wav": "normal.flac"},
+    }
     (mika / "prompt_wav.json").write_text(json.dumps(prompts, ensure_ascii=False), encoding="utf-8")
     other = root / "CharacterModels" / "v2ProPlus" / "feibi" / "tts_models"
     other.mkdir(parents=True)
@@ -39,7 +42,11 @@ def character_repo(root: Path) -> Path:
 def install(names: list[str], models: Path, endpoint: str, hf_home: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "engine.tools.predefined", *names, "--models", str(models)],
-        cwd=ROOT, env=hub_env(endpoint, hf_home), capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=hub_env(endpoint, hf_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

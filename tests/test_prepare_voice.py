@@ -26,8 +26,8 @@ import torch
 
 from engine.tools import checkpoints, prepare
 from engine.voice_folder import BASE_FILES
-from tests.server_process import ROOT
 from tests.fake_checkpoints import random_weights, write_gpt_checkpoint, write_sovits_checkpoint
+from tests.server_process import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -130,9 +130,8 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def speak(voice_dir: Path, genie_data: Path, shared_models):
     from engine.g2p import text_to_phonemes
     from engine.voice import load_voice
-    from tests.engine_helpers import synthesize
-
     from engine.voice_folder import inspect_voice
+    from tests.engine_helpers import synthesize
 
     voice = load_voice(inspect_voice(voice_dir, genie_data), shared_models, threads=2)
     return synthesize(voice, text_to_phonemes(SPOKEN, voice.language), threading.Event())

@@ -46,7 +46,12 @@ def test_cjk_without_punctuation_is_cut_by_budget() -> None:
 def test_later_segments_are_sentences_and_budget_grows() -> None:
     text = "はい。" + "今日はとてもいい天気ですね。" * 2 + "明日は雨が降るかもしれません、傘を持っていきましょう。"
     segments = segment(text, first_budget=24, budget=120)
-    assert segments == ["はい。", "今日はとてもいい天気ですね。", "今日はとてもいい天気ですね。", "明日は雨が降るかもしれません、傘を持っていきましょう。"]
+    assert segments == [
+        "はい。",
+        "今日はとてもいい天気ですね。",
+        "今日はとてもいい天気ですね。",
+        "明日は雨が降るかもしれません、傘を持っていきましょう。",
+    ]
 
 
 def test_long_sentence_is_split_at_clauses_within_budget() -> None:

@@ -15,7 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_environment_and_overrides() -> None:
     settings = Settings.from_env({"PORT": "9000", "DEMO": "yes", "MODELS_DIR": "voices", "WORKERS": "3", "API_KEY": ""})
-    assert (settings.port, settings.demo, settings.models_dir, settings.workers, settings.api_key) == (9000, True, Path("voices"), 3, "")
+    assert (settings.port, settings.demo, settings.models_dir, settings.workers, settings.api_key) == (
+        9000,
+        True,
+        Path("voices"),
+        3,
+        "",
+    )
     assert settings.with_overrides(port=7000, demo=None).port == 7000
     assert settings.with_overrides(demo=None).demo is True
 

@@ -57,7 +57,9 @@ def test_sigterm_refuses_new_work_aborts_streams_honestly_and_exits_0(own_server
     try:
         host, port = server.base_url.removeprefix("http://").split(":")
         received = b""
-        with httpx.stream("POST", f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": LONG}, timeout=60) as response:
+        with httpx.stream(
+            "POST", f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": LONG}, timeout=60
+        ) as response:
             assert response.status_code == 200
             chunks = response.iter_raw()
             while len(received) <= 44:

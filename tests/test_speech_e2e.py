@@ -19,6 +19,7 @@ from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
+
 def test_sdk_create_returns_wav_every_reader_accepts(server: ServerProcess, ffprobe: str) -> None:
     response = client(server).audio.speech.create(model="demo", voice="alloy", input=MEDIUM, response_format="wav")
     data = response.content
@@ -39,7 +40,9 @@ def test_sdk_create_returns_wav_every_reader_accepts(server: ServerProcess, ffpr
 
     probe = subprocess.run(
         [ffprobe, "-v", "error", "-show_entries", "stream=codec_name,sample_rate,channels", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     stream = json.loads(probe.stdout)["streams"][0]
     assert stream == {"codec_name": "pcm_s16le", "sample_rate": "32000", "channels": 1}
@@ -69,7 +72,9 @@ def test_streaming_response_to_file_and_duration_grows_with_text(server: ServerP
 def test_first_audio_arrives_while_later_segments_are_still_synthesised(server: ServerProcess) -> None:
     server.wait_idle()
     before = server.health()["synthesis"]["jobs_run"]
-    with httpx.stream("POST", f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": LONG}, timeout=120) as response:
+    with httpx.stream(
+        "POST", f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": LONG}, timeout=120
+    ) as response:
         assert response.status_code == 200
         received = b""
         chunks = response.iter_raw()
@@ -120,8 +125,11 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
     server.wait_idle()
     before = server.health()["synthesis"]["jobs_run"]
     with httpx.stream(
-        "POST", f"{server.base_url}/v1/audio/speech",
-        json={"model": "demo", "input": LONG * 3}, headers={"x-request-id": "disconnect-test"}, timeout=120,
+        "POST",
+        f"{server.base_url}/v1/audio/speech",
+        json={"model": "demo", "input": LONG * 3},
+        headers={"x-request-id": "disconnect-test"},
+        timeout=120,
     ) as response:
         first = next(response.iter_raw())
         assert first[:4] == b"RIFF"

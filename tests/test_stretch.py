@@ -107,7 +107,8 @@ def test_pitch_of_a_tone_stays_put(freq: float, speed: float) -> None:
 @pytest.mark.parametrize("speed", SPEEDS)
 def test_pitch_contour_of_speech_like_signal_follows_the_input(speed: float) -> None:
     """f0 gliding 90 -> 200 Hz (a low voice needs the alignment search to span a long period): at output time t
-    the f0 is the input's f0 at t * speed, within 3% (half a semitone) in 90% of the frames. Naive resampling fails this by the speed factor.
+    the f0 is the input's f0 at t * speed, within 3% (half a semitone) in 90% of the frames. Naive resampling fails
+    this by the speed factor.
 
     In the output a 32 ms frame holds `speed` times more of the utterance (faster syllables, a steeper glide), which
     blurs its periodicity and averages the glide at high speeds: a lower voicing threshold for the output, and
@@ -165,7 +166,7 @@ def test_joins_between_segments_do_not_click(speed: float) -> None:
     joins = [b for _, b in bounds[:-1]]
     assert max_jump_near(stream, joins) <= max_jump_inside(stream, bounds)
     edge = SR // 1000
-    for seg, out in zip(segments, outs):
+    for seg, out in zip(segments, outs, strict=True):
         quiet = 0.15 * np.abs(seg).max()
         assert np.abs(out[:edge]).max() <= quiet and np.abs(out[-edge:]).max() <= quiet
 

@@ -78,22 +78,90 @@ def fuzz_figures(request: pytest.FixtureRequest):
 # ---- hostile text ---------------------------------------------------------------------------------
 
 EMOJI = [
-    "😀", "🎉", "👨‍👩‍👧‍👦", "🇯🇵", "👍🏽", "❤️", "🏳️‍🌈", "1️⃣", "#️⃣", "🫠", "🧑‍💻", "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+    "😀",
+    "🎉",
+    "👨‍👩‍👧‍👦",
+    "🇯🇵",
+    "👍🏽",
+    "❤️",
+    "🏳️‍🌈",
+    "1️⃣",
+    "#️⃣",
+    "🫠",
+    "🧑‍💻",
+    "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
 ]
 RTL = [
-    "שָׁלוֹם", "עולם", "مَرْحَبًا", "بِالْعَالَمِ", "، ", "\u202e", "\u202b", "\u202c", "\u200f", "\u200e", "\u2067", "\u2069", "\u061c",
+    "שָׁלוֹם",
+    "עולם",
+    "مَرْحَبًا",
+    "بِالْعَالَمِ",
+    "، ",
+    "\u202e",
+    "\u202b",
+    "\u202c",
+    "\u200f",
+    "\u200e",
+    "\u2067",
+    "\u2069",
+    "\u061c",
 ]
 WORDS = [
-    "こんにちは", "今日は", "いい天気", "ですね", "カタカナ", "ｶﾀｶﾅ", "漢字", "々", "ー", "你好", "世界", "我们去公园", "天气很好",
-    "hello", "world", "Mr", "GPT-SoVITS", "OpenAI", "Ｔｏｋｙｏ", "１２３", "3.14", "e.g.", "...",
+    "こんにちは",
+    "今日は",
+    "いい天気",
+    "ですね",
+    "カタカナ",
+    "ｶﾀｶﾅ",
+    "漢字",
+    "々",
+    "ー",
+    "你好",
+    "世界",
+    "我们去公园",
+    "天气很好",
+    "hello",
+    "world",
+    "Mr",
+    "GPT-SoVITS",
+    "OpenAI",
+    "Ｔｏｋｙｏ",
+    "１２３",
+    "3.14",
+    "e.g.",
+    "...",
 ]
-SEPARATORS = [" ", "", "、", "。", "，", ",", ".", "!", "？", "…", "\n", "\r\n", "\r", "「", "」", "—", "\u3000", "\t", ". ", "\u2028"]
+SEPARATORS = [
+    " ",
+    "",
+    "、",
+    "。",
+    "，",
+    ",",
+    ".",
+    "!",
+    "？",
+    "…",
+    "\n",
+    "\r\n",
+    "\r",
+    "「",
+    "」",
+    "—",
+    "\u3000",
+    "\t",
+    ". ",
+    "\u2028",
+]
 PUNCTUATION = SENTENCE_END + CLAUSE_END + CLOSERS + ".・〜~-()[]{}<>«»¿¡‽「『（【《〈"
 
 ANY_CHARACTER = st.characters(exclude_categories=())  # every code point, lone surrogates included
 URL = r"https?://[a-z0-9-]{1,12}(\.[a-z]{2,5}){1,2}(:[0-9]{2,5})?(/[A-Za-z0-9._~%-]{0,10}){0,3}(\?[a-z]{1,5}=[A-Za-z0-9%]{0,6}(&[a-z]{1,5}=[0-9]{0,4})?)?(#[a-z]{0,5})?"
 NUMBER = r"[-+]?[0-9]{1,40}([.,][0-9]{1,12}){0,3}(%|e[-+]?[0-9]{1,3})?"
-OTHER_DIGITS = r"[0-9]{4}[-/][0-9]{2}[-/][0-9]{2}|[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?|\+[0-9]{2}-[0-9]-[0-9]{4}-[0-9]{4}|[a-z]{1,8}@[a-z]{1,8}\.com|([0-9]{1,3}\.){3}[0-9]{1,3}|v[0-9]\.[0-9]{1,2}\.[0-9]"
+OTHER_DIGITS = (
+    r"[0-9]{4}[-/][0-9]{2}[-/][0-9]{2}|[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?|\+[0-9]{2}-[0-9]-[0-9]{4}-[0-9]{4}"
+    r"|[a-z]{1,8}@[a-z]{1,8}\.com|([0-9]{1,3}\.){3}[0-9]{1,3}|v[0-9]\.[0-9]{1,2}\.[0-9]"
+)
 
 
 def _repeat_to(length: int):
@@ -103,17 +171,20 @@ def _repeat_to(length: int):
 FAMILIES: dict[str, st.SearchStrategy[str]] = {
     "any_code_point": st.text(ANY_CHARACTER, max_size=300),
     "emoji": st.lists(st.sampled_from(EMOJI), min_size=1, max_size=40).map("".join),
-    "rtl_combining": st.lists(
-        st.sampled_from(RTL) | st.characters(categories=["Mn", "Mc", "Me"]), min_size=1, max_size=60
-    ).map("".join),
-    "control_format": st.text(st.characters(categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"]), min_size=1, max_size=80),
-    "long_unpunctuated": st.text(
-        st.characters(categories=["L", "Nd", "Mn", "So"]) | st.just(" "), min_size=1, max_size=30
-    ).filter(str.strip).map(_repeat_to(LONG)),
+    "rtl_combining": st.lists(st.sampled_from(RTL) | st.characters(categories=["Mn", "Mc", "Me"]), min_size=1, max_size=60).map(
+        "".join
+    ),
+    "control_format": st.text(
+        st.characters(categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"]), min_size=1, max_size=80
+    ),
+    "long_unpunctuated": st.text(st.characters(categories=["L", "Nd", "Mn", "So"]) | st.just(" "), min_size=1, max_size=30)
+    .filter(str.strip)
+    .map(_repeat_to(LONG)),
     "punctuation_only": st.text(st.sampled_from(PUNCTUATION) | st.characters(categories=["P"]), min_size=1, max_size=120),
     "digits_urls": st.lists(
         st.from_regex(URL, fullmatch=True) | st.from_regex(NUMBER, fullmatch=True) | st.from_regex(OTHER_DIGITS, fullmatch=True),
-        min_size=1, max_size=8,
+        min_size=1,
+        max_size=8,
     ).flatmap(lambda items: st.sampled_from([" ", "", "、", ". ", "\n"]).map(lambda sep: sep.join(items))),
     "mixed_zh_ja_en": st.lists(st.sampled_from(WORDS) | st.sampled_from(SEPARATORS), min_size=1, max_size=60).map("".join),
 }
@@ -165,7 +236,7 @@ def check_segments(text: str, segments: list[str], first_budget: int, budget: in
     """
     assert non_space("".join(segments)) == non_space(text)
     bounds = limits(len(segments), first_budget, budget)
-    for index, (piece, limit) in enumerate(zip(segments, bounds)):
+    for index, (piece, limit) in enumerate(zip(segments, bounds, strict=True)):
         assert piece and piece == piece.strip(), (index, piece)
         assert "\n" not in piece and "  " not in piece, (index, piece)
         within = units(piece) <= limit or (len(piece) == 1 and limit < 2)
@@ -222,8 +293,18 @@ def test_segmenter_never_raises_loses_text_or_overflows_a_budget(family: str) ->
         ("。" * LONG, 24, 120),
         ("a " * (LONG // 2), 4, 4),
     ],
-    ids=["join_space_tiny_budget", "join_space_default_budget", "budget_of_one", "empty", "ascii_run", "kana_run",
-         "lone_surrogates", "emoji_run", "stops_only", "one_letter_words"],
+    ids=[
+        "join_space_tiny_budget",
+        "join_space_default_budget",
+        "budget_of_one",
+        "empty",
+        "ascii_run",
+        "kana_run",
+        "lone_surrogates",
+        "emoji_run",
+        "stops_only",
+        "one_letter_words",
+    ],
 )
 @pytest.mark.timeout(10)
 def test_segmenter_on_known_hard_inputs(text: str, first_budget: int, budget: int) -> None:
@@ -442,7 +523,12 @@ REFUSED = [
     ("emoji_only", body("😀🎉👨‍👩‍👧‍👦🇯🇵👍🏽❤️🏳️‍🌈🫠🧑‍💻"), "nothing_to_say", "nothing pronounceable"),
     ("rtl_and_combining_only", body("\u202eשָׁלוֹם עוֹלָם، مَرْحَبًا بِالْعَالَمِ\u202c"), "nothing_to_say", "nothing pronounceable"),
     ("combining_marks_only", body("\u0301\u0302\u0303\u20dd\u0488"), "nothing_to_say", "nothing pronounceable"),
-    ("control_characters_only", body("\x00\x01\x02\x07\x08\x0b\x0e\x1b\x7f\u200b\ufeff\u2066\u2069\u200e"), "nothing_to_say", "nothing pronounceable"),
+    (
+        "control_characters_only",
+        body("\x00\x01\x02\x07\x08\x0b\x0e\x1b\x7f\u200b\ufeff\u2066\u2069\u200e"),
+        "nothing_to_say",
+        "nothing pronounceable",
+    ),
     ("unicode_whitespace_only", body("\u3000\x85\u2028\u2029\t\n\x1c\x1d\x1e\x1f\xa0"), "invalid_value", "empty"),
     ("punctuation_only", body("。、！？…「」『』（）——,.;:!?・〜~"), "nothing_to_say", "nothing pronounceable"),
     ("noncharacters_and_private_use", body("\ufffe\uffff\U0010ffff\ue000\U000f0000"), "nothing_to_say", "nothing pronounceable"),
@@ -472,7 +558,9 @@ def post(server: ServerProcess, content: bytes) -> tuple[httpx.Response, str, st
     request_id = f"fuzz-{uuid.uuid4().hex[:12]}"
     before = len(server.log())
     response = httpx.post(
-        f"{server.base_url}{SPEECH}", content=content, timeout=300,
+        f"{server.base_url}{SPEECH}",
+        content=content,
+        timeout=300,
         headers={"content-type": "application/json", "x-request-id": request_id},
     )
     assert response.headers["x-request-id"] == request_id
@@ -513,9 +601,7 @@ def test_unpunctuated_run_of_emoji_skips_the_silent_segments(server: ServerProce
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(
-    ("content", "code", "reason"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED]
-)
+@pytest.mark.parametrize(("content", "code", "reason"), [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED])
 def test_nasty_input_is_refused_with_a_reason(server: ServerProcess, content: bytes, code: str, reason: str) -> None:
     response, request_id, log = post(server, content)
     error = error_of(response, 400, code)

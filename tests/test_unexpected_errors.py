@@ -79,7 +79,10 @@ def test_a_fault_before_the_first_byte_is_an_openai_shaped_500(
     request_id = f"fault-{stage.replace(' ', '-')}"
     with caplog.at_level(logging.ERROR, logger="gsv.server"):
         response = httpx.post(
-            f"{served.url}/v1/audio/speech", json={"model": "demo", "input": SHORT}, headers={"x-request-id": request_id}, timeout=60
+            f"{served.url}/v1/audio/speech",
+            json={"model": "demo", "input": SHORT},
+            headers={"x-request-id": request_id},
+            timeout=60,
         )
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/json"
@@ -126,7 +129,9 @@ def test_after_the_first_byte_a_fault_breaks_the_connection(served: InProcessSer
     monkeypatch.setattr(AudioOutput, "push", push_then_fail)
     received = b""
     with pytest.raises(httpx.RemoteProtocolError):
-        with httpx.stream("POST", f"{served.url}/v1/audio/speech", json={"model": "demo", "input": MEDIUM}, timeout=60) as response:
+        with httpx.stream(
+            "POST", f"{served.url}/v1/audio/speech", json={"model": "demo", "input": MEDIUM}, timeout=60
+        ) as response:
             assert response.status_code == 200
             for chunk in response.iter_raw():
                 received += chunk

@@ -32,7 +32,10 @@ def test_valid_v2proplus_and_v2(tmp_path: Path) -> None:
     assert inspect_voice(make_voice(tmp_path, "bob", kind="V2")).kind == "V2"
 
 
-@pytest.mark.parametrize(("value", "expected"), [("ZH", "Chinese"), ("english", "English"), ("jp", "Japanese"), ("Ja", "Japanese"), ("ko", None), (3, None)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("ZH", "Chinese"), ("english", "English"), ("jp", "Japanese"), ("Ja", "Japanese"), ("ko", None), (3, None)],
+)
 def test_language_aliases(value: object, expected: str | None) -> None:
     assert normalize_language(value) == expected
 
@@ -137,5 +140,11 @@ def test_broken_or_badly_named_styles_are_skipped_with_a_warning(tmp_path: Path)
     folder = inspect_voice(voice)
     assert list(folder.styles) == ["short"]  # served, with a warning about its length
     warnings = "\n".join(folder.warnings)
-    for expected in ("'default' skipped", "'two words' skipped", "'nojson' skipped", "'noaudio' skipped: missing", "style 'short': reference audio is 1.0 s"):
+    for expected in (
+        "'default' skipped",
+        "'two words' skipped",
+        "'nojson' skipped",
+        "'noaudio' skipped: missing",
+        "style 'short': reference audio is 1.0 s",
+    ):
         assert expected in warnings

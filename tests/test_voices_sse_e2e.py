@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tests.server_process import ServerProcess
 from tests.helpers import LONG, MEDIUM, SHORT, client, speak, wav_info
+from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -51,9 +51,7 @@ def test_listings_are_open_but_the_rest_needs_the_key(strict_server: ServerProce
 )
 def test_voice_field_selects_the_style(server: ServerProcess, model: str, voice: str | None, chosen: str) -> None:
     fields = {"voice": voice} if voice is not None else {}
-    response = httpx.post(
-        f"{server.base_url}/v1/audio/speech", json={"model": model, "input": SHORT, **fields}, timeout=120
-    )
+    response = httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": model, "input": SHORT, **fields}, timeout=120)
     assert response.status_code == 200
     assert response.headers["x-voice"] == chosen
     assert wav_info(response.content)[3] > 0.5

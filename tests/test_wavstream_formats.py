@@ -73,7 +73,10 @@ def ffmpeg_decode(data: bytes, check: bool = True) -> np.ndarray:
     """Mono int16 at the stream's own rate."""
     result = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "pipe:1"],
-        input=data, capture_output=True, timeout=60, check=False,
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
     if check:
         assert result.returncode == 0 and not result.stderr, result.stderr.decode()
@@ -83,7 +86,10 @@ def ffmpeg_decode(data: bytes, check: bool = True) -> np.ndarray:
 def ffprobe(data: bytes) -> dict:
     result = subprocess.run(
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", "pipe:0"],
-        input=data, capture_output=True, timeout=60, check=True,
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     assert not result.stderr, result.stderr.decode()
     return json.loads(result.stdout)
@@ -126,7 +132,7 @@ def test_each_segment_sounds_like_its_input(stream: tuple[str, list[bytes]]) -> 
     rate = EXPECTED[name].rate
     decoded = ffmpeg_decode(b"".join(chunks)).astype(np.float64) / 32767
     start = 0.0
-    for segment, hz in zip(SEGMENTS, SEGMENT_HZ):
+    for segment, hz in zip(SEGMENTS, SEGMENT_HZ, strict=True):
         seconds = segment.size / MODEL_RATE
         # the middle of the segment, clear of fades and of the codec's delay (at most 71 ms)
         window = decoded[round((start + 0.15) * rate) : round((start + seconds - 0.15) * rate)]

@@ -56,7 +56,9 @@ class PyAVEncoder:
         self._input = Pcm16Input(model_rate, self.sample_rate)
         self._sink = ChunkSink()
         self._container = av.open(
-            self._sink, mode="w", format=self._container_format,
+            self._sink,
+            mode="w",
+            format=self._container_format,
             container_options={"flush_packets": "1", **self._muxer_options},
         )
         self._stream = self._container.add_stream(self._codec, rate=self.sample_rate, layout="mono")

@@ -81,8 +81,13 @@ class SoundfileEncoder:
         self._input = Pcm16Input(model_rate, self.sample_rate)
         self._sink = StreamSink()
         self._file = sf.SoundFile(
-            self._sink, mode="w", samplerate=self.sample_rate, channels=1, format=self._format,
-            subtype=self._subtype, **self._settings(),
+            self._sink,
+            mode="w",
+            samplerate=self.sample_rate,
+            channels=1,
+            format=self._format,
+            subtype=self._subtype,
+            **self._settings(),
         )
 
     def _settings(self) -> dict[str, object]:

@@ -142,4 +142,3 @@ def _crossfade_ends(x: np.ndarray, out_len: int) -> np.ndarray:
     tail = padded[offset + n + shift]
     fade = np.full(1, 0.5) if out_len == 1 else 0.5 - 0.5 * np.cos(np.pi * n / (out_len - 1))
     return ((1 - fade) * head + fade * tail).astype(np.float32)
-

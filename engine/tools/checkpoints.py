@@ -44,8 +44,6 @@ TORCH_INSTALL = (
 )
 
 
-
-
 class CheckpointError(ValueError):
     """A checkpoint genie-tts cannot convert; the message names the file and the fix."""
 
@@ -54,7 +52,9 @@ def require_torch() -> None:
     try:
         import torch  # noqa: F401, PLC0415  (optional extra: only this command needs it)
     except ImportError:
-        raise CheckpointError(f"reading GPT-SoVITS checkpoints needs torch, which is not installed. Run: {TORCH_INSTALL}") from None
+        raise CheckpointError(
+            f"reading GPT-SoVITS checkpoints needs torch, which is not installed. Run: {TORCH_INSTALL}"
+        ) from None
 
 
 def _initializer_shapes(model: Path) -> dict[str, tuple[int, ...]]:

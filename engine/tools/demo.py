@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import soundfile as sf
 import onnxruntime
+import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
 from engine import genie
@@ -62,7 +62,12 @@ def _templates() -> list[tuple[str, Path, str, type]]:
     data = genie.package_data_dir()
     return [
         ("t2s_encoder_fp32.onnx", data / "v2/Models/t2s_encoder_fp32.onnx", "t2s_encoder_fp32.bin", np.float32),
-        ("t2s_first_stage_decoder_fp32.onnx", data / "v2/Models/t2s_first_stage_decoder_fp32.onnx", "t2s_shared_fp16.bin", np.float16),
+        (
+            "t2s_first_stage_decoder_fp32.onnx",
+            data / "v2/Models/t2s_first_stage_decoder_fp32.onnx",
+            "t2s_shared_fp16.bin",
+            np.float16,
+        ),
         ("t2s_stage_decoder_fp32.onnx", data / "v2/Models/t2s_stage_decoder_fp32.onnx", "t2s_shared_fp16.bin", np.float16),
         ("vits_fp32.onnx", data / "v2ProPlus/Models/vits_fp32.onnx", "vits_fp16.bin", np.float16),
         ("prompt_encoder_fp32.onnx", data / "v2ProPlus/Models/prompt_encoder_fp32.onnx", "prompt_encoder_fp16.bin", np.float16),

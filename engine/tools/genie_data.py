@@ -31,7 +31,9 @@ def download(target: Path) -> None:
     try:
         fetched = fetch_folder(HF_FOLDER, staging)
     except Exception as error:  # network, auth and hub errors all mean the same thing to the user
-        raise GenieDataMissing(f"downloading GenieData failed ({type(error).__name__}: {error}). {instructions(target)}") from None
+        raise GenieDataMissing(
+            f"downloading GenieData failed ({type(error).__name__}: {error}). {instructions(target)}"
+        ) from None
     if missing_data(fetched):
         raise GenieDataMissing(f"the download lacks {', '.join(missing_data(fetched))}. {instructions(target)}")
     if target.exists():
