@@ -4,38 +4,23 @@
 * `GenieServer`: Genie-TTS's own FastAPI app (`genie_tts.Server.app`) under uvicorn, with the same
   voice registered through its HTTP API.
 * `run_genie_direct`: `genie_tts.tts(...)` to a file, in its own process, for synthesis time without HTTP.
+
+Both servers are started by `tests/server_process.py`, the harness the tests use.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.server_process import ROOT, ServerProcess, start_server
+
 VOICE_LANGUAGE = "ja"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's high-water mark of resident memory (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def voice_folders(voice_dir: Path, count: int, scratch: Path) -> Path:
@@ -49,38 +34,6 @@ def voice_folders(voice_dir: Path, count: int, scratch: Path) -> Path:
     return models
 
 
-@dataclass
-class Running:
-    process: subprocess.Popen
-    base_url: str
-    cold_start_s: float
-
-    def peak_rss_mb(self) -> float:
-        return peak_rss_mb(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def _wait_http(process: subprocess.Popen, url: str, log: Path, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s; see {log}")
-
-
 class OurServer:
     name = "ours"
     header_bytes = 44
@@ -88,30 +41,18 @@ class OurServer:
     def __init__(self, voice_dir: Path, genie_data: Path, scratch: Path) -> None:
         self.voice_dir, self.genie_data, self.scratch = voice_dir, genie_data, scratch
 
-    def start(self, voices: int, settings: dict[str, str] | None = None) -> Running:
-        port = free_port()
-        log = self.scratch / f"ours-{voices}v.log"
-        models = voice_folders(self.voice_dir, voices, self.scratch)
+    def start(self, voices: int, settings: dict[str, str] | None = None) -> ServerProcess:
         env = {
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "MODELS_DIR": str(models),
+            "MODELS_DIR": str(voice_folders(self.voice_dir, voices, self.scratch)),
             "GENIE_DATA_DIR": str(self.genie_data),
             "GENIE_DOWNLOAD": "0",
             "DEMO": "0",
             **(settings or {}),
         }
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "server.py"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
-        )
-        base = f"http://127.0.0.1:{port}"
-        _wait_http(process, f"{base}/health", log)
-        return Running(process, base, time.monotonic() - started)
+        return start_server(self.scratch / f"ours-{voices}v.log", env)
 
     @staticmethod
-    def request(running: Running, text: str, voice: str = "demo") -> tuple[str, dict]:
+    def request(running: ServerProcess, text: str, voice: str = "demo") -> tuple[str, dict]:
         return f"{running.base_url}/v1/audio/speech", {"model": voice, "input": text, "response_format": "wav"}
 
 
@@ -122,29 +63,17 @@ class GenieServer:
     def __init__(self, voice_dir: Path, genie_data: Path, scratch: Path) -> None:
         self.voice_dir, self.genie_data, self.scratch = voice_dir, genie_data, scratch
 
-    def start(self, voices: int) -> Running:
-        port = free_port()
-        log = self.scratch / f"genie-server-{voices}v.log"
+    def start(self, voices: int) -> ServerProcess:
+        """Its server, then each voice registered through its HTTP API; cold start counts both."""
         models = voice_folders(self.voice_dir, voices, self.scratch)
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench.genie_server", str(self.genie_data), str(port)],
-            cwd=ROOT,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        _wait_http(process, f"{base}/docs", log)
+        command = ("-m", "bench.genie_server", str(self.genie_data))
+        running = start_server(self.scratch / f"genie-server-{voices}v.log", {}, command=command, ready_path="/docs")
+        base = running.base_url
         for voice in sorted(path.name for path in models.iterdir()):
             folder = models / voice
             reference = json.loads((folder / "reference" / "config.json").read_text(encoding="utf-8"))
-            loaded = httpx.post(
-                f"{base}/load_character",
-                json={"character_name": voice, "onnx_model_dir": str(folder / "tts_models"), "language": VOICE_LANGUAGE},
-                timeout=300,
-            )
-            loaded.raise_for_status()
+            character = {"character_name": voice, "onnx_model_dir": str(folder / "tts_models"), "language": VOICE_LANGUAGE}
+            httpx.post(f"{base}/load_character", json=character, timeout=300).raise_for_status()
             httpx.post(
                 f"{base}/set_reference_audio",
                 json={
@@ -155,10 +84,11 @@ class GenieServer:
                 },
                 timeout=60,
             ).raise_for_status()
-        return Running(process, base, time.monotonic() - started)
+        running.cold_start_s = time.monotonic() - running.started_at
+        return running
 
     @staticmethod
-    def request(running: Running, text: str, voice: str = "demo") -> tuple[str, dict]:
+    def request(running: ServerProcess, text: str, voice: str = "demo") -> tuple[str, dict]:
         return f"{running.base_url}/tts", {"character_name": voice, "text": text, "split_sentence": True}
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from bench.contenders import ROOT, GenieServer, OurServer, Running, run_genie_direct
+from bench.contenders import ROOT, GenieServer, OurServer, run_genie_direct
 from bench.measure import Sample, median, percentile, stream_request
 from bench.texts import CONCURRENT, TEXTS
+from tests.server_process import ServerProcess
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,13 @@ def summarize(samples: list[Sample]) -> dict[str, float | int | None]:
     }
 
 
-def one(contender, running: Running, text: str, mode: Mode, voice: str = "demo") -> Sample:
+def one(contender, running: ServerProcess, text: str, mode: Mode, voice: str = "demo") -> Sample:
     url, payload = contender.request(running, text, voice)
     return stream_request(url, payload, contender.header_bytes, mode.timeout_s)
 
 
 def concurrent(
-    contender, running: Running, clients: int, repeats: int, mode: Mode, expected: dict[str, int]
+    contender, running: ServerProcess, clients: int, repeats: int, mode: Mode, expected: dict[str, int]
 ) -> dict[str, object]:
     """`clients` simultaneous requests with distinct texts, `repeats` times."""
     ttfas: list[float] = []
@@ -116,7 +117,7 @@ def concurrent(
     }
 
 
-def expected_lengths(contender, running: Running, mode: Mode) -> dict[str, int]:
+def expected_lengths(contender, running: ServerProcess, mode: Mode) -> dict[str, int]:
     """Each concurrent text's audio length when served alone (the voice's length rule makes it deterministic)."""
     lengths = {}
     for text in dict.fromkeys(CONCURRENT):

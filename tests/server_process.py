@@ -1,4 +1,5 @@
-"""A real `python server.py` process on a free loopback port: how the tests and the benchmark start the server."""
+"""A real server process on a free loopback port: how the tests and the benchmark start `python server.py`
+(and the benchmark, Genie-TTS's own server, the same way)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,8 @@ class ServerProcess:
     base_url: str
     log_path: Path
     process: subprocess.Popen
-    cold_start_s: float = 0.0  # from the process's start to its first healthy /health
+    started_at: float  # time.monotonic() when the process was started
+    cold_start_s: float = 0.0  # from the process's start until it answered its readiness path
     seen_while_loading: list[tuple[str, int, dict]] = field(default_factory=list)
 
     def log(self) -> str:
@@ -79,26 +81,32 @@ class ServerProcess:
 def start_server(
     log_path: Path,
     env: dict[str, str],
+    *,
+    command: Sequence[str] = ("server.py",),
+    ready_path: str = "/health",
     ready_timeout: float = 300,
     while_loading: Callable[[ServerProcess, httpx.Response], None] | None = None,
 ) -> ServerProcess:
-    """Start `python server.py` with `env` over this process's environment; return once /health answers 200.
+    """Start `python <command>` with `env` over this process's environment and HOST/PORT set to a free loopback
+    port; return once `ready_path` answers 200.
 
-    `while_loading` is called with each /health answer that is not 200 yet (the voices are loading).
+    `while_loading` is called with each answer that is not 200 yet (our server's voices are loading).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
     started = time.monotonic()
     with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(f"http://127.0.0.1:{port}", log_path, process)
+        process = subprocess.Popen(
+            [sys.executable, *command], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", log_path, process, started)
     deadline = started + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log()}")
         try:
-            response = httpx.get(f"{server.base_url}/health", timeout=2)
+            response = httpx.get(f"{server.base_url}{ready_path}", timeout=2)
         except httpx.TransportError:
             time.sleep(0.1)
             continue
