@@ -32,6 +32,8 @@ request_log = logging.getLogger("gsv.request")
 
 
 class Application:
+    """`python server.py` runs one; tests make their own with other settings or voices."""
+
     def __init__(self, settings: Settings, genie_data_dir: Path, folders: FoundVoices) -> None:
         self.settings = settings
         self.genie_data_dir = genie_data_dir
@@ -115,7 +117,7 @@ class Application:
             # send it): close the connection, or uvicorn would take the next request for that body.
             headers.append((b"connection", b"close"))
         await ErrorResponse(error, headers)(request.scope, request.receive, send)
-        outcome = "error" if error.status >= 500 and error.code == "internal_error" else "rejected"
+        outcome = "error" if error.code == "internal_error" else "rejected"
         request_log.info(
             "request_id=%s method=%s path=%s status=%d code=%s outcome=%s",
             request.id,

@@ -1,7 +1,7 @@
 """The route table as data: each route's path, method, handler and whether it is open without the API key.
 
 Everything that depends on the routes is derived from the table: the 405 and its `Allow`, the methods a CORS
-preflight allows, the open paths, and the OpenAPI agreement test (tests/test_openapi.py).
+preflight allows, which routes need the API key, and the OpenAPI agreement test (tests/test_openapi.py).
 """
 
 from __future__ import annotations
@@ -43,10 +43,6 @@ class RouteTable:
     def methods(self) -> list[str]:
         """Every method some route answers, for the CORS preflight."""
         return sorted({route.method for route in self.routes})
-
-    @property
-    def open_paths(self) -> set[str]:
-        return {route.path for route in self.routes if route.open}
 
     def match(self, request: Request) -> Route:
         """The route for the request, with its path parameter set on it; 404 or 405 (with `Allow`) otherwise."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -261,7 +262,7 @@ def test_document_agrees_with_the_code() -> None:
         for template, operations in DOCUMENT["paths"].items()
         if all(op.get("security") == [] for op in operations.values())
     }
-    assert open_in_document == table.open_paths
+    assert open_in_document == {route.path for route in table.routes if route.open}
 
 
 @pytest.mark.e2e
@@ -608,6 +609,28 @@ def test_statuses_of_other_configurations_conform() -> None:
     assert slow.json()["error"]["code"] == "request_timeout"
     app.voices.state = "no_voices"  # what ServedVoices.load sets when no voice could be loaded
     assert check("health no voices", 503, "GET", "/health").json()["status"] == "no_voices"
+
+
+def test_the_500_of_an_unexpected_failure_conforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug before the response starts (here injected into the voice choice and a small endpoint) is documented."""
+    from api.app import Application
+    from api.voices import ServedVoices
+    from settings import Settings
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("injected")
+
+    app = Application(Settings(), Path("/nonexistent"), [])
+    monkeypatch.setattr(ServedVoices, "choose", broken)
+    speech = asgi_request(app, "POST", SPEECH, headers=_J, body=orjson.dumps({"model": "demo", "input": "あ"}))
+    routes = [
+        dataclasses.replace(route, handler=broken) if route.path == "/openapi.json" else route for route in app.routes.routes
+    ]
+    monkeypatch.setattr(app.routes, "routes", routes)
+    document = asgi_request(app, "GET", "/openapi.json")
+    for method, path, response in (("POST", SPEECH, speech), ("GET", "/openapi.json", document)):
+        assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+        assert_conforms(method, path, response)
 
 
 # ---- the checker can fail ----------------------------------------------------------------------------------------
