@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark our server against Genie-TTS's own server and direct calls.")
     parser.add_argument("--quick", action="store_true", help="1 repeat, fewer concurrency levels (a few minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench/results)")
+    parser.add_argument(
+        "--baseline",
+        metavar="REVISION",
+        help="also measure our server at this git revision (e.g. main, HEAD~3), in the same run: a regression check",
+    )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the progress log
@@ -33,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scratch = Path(__file__).resolve().parent.parent / ".cache" / "bench" / "run"  # server logs stay here
     shutil.rmtree(scratch, ignore_errors=True)
-    results = run(mode, scratch, log)
+    results = run(mode, scratch, log, args.baseline)
     write(results, args.out)
     print()
     print(markdown(results))

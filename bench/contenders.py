@@ -35,11 +35,12 @@ def voice_folders(voice_dir: Path, count: int, scratch: Path) -> Path:
 
 
 class OurServer:
-    name = "ours"
     header_bytes = 44
 
-    def __init__(self, voice_dir: Path, genie_data: Path, scratch: Path) -> None:
+    def __init__(self, voice_dir: Path, genie_data: Path, scratch: Path, checkout: Path = ROOT, name: str = "ours") -> None:
+        """`checkout`: the source tree whose server.py runs (another revision for a baseline, see bench/run.py)."""
         self.voice_dir, self.genie_data, self.scratch = voice_dir, genie_data, scratch
+        self.checkout, self.name = checkout, name
 
     def start(self, voices: int, settings: dict[str, str] | None = None) -> ServerProcess:
         env = {
@@ -49,7 +50,7 @@ class OurServer:
             "DEMO": "0",
             **(settings or {}),
         }
-        return start_server(self.scratch / f"ours-{voices}v.log", env)
+        return start_server(self.scratch / f"{self.name}-{voices}v.log", env, cwd=self.checkout)
 
     @staticmethod
     def request(running: ServerProcess, text: str, voice: str = "demo") -> tuple[str, dict]:

@@ -89,8 +89,40 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {key.replace('_', ' ')} | {fmt(results['memory_mb'][key], 0)} | {fmt(results['cold_start_s'][key], 1)} |"
         )
+    if results.get("baseline"):
+        lines += baseline_section(results["baseline"])
     lines += ["", "![TTFA vs concurrency](ttfa_vs_concurrency.png)", "", "![Paragraph timeline](paragraph_timeline.png)", ""]
     return "\n".join(lines)
+
+
+def baseline_section(baseline: dict) -> list[str]:
+    """Our server now against our server at the baseline revision, measured in the same run."""
+    now, then = baseline["current"], baseline
+    rows = []
+    for text, row in now["single"].items():
+        for key, label in (("ttfa_s", "TTFA s"), ("total_s", "total s"), ("rtf", "RTF"), ("stall_s", "stall s")):
+            rows.append((f"{text}, 1 client: {label}", row[key], then["single"][text][key]))
+    for clients, row in now["concurrency"].items():
+        previous = then["concurrency"][clients]
+        for key, label in (("p50_ttfa_s", "p50 TTFA s"), ("p95_ttfa_s", "p95 TTFA s"), ("throughput_audio_s_per_s", "audio s/s")):
+            rows.append((f"{clients} clients: {label}", row[key], previous[key]))
+        bad = ("failures", "wrong", "hung")
+        rows.append((f"{clients} clients: failures + wrong + hung", sum(row[k] for k in bad), sum(previous[k] for k in bad)))
+    for key, label in (("memory_mb_1_voice", "peak RSS MB, 1 voice"), ("memory_mb_3_voices", "peak RSS MB, 3 voices")):
+        rows.append((label, now[key], then[key]))
+    for key, label in (("cold_start_s_1_voice", "cold start s, 1 voice"), ("cold_start_s_3_voices", "cold start s, 3 voices")):
+        rows.append((label, now[key], then[key]))
+    lines = [
+        "",
+        f"## Against `{baseline['revision']}` (`{baseline['commit']}`), measured in this run",
+        "",
+        "| figure | now | baseline | now / baseline |",
+        "|---|---|---|---|",
+    ]
+    for label, current, previous in rows:
+        quotient = current / previous if isinstance(current, (int, float)) and previous else None
+        lines.append(f"| {label} | {fmt(current)} | {fmt(previous)} | {fmt(quotient)} |")
+    return lines
 
 
 def plots(results: dict, folder: Path) -> None:

@@ -167,17 +167,41 @@ def bench_server(contender, mode: Mode, log) -> dict[str, object]:
     return result
 
 
+def baseline_checkout(revision: str, scratch: Path) -> Path:
+    """A detached git worktree of `revision` (a commit, tag or branch of this repository) under `scratch`."""
+    path = scratch / "baseline"
+    subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
+    add = ["git", "worktree", "add", "--detach", "--force", str(path), revision]
+    subprocess.run(add, cwd=ROOT, check=True, capture_output=True)
+    return path
+
+
+def bench_baseline(revision: str, voice_dir: Path, genie_data: Path, scratch: Path, mode: Mode, log) -> dict[str, object]:
+    """Our server at another revision, measured like the current one in the same run: a regression check."""
+    checkout = baseline_checkout(revision, scratch)
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True)
+        commit = head.stdout.strip()
+        result = bench_server(OurServer(voice_dir, genie_data, scratch, checkout, name="ours_baseline"), mode, log)
+        result.pop("timeline")
+        return {"revision": revision, "commit": commit, **result}
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=ROOT, check=False)
+
+
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator if numerator is not None and denominator else None
 
 
-def run(mode: Mode, scratch: Path, log) -> dict[str, object]:
+def run(mode: Mode, scratch: Path, log, baseline: str | None = None) -> dict[str, object]:
+    """Every contender, in one run; with `baseline`, also our server at that git revision, right after ours."""
     from engine.tools.demo import BUILD_VERSION, ensure_demo
 
     voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
     scratch.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.UTC)
     ours = bench_server(OurServer(voice_dir, genie_data, scratch), mode, log)
+    ours_baseline = bench_baseline(baseline, voice_dir, genie_data, scratch, mode, log) if baseline else None
     genie = bench_server(GenieServer(voice_dir, genie_data, scratch), mode, log)
     direct_raw = run_genie_direct(voice_dir, genie_data, TEXTS, mode.repeats, scratch)
     direct = {
@@ -226,6 +250,7 @@ def run(mode: Mode, scratch: Path, log) -> dict[str, object]:
             "limit": 3.0,
         },
     ]
+    without_timeline = {key: value for key, value in ours.items() if key != "timeline"}
     for target in targets:
         target["met"] = target["measured"] is not None and target["measured"] <= target["limit"]
     return {
@@ -249,4 +274,5 @@ def run(mode: Mode, scratch: Path, log) -> dict[str, object]:
         },
         "targets": targets,
         "timeline": {"ours": ours["timeline"], "genie_server": genie["timeline"]},
+        "baseline": None if ours_baseline is None else {**ours_baseline, "current": without_timeline},
     }

@@ -83,12 +83,13 @@ def start_server(
     env: dict[str, str],
     *,
     command: Sequence[str] = ("server.py",),
+    cwd: Path = ROOT,
     ready_path: str = "/health",
     ready_timeout: float = 300,
     while_loading: Callable[[ServerProcess, httpx.Response], None] | None = None,
 ) -> ServerProcess:
-    """Start `python <command>` with `env` over this process's environment and HOST/PORT set to a free loopback
-    port; return once `ready_path` answers 200.
+    """Start `python <command>` in `cwd` (a checkout) with `env` over this process's environment and HOST/PORT
+    set to a free loopback port; return once `ready_path` answers 200.
 
     `while_loading` is called with each answer that is not 200 yet (our server's voices are loading).
     """
@@ -98,7 +99,7 @@ def start_server(
     started = time.monotonic()
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, *command], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            [sys.executable, *command], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", log_path, process, started)
     deadline = started + ready_timeout

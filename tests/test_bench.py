@@ -34,3 +34,31 @@ def test_stream_request_times_a_real_response(server: ServerProcess) -> None:
     assert 0 < sample.ttfa_s <= sample.arrivals[-1][0] <= sample.total_s
     assert sample.arrivals[-1][1] == sample.audio_bytes and sample.audio_s > 1
     assert len(sample.arrivals) >= 2  # one segment after another, not one lump
+
+
+def test_the_baseline_section_compares_each_figure() -> None:
+    from bench.report import baseline_section
+
+    def server(ttfa: float, failures: int) -> dict:
+        single = {"ttfa_s": ttfa, "total_s": 2.0, "rtf": 1.0, "stall_s": 0.0}
+        level = {
+            "p50_ttfa_s": ttfa,
+            "p95_ttfa_s": ttfa,
+            "throughput_audio_s_per_s": 1.0,
+            "failures": failures,
+            "wrong": 0,
+            "hung": 0,
+        }
+        figures = {
+            "memory_mb_1_voice": 100.0,
+            "memory_mb_3_voices": 300.0,
+            "cold_start_s_1_voice": 9.0,
+            "cold_start_s_3_voices": 20.0,
+        }
+        return {"single": {"short": single}, "concurrency": {"2": level}, **figures}
+
+    lines = baseline_section({"revision": "main", "commit": "abc1234", **server(2.0, 0), "current": server(1.0, 1)})
+    assert lines[1] == "## Against `main` (`abc1234`), measured in this run"
+    assert "| short, 1 client: TTFA s | 1.00 | 2.00 | 0.50 |" in lines
+    assert "| 2 clients: failures + wrong + hung | 1 | 0 | - |" in lines
+    assert "| peak RSS MB, 3 voices | 300.00 | 300.00 | 1.00 |" in lines
