@@ -24,6 +24,42 @@ pytestmark = pytest.mark.e2e
 SCREENSHOT = OUTPUT / "playground.png"
 SYNTHESIS_MS = 150_000  # a short sentence takes seconds on 2 cores; leave room for a busy machine
 FIGURE = re.compile(r"(\d+\.\d\d) s")
+SPEECH_URL = re.compile(r".*/v1/audio/speech$")
+# The demo voice plays at an RMS of about 0.008 (-42 dBFS); silence measures exactly 0.
+AUDIBLE_RMS = 1e-3
+
+# What the <audio> element really plays, measured outside the page's own code: on each "playing" event the
+# element's captureStream() (its tracks, whatever feeds it: a Web Audio stream, MSE or a file) goes into an
+# AnalyserNode on an AudioContext of our own, whose RMS is read every 20 ms while the element is not paused.
+SIGNAL_TAP = """async () => {
+    const player = document.getElementById("player");
+    if (!window.signalTap) {
+        const context = new AudioContext();
+        const analyser = context.createAnalyser();
+        analyser.fftSize = 2048;
+        const samples = new Float32Array(analyser.fftSize);
+        const tap = { context, peak: 0, readings: 0, source: null };
+        player.addEventListener("playing", () => {
+            const stream = player.captureStream();
+            if (stream.getAudioTracks().length === 0) return;
+            tap.source?.disconnect();
+            tap.source = context.createMediaStreamSource(stream);
+            tap.source.connect(analyser);
+        });
+        setInterval(() => {
+            if (player.paused || !tap.source) return;
+            analyser.getFloatTimeDomainData(samples);
+            let sum = 0;
+            for (const sample of samples) sum += sample * sample;
+            tap.peak = Math.max(tap.peak, Math.sqrt(sum / samples.length));
+            tap.readings += 1;
+        }, 20);
+        window.signalTap = tap;
+    }
+    window.signalTap.peak = 0;
+    window.signalTap.readings = 0;
+    await window.signalTap.context.resume();
+}"""
 
 
 @dataclass
@@ -41,10 +77,11 @@ class Playground:
         return float(match.group(1))
 
     def speak(self, text: str, response_format: str, voice: str = "demo") -> None:
-        """Set the form, start recording the player's furthest currentTime, click Play."""
+        """Set the form, start recording the player's furthest currentTime and the loudest RMS it plays, click Play."""
         self.page.fill("#text", text)
         self.page.select_option("#voice", voice)
         self.page.select_option("#format", response_format)
+        self.page.evaluate(SIGNAL_TAP)
         self.page.evaluate(
             """() => {
                 const player = document.getElementById("player");
@@ -61,6 +98,12 @@ class Playground:
 
     def furthest_time(self) -> float:
         return self.page.evaluate("window.furthest")
+
+    def assert_played_a_signal(self) -> None:
+        """The element played samples that are not silence (since the last speak)."""
+        tap = self.page.evaluate("({peak: signalTap.peak, readings: signalTap.readings, state: signalTap.context.state})")
+        assert tap["readings"] > 0, f"the audio element never played while measured: {tap}"
+        assert tap["peak"] > AUDIBLE_RMS, f"the audio element played silence: {tap}"
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +152,9 @@ def test_wav_streams_into_the_audio_element(playground: Playground, server: Serv
     voices = page.eval_on_selector_all("#voice option", "options => options.map(option => option.value)")
     assert "demo" in voices, voices
 
-    playground.speak("こんにちは。今日はいい天気ですね。", "wav")
+    with page.expect_response(SPEECH_URL) as response_info:
+        playground.speak("こんにちは。今日はいい天気ですね。", "wav")
+    assert response_info.value.headers["content-type"] == "audio/wav"
     expect(page.locator("#play")).to_be_disabled()
     expect(page.locator("#stop")).to_be_enabled()
 
@@ -120,11 +165,12 @@ def test_wav_streams_into_the_audio_element(playground: Playground, server: Serv
         "start => document.getElementById('player').currentTime > start + 0.5", arg=at_first_audio, polling=100, timeout=30_000
     )
     playground.wait_until_idle()
+    playground.assert_played_a_signal()
 
     status = playground.text("#status")
     assert re.fullmatch(r"Done: \d+\.\d\d s of audio\.", status), status
     assert float(status.split()[1]) > 0.1, status
-    assert "audio/wav" in playground.text("#mode")
+    assert playground.text("#mode").startswith("audio/wav · Streaming")
     ttfa, total = playground.figure("#ttfa"), playground.figure("#total")
     assert 0 < ttfa <= total < SYNTHESIS_MS / 1000, (ttfa, total)
 
@@ -159,22 +205,24 @@ def check_downloaded_wav(data: bytes) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_mp3_plays_by_the_response_content_type(playground: Playground) -> None:
-    """mp3 may be answered as WAV until the encoder lands: the page goes by the Content-Type either way."""
+def test_mp3_streams_through_media_source_extensions(playground: Playground) -> None:
+    """mp3 is answered as audio/mpeg, which the page appends chunk by chunk to a MediaSource."""
     page = playground.page
-    playground.speak("こんにちは。", "mp3")
+    with page.expect_response(SPEECH_URL) as response_info:
+        playground.speak("こんにちは。", "mp3")
+    response = response_info.value
+    assert (response.status, response.headers["content-type"]) == (200, "audio/mpeg")
     playground.wait_until_idle()
 
     assert playground.text("#status").startswith("Done"), playground.text("#status")
     mode = playground.text("#mode")
-    print(f"mp3 request answered as: {mode}")
-    content_type = mode.split(" ")[0]
-    extension = {"audio/mpeg": "mp3", "audio/wav": "wav"}[content_type]
-    assert page.locator("#download").get_attribute("download") == f"speech.{extension}"
+    assert mode.startswith("audio/mpeg · Streaming") and "Media Source Extensions" in mode, mode
+    assert page.locator("#download").get_attribute("download") == "speech.mp3"
     assert page.locator("#download").get_attribute("href").startswith("blob:")
     ttfa, total = playground.figure("#ttfa"), playground.figure("#total")
     assert 0 < ttfa <= total
     assert playground.furthest_time() > 0.3, "the audio element never played"
+    playground.assert_played_a_signal()
     assert playground.errors == []
 
 
@@ -209,9 +257,13 @@ def test_api_key_field_when_the_server_requires_one(browser: Browser, strict_ser
         assert key not in curl and key not in python
         assert "Authorization: Bearer ••••" in curl
 
-        playground.speak("こんにちは。", "pcm")
+        with page.expect_response(SPEECH_URL) as response_info:
+            playground.speak("こんにちは。", "pcm")
+        assert response_info.value.headers["content-type"] == "audio/pcm"
         playground.wait_until_idle()
         assert playground.text("#status").startswith("Done"), playground.text("#status")
+        assert playground.furthest_time() > 0.3, "the audio element never played"
+        playground.assert_played_a_signal()
         assert page.locator("#download").get_attribute("download") == "speech.pcm"
         page.screenshot(path=str(OUTPUT / "playground-narrow.png"), full_page=True)
         assert playground.errors == []
