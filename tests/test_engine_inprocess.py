@@ -7,6 +7,7 @@ model work itself is always the real session's.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -23,14 +24,39 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def demo_voice(demo_root: Path):
+def shared_models(demo_root: Path):
+    """Imports Genie with the demo's GenieData (once per process) and loads the models every voice shares."""
     from engine.genie import import_genie
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voice import SharedModels
 
     import_genie(demo_root / "GenieData")
-    shared = SharedModels.load(demo_root / "GenieData", threads=2)
-    return load_voice(inspect_voice(demo_root / "demo"), shared, threads=2)
+    return SharedModels.load(demo_root / "GenieData", threads=2)
+
+
+@pytest.fixture(scope="module")
+def demo_voice(demo_root: Path, shared_models):
+    from engine.voice import load_voice
+    from engine.voice_folder import inspect_voice
+
+    return load_voice(inspect_voice(demo_root / "demo"), shared_models, threads=2)
+
+
+#: A slow speaker: real speech takes 2-3 semantic tokens per phoneme, a slow speaker about 5.
+SLOW_TOKENS_PER_PHONEME = 5
+
+
+@pytest.fixture(scope="module")
+def slow_voice(demo_root: Path, shared_models):
+    """The demo voice built with a length rule of 5 tokens per phoneme, cached beside the demo voice."""
+    from engine.tools.demo import ensure_demo
+    from engine.voice import load_voice
+    from engine.voice_folder import inspect_voice
+
+    root = demo_root.with_name(f"{demo_root.name}-tokens-per-phoneme-{SLOW_TOKENS_PER_PHONEME}")
+    voice_dir, _ = ensure_demo(root, tokens_per_phoneme=SLOW_TOKENS_PER_PHONEME)
+    rule = json.loads((voice_dir / "tts_models" / "length_rule.json").read_text())
+    assert rule["tokens_per_phoneme"] == SLOW_TOKENS_PER_PHONEME
+    return load_voice(inspect_voice(voice_dir), shared_models, threads=2)
 
 
 class CountingDecoder:
@@ -76,6 +102,68 @@ def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Pat
     result = synthesize(voice, phonemes, threading.Event())
     assert result.capped
     assert result.tokens == token_cap(phonemes.count)
+
+
+def test_token_cap_rule() -> None:
+    """Literal values, so that changing any of the three constants fails here and must be argued for."""
+    from engine.synthesis import token_cap
+
+    assert [token_cap(n) for n in (0, 1, 4, 5)] == [50, 50, 50, 50]  # the floor: 50 tokens (2 s)
+    assert [token_cap(n) for n in (6, 7, 24, 100, 149)] == [60, 70, 240, 1000, 1490]  # 10 per phoneme
+    assert [token_cap(n) for n in (150, 151, 299, 300, 1000)] == [1500] * 5  # the hard cap: 1500 tokens (60 s)
+
+
+#: Texts without punctuation, so that their longest segment is the longest the segmenter allows:
+#: segment(text, 24, 120) cuts 24, 48, 96, then 120 units. The Japanese ones cut at exactly 120; the
+#: English one was worded so that its word breaks fall at 120 too.
+DENSE_TEXTS = {
+    "kana": (
+        "むかしむかしあるところにおじいさんとおばあさんがすんでいましたおじいさんはやまへしばかりにおばあ"
+        "さんはかわへせんたくにいきましたおばあさんがかわでせんたくをしているとおおきなももがどんぶらこど"
+        "んぶらことながれてきましたおばあさんはそのももをいえにもってかえりましたおじいさんがかえってくる"
+        "とふたりでももをきろうとしました"
+    ),
+    "kanji": (
+        "政府は本日臨時閣議で経済対策関連予算案を決定し与党幹部は国会審議日程調整を急ぐ方針を確認した一方"
+        "野党各党は追加財源確保策説明不足批判強化構想日本銀行総裁は金融政策決定会合後の記者会見で物価安定"
+        "目標達成見通しについて慎重な姿勢を示し市場関係者は長期金利動向注視国土交通省は大型連休中高速道路"
+        "渋滞予測発表"
+    ),
+    "english": (
+        "The old lighthouse keeper climbed the narrow stairs every evening to light the great lamp that guided the ships"
+        " safely past the rocks and into the quiet harbour below the town where the fishermen slept long until dawn while"
+        " their wives mended the nets by the fire and told stories of storms and wrecks and treasure lost beneath the waves"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["short", "kana", "kanji", "english"])
+def test_a_slow_speaker_is_never_capped(slow_voice, kind: str) -> None:
+    """A decoder that stops at 5 tokens per phoneme finishes the densest segments on its own, under the cap.
+
+    Stage one only: the cap lives in the T2S loop, and vocoding these 600-1300 tokens would add a minute.
+    The demo voice speaks Japanese, so English goes through Japanese G2P, which reads most English words
+    letter by letter: about 2 phonemes per unit against 1 for kana and 1.5 for kanji. The English segment
+    is the densest here (261 phonemes, 1306 tokens): HARD_TOKEN_CAP (1500) leaves a slow speaker
+    299 phonemes per segment, so a hard cap of 300, or 4 tokens per phoneme, fails every dense case.
+    Denser text exists and is capped for a slow speaker: 120 units of digits (about 650 phonemes) or of
+    kanji with long readings (志承詔..., about 320) are past those 299; this test does not cover them.
+    """
+    from engine.g2p import text_to_phonemes
+    from engine.segmenter import segment, units
+    from engine.synthesis import text_to_tokens
+
+    if kind == "short":
+        text = "はい。"
+    else:
+        text = max(segment(DENSE_TEXTS[kind], 24, 120), key=units)
+        assert units(text) == 120
+    phonemes = text_to_phonemes(text, "Japanese")
+    tokens = text_to_tokens(slow_voice, phonemes, slow_voice.reference, threading.Event())
+    capped, count = tokens.capped, int(tokens.values.size)
+    assert not capped, f"{kind}: {phonemes.count} phonemes capped at {count} tokens"
+    # The length rule stops once 5 per phoneme are generated; the first-stage token comes on top.
+    assert count == SLOW_TOKENS_PER_PHONEME * phonemes.count + 1
 
 
 def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
