@@ -1,7 +1,7 @@
 """The engine in this process, on the real demo voice: length rule, token cap, cancellation, faults, fairness.
 
-Some tests wrap one ONNX session in a thin proxy to count steps or to inject a failure; the
-model work itself is always the real session's.
+Some tests wrap ONNX sessions in thin proxies to count steps, record when they run or inject a
+failure; the model work itself is always the real session's.
 """
 
 from __future__ import annotations
@@ -279,6 +279,74 @@ def test_new_short_request_is_served_between_segments_of_a_long_one(inprocess_se
         assert health["active_requests"] == 1  # the long request is still being synthesised
         rest = b"".join(iterator)
     assert len(rest) > 0
+
+
+class RecordingSession:
+    """Delegates to a real session; appends (start, end, request, stage) of every run to a shared list."""
+
+    def __init__(self, real, request: str, stage: str, runs: list[tuple[float, float, str, str]]) -> None:
+        self.real, self.request, self.stage, self.runs = real, request, stage, runs
+
+    def get_inputs(self):
+        return self.real.get_inputs()
+
+    def run(self, outputs, feed):
+        start = time.perf_counter()
+        try:
+            return self.real.run(outputs, feed)
+        finally:
+            self.runs.append((start, time.perf_counter(), self.request, self.stage))
+
+
+def test_two_requests_run_the_models_at_the_same_time(demo_voice) -> None:
+    """Two workers, two one-segment requests at once: their decoding steps run at the same time.
+
+    Both requests use the same real sessions, as two requests for one voice do in the server; each
+    sees them through its own recording proxies. A lock that serialised the model work (around the
+    sessions, the decoding loop or the scheduler's jobs) would leave both answers correct but no two
+    steps overlapping. The stage decoder is where the time goes; the encoders alone could overlap
+    under a lock taken only around the decoding loop.
+    """
+    import anyio
+
+    from engine import speech
+    from engine.scheduler import Scheduler
+    from engine.segmenter import segment
+
+    texts = {"A": "今日はいい天気ですね。", "B": "散歩に行きましょう。"}
+    assert all(len(segment(text, 24, 120)) == 1 for text in texts.values())
+    runs: list[tuple[float, float, str, str]] = []
+    stages = ("encoder", "first_stage_decoder", "stage_decoder", "vocoder")
+    samples = dict.fromkeys(texts, 0)
+
+    async def request(scheduler: Scheduler, name: str) -> None:
+        proxies = {stage: RecordingSession(getattr(demo_voice, stage), name, stage, runs) for stage in stages}
+        plan = await speech.plan_speech(dataclasses.replace(demo_voice, **proxies), texts[name], 24, 120, name)
+        ticket = scheduler.admit()
+
+        async def deliver(audio: np.ndarray) -> None:
+            samples[name] += audio.size
+
+        try:
+            await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), name, deliver)
+        finally:
+            scheduler.release(ticket)
+
+    async def both() -> None:
+        scheduler = Scheduler(workers=2, queue_size=0)
+        async with anyio.create_task_group() as tasks:
+            for name in texts:
+                tasks.start_soon(request, scheduler, name)
+
+    anyio.run(both)
+    assert all(count > 0 for count in samples.values())
+    assert {(owner, stage) for _, _, owner, stage in runs} == {(name, stage) for name in texts for stage in stages}
+    steps = {
+        name: [(start, end) for start, end, owner, stage in runs if (owner, stage) == (name, "stage_decoder")] for name in texts
+    }
+    assert all(len(steps[name]) > 10 for name in texts)
+    overlapping = [(a, b) for a in steps["A"] for b in steps["B"] if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, f"no decoding step of A overlaps one of B ({len(steps['A'])} and {len(steps['B'])} steps)"
 
 
 def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, monkeypatch, caplog) -> None:
