@@ -1,12 +1,13 @@
 """The engine in this process, on the real demo voice: length rule, token cap, cancellation, faults, fairness.
 
-Some tests wrap one ONNX session in a thin proxy to count steps or to inject a failure; the
-model work itself is always the real session's.
+Some tests wrap ONNX sessions in thin proxies to count steps, record when they run or inject a
+failure; the model work itself is always the real session's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -23,14 +24,39 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def demo_voice(demo_root: Path):
+def shared_models(demo_root: Path):
+    """Imports Genie with the demo's GenieData (once per process) and loads the models every voice shares."""
     from engine.genie import import_genie
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voice import SharedModels
 
     import_genie(demo_root / "GenieData")
-    shared = SharedModels.load(demo_root / "GenieData", threads=2)
-    return load_voice(inspect_voice(demo_root / "demo"), shared, threads=2)
+    return SharedModels.load(demo_root / "GenieData", threads=2)
+
+
+@pytest.fixture(scope="module")
+def demo_voice(demo_root: Path, shared_models):
+    from engine.voice import load_voice
+    from engine.voice_folder import inspect_voice
+
+    return load_voice(inspect_voice(demo_root / "demo"), shared_models, threads=2)
+
+
+#: A slow speaker: real speech takes 2-3 semantic tokens per phoneme, a slow speaker about 5.
+SLOW_TOKENS_PER_PHONEME = 5
+
+
+@pytest.fixture(scope="module")
+def slow_voice(demo_root: Path, shared_models):
+    """The demo voice built with a length rule of 5 tokens per phoneme, cached beside the demo voice."""
+    from engine.tools.demo import ensure_demo
+    from engine.voice import load_voice
+    from engine.voice_folder import inspect_voice
+
+    root = demo_root.with_name(f"{demo_root.name}-tokens-per-phoneme-{SLOW_TOKENS_PER_PHONEME}")
+    voice_dir, _ = ensure_demo(root, tokens_per_phoneme=SLOW_TOKENS_PER_PHONEME)
+    rule = json.loads((voice_dir / "tts_models" / "length_rule.json").read_text())
+    assert rule["tokens_per_phoneme"] == SLOW_TOKENS_PER_PHONEME
+    return load_voice(inspect_voice(voice_dir), shared_models, threads=2)
 
 
 class CountingDecoder:
@@ -76,6 +102,68 @@ def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Pat
     result = synthesize(voice, phonemes, threading.Event())
     assert result.capped
     assert result.tokens == token_cap(phonemes.count)
+
+
+def test_token_cap_rule() -> None:
+    """Literal values, so that changing any of the three constants fails here and must be argued for."""
+    from engine.synthesis import token_cap
+
+    assert [token_cap(n) for n in (0, 1, 4, 5)] == [50, 50, 50, 50]  # the floor: 50 tokens (2 s)
+    assert [token_cap(n) for n in (6, 7, 24, 100, 149)] == [60, 70, 240, 1000, 1490]  # 10 per phoneme
+    assert [token_cap(n) for n in (150, 151, 299, 300, 1000)] == [1500] * 5  # the hard cap: 1500 tokens (60 s)
+
+
+#: Texts without punctuation, so that their longest segment is the longest the segmenter allows:
+#: segment(text, 24, 120) cuts 24, 48, 96, then 120 units. The Japanese ones cut at exactly 120; the
+#: English one was worded so that its word breaks fall at 120 too.
+DENSE_TEXTS = {
+    "kana": (
+        "むかしむかしあるところにおじいさんとおばあさんがすんでいましたおじいさんはやまへしばかりにおばあ"
+        "さんはかわへせんたくにいきましたおばあさんがかわでせんたくをしているとおおきなももがどんぶらこど"
+        "んぶらことながれてきましたおばあさんはそのももをいえにもってかえりましたおじいさんがかえってくる"
+        "とふたりでももをきろうとしました"
+    ),
+    "kanji": (
+        "政府は本日臨時閣議で経済対策関連予算案を決定し与党幹部は国会審議日程調整を急ぐ方針を確認した一方"
+        "野党各党は追加財源確保策説明不足批判強化構想日本銀行総裁は金融政策決定会合後の記者会見で物価安定"
+        "目標達成見通しについて慎重な姿勢を示し市場関係者は長期金利動向注視国土交通省は大型連休中高速道路"
+        "渋滞予測発表"
+    ),
+    "english": (
+        "The old lighthouse keeper climbed the narrow stairs every evening to light the great lamp that guided the ships"
+        " safely past the rocks and into the quiet harbour below the town where the fishermen slept long until dawn while"
+        " their wives mended the nets by the fire and told stories of storms and wrecks and treasure lost beneath the waves"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", ["short", "kana", "kanji", "english"])
+def test_a_slow_speaker_is_never_capped(slow_voice, kind: str) -> None:
+    """A decoder that stops at 5 tokens per phoneme finishes the densest segments on its own, under the cap.
+
+    Stage one only: the cap lives in the T2S loop, and vocoding these 600-1300 tokens would add a minute.
+    The demo voice speaks Japanese, so English goes through Japanese G2P, which reads most English words
+    letter by letter: about 2 phonemes per unit against 1 for kana and 1.5 for kanji. The English segment
+    is the densest here (261 phonemes, 1306 tokens): HARD_TOKEN_CAP (1500) leaves a slow speaker
+    299 phonemes per segment, so a hard cap of 300, or 4 tokens per phoneme, fails every dense case.
+    Denser text exists and is capped for a slow speaker: 120 units of digits (about 650 phonemes) or of
+    kanji with long readings (志承詔..., about 320) are past those 299; this test does not cover them.
+    """
+    from engine.g2p import text_to_phonemes
+    from engine.segmenter import segment, units
+    from engine.synthesis import text_to_tokens
+
+    if kind == "short":
+        text = "はい。"
+    else:
+        text = max(segment(DENSE_TEXTS[kind], 24, 120), key=units)
+        assert units(text) == 120
+    phonemes = text_to_phonemes(text, "Japanese")
+    tokens = text_to_tokens(slow_voice, phonemes, slow_voice.reference, threading.Event())
+    capped, count = tokens.capped, int(tokens.values.size)
+    assert not capped, f"{kind}: {phonemes.count} phonemes capped at {count} tokens"
+    # The length rule stops once 5 per phoneme are generated; the first-stage token comes on top.
+    assert count == SLOW_TOKENS_PER_PHONEME * phonemes.count + 1
 
 
 def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
@@ -191,6 +279,74 @@ def test_new_short_request_is_served_between_segments_of_a_long_one(inprocess_se
         assert health["active_requests"] == 1  # the long request is still being synthesised
         rest = b"".join(iterator)
     assert len(rest) > 0
+
+
+class RecordingSession:
+    """Delegates to a real session; appends (start, end, request, stage) of every run to a shared list."""
+
+    def __init__(self, real, request: str, stage: str, runs: list[tuple[float, float, str, str]]) -> None:
+        self.real, self.request, self.stage, self.runs = real, request, stage, runs
+
+    def get_inputs(self):
+        return self.real.get_inputs()
+
+    def run(self, outputs, feed):
+        start = time.perf_counter()
+        try:
+            return self.real.run(outputs, feed)
+        finally:
+            self.runs.append((start, time.perf_counter(), self.request, self.stage))
+
+
+def test_two_requests_run_the_models_at_the_same_time(demo_voice) -> None:
+    """Two workers, two one-segment requests at once: their decoding steps run at the same time.
+
+    Both requests use the same real sessions, as two requests for one voice do in the server; each
+    sees them through its own recording proxies. A lock that serialised the model work (around the
+    sessions, the decoding loop or the scheduler's jobs) would leave both answers correct but no two
+    steps overlapping. The stage decoder is where the time goes; the encoders alone could overlap
+    under a lock taken only around the decoding loop.
+    """
+    import anyio
+
+    from engine import speech
+    from engine.scheduler import Scheduler
+    from engine.segmenter import segment
+
+    texts = {"A": "今日はいい天気ですね。", "B": "散歩に行きましょう。"}
+    assert all(len(segment(text, 24, 120)) == 1 for text in texts.values())
+    runs: list[tuple[float, float, str, str]] = []
+    stages = ("encoder", "first_stage_decoder", "stage_decoder", "vocoder")
+    samples = dict.fromkeys(texts, 0)
+
+    async def request(scheduler: Scheduler, name: str) -> None:
+        proxies = {stage: RecordingSession(getattr(demo_voice, stage), name, stage, runs) for stage in stages}
+        plan = await speech.plan_speech(dataclasses.replace(demo_voice, **proxies), texts[name], 24, 120, name)
+        ticket = scheduler.admit()
+
+        async def deliver(audio: np.ndarray) -> None:
+            samples[name] += audio.size
+
+        try:
+            await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), name, deliver)
+        finally:
+            scheduler.release(ticket)
+
+    async def both() -> None:
+        scheduler = Scheduler(workers=2, queue_size=0)
+        async with anyio.create_task_group() as tasks:
+            for name in texts:
+                tasks.start_soon(request, scheduler, name)
+
+    anyio.run(both)
+    assert all(count > 0 for count in samples.values())
+    assert {(owner, stage) for _, _, owner, stage in runs} == {(name, stage) for name in texts for stage in stages}
+    steps = {
+        name: [(start, end) for start, end, owner, stage in runs if (owner, stage) == (name, "stage_decoder")] for name in texts
+    }
+    assert all(len(steps[name]) > 10 for name in texts)
+    overlapping = [(a, b) for a in steps["A"] for b in steps["B"] if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, f"no decoding step of A overlaps one of B ({len(steps['A'])} and {len(steps['B'])} steps)"
 
 
 def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, monkeypatch, caplog) -> None:

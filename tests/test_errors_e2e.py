@@ -140,6 +140,11 @@ def test_api_key_is_required_when_set(strict_server: ServerProcess) -> None:
         f"{strict_server.base_url}/v1/models", headers={"authorization": "Bearer"}
     )  # "Bearer " once trailing space is stripped
     assert empty_bearer.status_code == 401
+    # Wrong keys that share a prefix with the real one: the whole token must match, not its start.
+    for wrong in ("test-secret-key-x", "test-secret-ke", "test-secret-key x"):
+        response = httpx.get(f"{strict_server.base_url}/v1/models", headers={"authorization": f"Bearer {wrong}"})
+        assert response.status_code == 401, wrong
+        assert error_of(response)["code"] == "invalid_api_key" and response.headers["www-authenticate"] == "Bearer"
     assert httpx.get(f"{strict_server.base_url}/health").status_code == 200
     audio = sdk(strict_server, key="test-secret-key").audio.speech.create(
         model="demo", voice="alloy", input=SHORT, response_format="wav"

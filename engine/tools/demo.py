@@ -18,6 +18,8 @@ Two changes make it behave like a trained voice:
   At 25 tokens/s this gives about 12 phonemes per second, close to real speech, so output
   length follows the text and every server run on this voice does real, comparable work.
   The constants belong to this voice's own reference; another reference clip would shift them.
+  ``build_voice`` and ``ensure_demo`` take another rate (``tokens_per_phoneme``, e.g. 5 for a slow
+  speaker) for tests of the token cap; ``tts_models/length_rule.json`` records the rate a voice was built with.
 
 The stand-in GenieData holds a HuBERT-shaped model (same frame rate as chinese-hubert-base:
 400-sample window, 320-sample hop at 16 kHz, 768 channels) and a speaker-encoder-shaped model
@@ -155,8 +157,10 @@ def _save(graph: onnx.GraphProto, path: Path) -> None:
     onnx.save(model, path)
 
 
-def _add_length_rule(model: onnx.ModelProto, ref_phonemes: int, prompt_tokens: int) -> None:
-    """Make `stop_condition_tensor` also fire once generated >= TOKENS_PER_PHONEME * text phonemes.
+def _add_length_rule(
+    model: onnx.ModelProto, ref_phonemes: int, prompt_tokens: int, tokens_per_phoneme: int = TOKENS_PER_PHONEME
+) -> None:
+    """Make `stop_condition_tensor` also fire once generated >= tokens_per_phoneme * text phonemes.
 
     past_len = ref_phonemes + text_phonemes + iy_len - 1 and generated = iy_len - prompt_tokens, hence
     text_phonemes = past_len - iy_len + 1 - ref_phonemes.
@@ -174,7 +178,7 @@ def _add_length_rule(model: onnx.ModelProto, ref_phonemes: int, prompt_tokens: i
             const("lr_zero", 0),
             const("lr_ref_phonemes", ref_phonemes),
             const("lr_prompt_tokens", prompt_tokens),
-            const("lr_tokens_per_phoneme", TOKENS_PER_PHONEME),
+            const("lr_tokens_per_phoneme", tokens_per_phoneme),
         ]
     )
     graph.node.extend(
@@ -210,8 +214,10 @@ def _reference_lengths(voice_dir: Path, genie_data_dir: Path) -> tuple[int, int]
     return int(phones.shape[1]), int(prompts.shape[1])
 
 
-def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0) -> None:
-    """Write a V2ProPlus voice folder (tts_models/ and reference/) with the length rule."""
+def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0, tokens_per_phoneme: int = TOKENS_PER_PHONEME) -> None:
+    """Write a V2ProPlus voice folder (tts_models/ and reference/) whose length rule stops at `tokens_per_phoneme`."""
+    if tokens_per_phoneme < 1:
+        raise ValueError(f"tokens_per_phoneme must be at least 1, not {tokens_per_phoneme}")
     rng = np.random.default_rng(seed)
     models = voice_dir / "tts_models"
     models.mkdir(parents=True, exist_ok=True)
@@ -249,18 +255,19 @@ def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0) -> None:
 
     ref_phonemes, prompt_tokens = _reference_lengths(voice_dir, genie_data_dir)
     stage = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
-    _add_length_rule(stage, ref_phonemes, prompt_tokens)
+    _add_length_rule(stage, ref_phonemes, prompt_tokens, tokens_per_phoneme)
     onnx.save(stage, models / "t2s_stage_decoder_fp32.onnx")
     (voice_dir / "tts_models" / "length_rule.json").write_text(
-        json.dumps({"tokens_per_phoneme": TOKENS_PER_PHONEME, "ref_phonemes": ref_phonemes, "prompt_tokens": prompt_tokens})
+        json.dumps({"tokens_per_phoneme": tokens_per_phoneme, "ref_phonemes": ref_phonemes, "prompt_tokens": prompt_tokens})
     )
 
 
-def ensure_demo(root: Path) -> tuple[Path, Path]:
+def ensure_demo(root: Path, tokens_per_phoneme: int = TOKENS_PER_PHONEME) -> tuple[Path, Path]:
     """Build (once) the demo voice and stand-in GenieData under `root`; return (voice_dir, genie_data_dir).
 
     Each part is built in a scratch folder and renamed into place, so an interrupted or concurrent
-    build never leaves a half-written voice behind.
+    build never leaves a half-written voice behind. A voice with another `tokens_per_phoneme` has its
+    own stamp, so a root is rebuilt when asked for a rate other than the one it holds.
     """
     voice_dir, genie_data_dir = root / "demo", root / "GenieData"
     root.mkdir(parents=True, exist_ok=True)
@@ -268,13 +275,20 @@ def ensure_demo(root: Path) -> tuple[Path, Path]:
         scratch = Path(tempfile.mkdtemp(prefix=".genie-data-", dir=root))
         build_genie_data(scratch)
         _replace(scratch, genie_data_dir)
-    stamp = voice_dir / _STAMP
-    if not (stamp.exists() and stamp.read_text() == BUILD_VERSION):
+    stamp, expected = voice_dir / _STAMP, _stamp(tokens_per_phoneme)
+    if not (stamp.exists() and stamp.read_text() == expected):
         scratch = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
-        build_voice(scratch, genie_data_dir)
-        (scratch / _STAMP).write_text(BUILD_VERSION)
+        build_voice(scratch, genie_data_dir, tokens_per_phoneme=tokens_per_phoneme)
+        (scratch / _STAMP).write_text(expected)
         _replace(scratch, voice_dir)
     return voice_dir, genie_data_dir
+
+
+def _stamp(tokens_per_phoneme: int) -> str:
+    """What a finished build records: BUILD_VERSION alone for the default rate (the demo's cache as it always was)."""
+    if tokens_per_phoneme == TOKENS_PER_PHONEME:
+        return BUILD_VERSION
+    return f"{BUILD_VERSION} tokens_per_phoneme={tokens_per_phoneme}"
 
 
 def _replace(source: Path, target: Path) -> None:
