@@ -18,7 +18,9 @@ from engine.voice import Reference, Voice
 SAMPLE_RATE = 32000
 EOS_TOKEN = 1024
 #: Real speech needs 2-3 semantic tokens (25 per second) per phoneme; a slow speaker about 5.
-#: The cap leaves twice that and only stops a model that would otherwise never emit EOS.
+#: The cap leaves twice that, to stop a model that would otherwise never emit EOS. Known gap: segments are
+#: bounded in characters, not phonemes, and a dense one (a 120-unit run of digits is about 650 phonemes)
+#: passes the hard cap's 1500 tokens even at a normal pace, so its end is cut.
 TOKENS_PER_PHONEME_CAP = 10
 TOKEN_CAP_FLOOR = 50
 HARD_TOKEN_CAP = 1500

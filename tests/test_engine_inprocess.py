@@ -104,15 +104,6 @@ def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Pat
     assert result.tokens == token_cap(phonemes.count)
 
 
-def test_token_cap_rule() -> None:
-    """Literal values, so that changing any of the three constants fails here and must be argued for."""
-    from engine.synthesis import token_cap
-
-    assert [token_cap(n) for n in (0, 1, 4, 5)] == [50, 50, 50, 50]  # the floor: 50 tokens (2 s)
-    assert [token_cap(n) for n in (6, 7, 24, 100, 149)] == [60, 70, 240, 1000, 1490]  # 10 per phoneme
-    assert [token_cap(n) for n in (150, 151, 299, 300, 1000)] == [1500] * 5  # the hard cap: 1500 tokens (60 s)
-
-
 #: Texts without punctuation, so that their longest segment is the longest the segmenter allows:
 #: segment(text, 24, 120) cuts 24, 48, 96, then 120 units. The Japanese ones cut at exactly 120; the
 #: English one was worded so that its word breaks fall at 120 too.
