@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from engine.segmenter import segment
 from tests.helpers import LONG, SHORT
 from tests.server_process import ServerProcess
 
@@ -58,9 +59,20 @@ def test_rate_limit_per_client_address(strict_server: ServerProcess) -> None:
 
 
 def test_a_client_that_stops_reading_is_dropped_and_frees_its_slot(strict_server: ServerProcess) -> None:
-    """Speed 0.25 makes about 8 MB of WAV, more than socket buffers hold, so the server's send must block."""
+    """A client that reads nothing blocks the server's sends, so synthesis for it stops early, and it is dropped.
+
+    At speed 0.25 the text makes 1 to 1.5 MB of WAV per segment (four times the audio of speed 1 for the same
+    synthesis), some 35 MB in all. Once the socket buffers are full (the kernel grows the server's send buffer
+    up to tcp_wmem's maximum, 4 MiB by default: about five of these segments) the server's send blocks, and
+    with it synthesis for this request; after SEND_TIMEOUT (5 s) the server drops the client. A server whose
+    sends never wait for the client would synthesise all 26 segments: the bound is 8.
+    """
     strict_server.wait_idle()
-    body = json.dumps({"model": "demo", "input": LONG, "speed": 0.25, "response_format": "wav"}).encode()
+    text = LONG * 6
+    total = len(segment(text))  # strict_server segments with the default budgets
+    bound = 8
+    assert total == 26 > 3 * bound
+    body = json.dumps({"model": "demo", "input": text, "speed": 0.25, "response_format": "wav"}).encode()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(address(strict_server))
@@ -72,16 +84,17 @@ def test_a_client_that_stops_reading_is_dropped_and_frees_its_slot(strict_server
     )
     assert sock.recv(12) == b"HTTP/1.1 200"  # then read nothing more
     try:
-        line = strict_server.log_line(f"request_id={request_id} ", timeout=120)
+        # The deadline only bounds a broken server: this one logs the line about SEND_TIMEOUT after its send blocks.
+        line = strict_server.log_line(f"request_id={request_id} ", timeout=600)
+        segments = int(line.split(" segments=")[1].split()[0])
+        # Backpressure: synthesis stopped when the socket buffers filled, so what the server held for this
+        # client is bounded by them (plus uvicorn's 64 KiB and the segment being sent), not by the text.
+        assert segments < bound, f"{segments} of {total} segments were synthesised: the send never blocked"
         assert "outcome=client_too_slow" in line
         state = strict_server.wait_idle(timeout=10)
         jobs = state["synthesis"]["jobs_run"]
         time.sleep(2)
         assert strict_server.health()["synthesis"]["jobs_run"] == jobs  # no synthesis goes on for it
-        segments = int(line.split(" segments=")[1].split()[0])
-        # Backpressure: synthesis stopped when the socket buffers filled, so what the server held for this
-        # client is bounded by them (plus uvicorn's 64 KiB), not by the length of the audio.
-        assert segments < 8, "the whole text was synthesised: the send never blocked"
     finally:
         sock.close()
     ok = httpx.post(f"{strict_server.base_url}/v1/audio/speech", json={"model": "demo", "input": SHORT}, headers=AUTH, timeout=60)

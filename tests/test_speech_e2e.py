@@ -6,7 +6,9 @@ import io
 import json
 import subprocess
 import threading
+import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ import openai
 import pytest
 import soundfile as sf
 
+from engine.segmenter import segment
 from tests.helpers import LONG, MEDIUM, OUTPUT, SHORT, client, speak, wav_info
 from tests.server_process import ServerProcess
 
@@ -92,11 +95,25 @@ def test_first_audio_arrives_while_later_segments_are_still_synthesised(server: 
     assert wav_info(received)[3] > 10
 
 
+#: Two segments in one order and in the other: the same duration, different audio. On the demo voice a segment's
+#: 16-bit audio depends on its number of tokens only (its random vocoder's output hardly depends on the tokens or
+#: the reference: "こんにちは。" and "さようなら。", in either style, give the same bytes), so two texts of one
+#: segment each and of equal length would not tell a swap apart.
+GOOD_MORNING = "おはようございます。"
+
+
 def test_concurrent_requests_each_get_their_own_audio(server: ServerProcess) -> None:
-    texts = [SHORT, MEDIUM, "おはようございます。", "ありがとうございました、また明日。"]
-    # The length rule makes duration a function of the text alone, so a request served alone is the reference.
-    alone = [wav_info(speak(server, text).content)[3] for text in texts]
-    assert len(set(alone)) == len(alone)
+    """Four requests at once each get, byte for byte, the audio their text gets when served alone.
+
+    Synthesis is deterministic, so a request served alone is the reference. The first two texts are the same
+    two segments in opposite orders: equal durations, different bytes, so audio swapped or mixed between them
+    (or between any two streams) is caught, where comparing durations would pass.
+    """
+    texts = [SHORT + GOOD_MORNING, GOOD_MORNING + SHORT, MEDIUM, "ありがとうございました、また明日。"]
+    assert [segment(text) for text in texts[:2]] == [[SHORT, GOOD_MORNING], [GOOD_MORNING, SHORT]]
+    alone = [speak(server, text).content for text in texts]
+    assert len(set(alone)) == len(texts), "two different texts gave the same audio"
+    assert wav_info(alone[0])[3] == wav_info(alone[1])[3]  # equal durations: only the bytes tell them apart
 
     results: dict[int, bytes] = {}
     errors: list[BaseException] = []
@@ -117,33 +134,86 @@ def test_concurrent_requests_each_get_their_own_audio(server: ServerProcess) -> 
     for thread in threads:
         thread.join(timeout=180)
     assert not errors
-    together = [wav_info(results[index])[3] for index in range(len(texts))]
-    assert together == alone
+    for index, text in enumerate(texts):
+        assert results[index] == alone[index], f"request {index} ({text!r}) got other audio than it gets alone"
+
+
+#: After a short first segment the segmenter allows a second one of up to 48 units; these kanji compounds fill it
+#: with about 80 phonemes, so its decoding loop runs about 160 steps (two tokens per phoneme on the demo voice).
+LONG_SECOND_SEGMENT = "新幹線特急券購入手続簡略化検討委員会報告書提出。"
+TOKEN_SAMPLES = 1280  # audio samples per semantic token at 32 kHz
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {timeout} s")
+        time.sleep(0.02)
 
 
 def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
+    """A client that leaves while a long segment is being decoded stops that decoding loop within about one step.
+
+    The client reads the first segment's audio, waits until /health shows the second segment's T2S job running,
+    and leaves. A server that checks the cancel flag at every decoding step is idle again after a small fraction
+    of that segment's synthesis time; one that stops only between jobs first decodes the rest of the segment,
+    half or more of it (the vocoder is the rest). The yardstick is the same segment synthesised to the end,
+    measured in this test on the same text, so the comparison holds however loaded the machine is.
+    """
+    text = SHORT + LONG_SECOND_SEGMENT
+    assert segment(text) == [SHORT, LONG_SECOND_SEGMENT]
+    url = f"{server.base_url}/v1/audio/speech"
+    first_segment = speak(server, SHORT).content  # the WAV header and the first segment's audio: synthesis is deterministic
+
+    # The yardstick: from the first segment's last byte to the end of the stream, the server decodes, vocodes and
+    # sends the second segment, and serves nothing else.
+    server.wait_idle()
+    received = bytearray()
+    first_done: float | None = None
+    with httpx.stream("POST", url, json={"model": "demo", "input": text}, timeout=120) as response:
+        for chunk in response.iter_raw():
+            received += chunk
+            if first_done is None and len(received) >= len(first_segment):
+                first_done = time.monotonic()
+    assert first_done is not None
+    segment_s = time.monotonic() - first_done
+    assert received.startswith(first_segment)
+    steps = (len(received) - len(first_segment)) // (2 * TOKEN_SAMPLES)  # one token per decoding step
+    assert steps > 100
+
     server.wait_idle()
     before = server.health()["synthesis"]["jobs_run"]
     with httpx.stream(
-        "POST",
-        f"{server.base_url}/v1/audio/speech",
-        json={"model": "demo", "input": LONG * 3},
-        headers={"x-request-id": "disconnect-test"},
-        timeout=120,
+        "POST", url, json={"model": "demo", "input": text}, headers={"x-request-id": "disconnect-test"}, timeout=120
     ) as response:
-        first = next(response.iter_raw())
-        assert first[:4] == b"RIFF"
-    # Closing the stream closed the connection. The server must notice and stop within one decoding step.
-    state = server.wait_idle(timeout=10)
+        received = bytearray()
+        chunks = response.iter_raw()
+        while len(received) < len(first_segment):
+            received += next(chunks)
+        assert received == first_segment  # the second segment's audio comes only after its decoding loop
+
+        def decoding_second_segment() -> bool:
+            synthesis = server.health()["synthesis"]
+            assert synthesis["jobs_run"] - before == 2, f"the second segment's T2S job ended before we could leave: {synthesis}"
+            return synthesis["running"] == 1  # the first segment's two jobs are done: this is the second one's T2S
+
+        wait_for(decoding_second_segment, 30, "decoding the second segment")
+        left = time.monotonic()
+    # Closing the unfinished stream closed the connection. The server must notice and stop at the next step.
+    state = server.wait_idle(timeout=120)
+    stopped_s = time.monotonic() - left
     ran = state["synthesis"]["jobs_run"] - before
-    # First segment: T2S + vocoder; then at most the next segment's T2S (cut short) and one more in flight.
-    assert ran <= 4, f"{ran} synthesis jobs ran for a client that left after the first bytes"
-    assert "request_id=disconnect-test" in server.log()
-    line = next(line for line in server.log().splitlines() if "request_id=disconnect-test" in line and "outcome=" in line)
-    assert "outcome=disconnected" in line
+    assert ran == 3, f"{ran} synthesis jobs ran: expected the first segment's two and the second one's cut-short T2S"
+    assert stopped_s < segment_s / 5, (
+        f"synthesis went on {stopped_s:.2f} s after the client left, against {segment_s:.2f} s for the whole segment "
+        f"({steps} decoding steps and its vocoder): the decoding loop did not stop at the next step"
+    )
+    line = server.log_line("request_id=disconnect-test voice=")
+    assert "outcome=disconnected" in line and " segments=1 " in line
 
     response = speak(server, SHORT)
-    assert response.status_code == 200 and wav_info(response.content)[3] > 0.5
+    assert response.status_code == 200 and response.content == first_segment
 
 
 def test_pcm_is_raw_24khz_of_the_same_length(server: ServerProcess) -> None:
