@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-
 
 def fmt(value: object, digits: int = 2) -> str:
     if value is None:
@@ -126,6 +121,11 @@ def baseline_section(baseline: dict) -> list[str]:
 
 
 def plots(results: dict, folder: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (requirements-bench.txt: only drawing needs it, not the tables)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (the backend must be chosen first)
+
     figure, axis = plt.subplots(figsize=(6, 4))
     for contender, key in (("ours", "concurrency"), ("Genie server", "genie_server_concurrency")):
         rows = results[key]
