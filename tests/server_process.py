@@ -7,12 +7,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,3 +123,22 @@ def start_server(
     process.kill()
     process.wait()
     raise RuntimeError(f"the server did not become healthy within {ready_timeout} s:\n{server.log()}")
+
+
+@contextmanager
+def serve_in_thread(app: object) -> Iterator[str]:
+    """An ASGI application of this process under uvicorn, in a thread: for tests that wrap or break its parts.
+
+    Yields its base URL. The application is used as it is: its lifespan does not run (voices are set by the test).
+    """
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

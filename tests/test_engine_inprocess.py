@@ -16,9 +16,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
-from tests.server_process import free_port
+from tests.server_process import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -216,15 +215,8 @@ def inprocess_server(demo_voice, demo_root: Path) -> Iterator[str]:
     app = Application(Settings(workers=1, queue_size=8), demo_root / "GenieData", [])
     app.voices.registry = VoiceRegistry([demo_voice, faulty])
     app.voices.state = "ready"
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_in_thread(app) as url:
+        yield url
 
 
 def test_failure_after_streaming_began_breaks_the_connection(inprocess_server: str) -> None:

@@ -5,7 +5,6 @@ in this process on the demo voice, and seen by real clients (httpx and the OpenA
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,10 +13,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from tests.helpers import MEDIUM, SHORT
-from tests.server_process import free_port
+from tests.server_process import serve_in_thread
 
 pytestmark = pytest.mark.e2e
 
@@ -40,15 +38,8 @@ def served(demo_root: Path) -> Iterator[InProcessServer]:
     app = Application(Settings(workers=1, queue_size=4), demo_root / "GenieData", [])
     app.voices.registry = load_voices([("demo", inspect_voice(demo_root / "demo"))], demo_root / "GenieData", threads=2)
     app.voices.state = "ready"
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    yield InProcessServer(f"http://127.0.0.1:{port}", app)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serve_in_thread(app) as url:
+        yield InProcessServer(url, app)
 
 
 class InjectedFault(RuntimeError):
