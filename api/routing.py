@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from api.asgi import ASGIApp
 from api.errors import ApiError
@@ -25,12 +26,12 @@ class Route:
     handler: Handler
     open: bool = False  # served without the API key
 
-    @property
+    @cached_property
     def prefix(self) -> str | None:
         """For a parameterised path, what precedes the parameter; None for an exact path."""
         return self.path[: self.path.index("{")] if self.path.endswith("}") else None
 
-    @property
+    @cached_property
     def parameter(self) -> str:
         return self.path[self.path.index("{") + 1 : -1]
 
@@ -38,11 +39,7 @@ class Route:
 class RouteTable:
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
-
-    @property
-    def methods(self) -> list[str]:
-        """Every method some route answers, for the CORS preflight."""
-        return sorted({route.method for route in self.routes})
+        self.methods = sorted({route.method for route in routes})  # every method some route answers, for CORS preflights
 
     def match(self, request: Request) -> Route:
         """The route for the request, with its path parameter set on it; 404 or 405 (with `Allow`) otherwise."""

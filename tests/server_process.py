@@ -91,14 +91,16 @@ def start_server(
     ready_timeout: float = 300,
     while_loading: Callable[[ServerProcess, httpx.Response], None] | None = None,
 ) -> ServerProcess:
-    """Start `python <command>` in `cwd` (a checkout) with `env` over this process's environment and HOST/PORT
-    set to a free loopback port; return once `ready_path` answers 200.
+    """Start `python <command>` in `cwd` (a checkout) with `env` over this process's environment and a free
+    loopback port in HOST/PORT (what server.py reads) and UVICORN_HOST/UVICORN_PORT (what `python -m uvicorn`
+    reads); return once `ready_path` answers 200.
 
     `while_loading` is called with each answer that is not 200 yet (our server's voices are loading).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "PYTHONUNBUFFERED": "1", **env}
+    address = {"HOST": "127.0.0.1", "PORT": str(port), "UVICORN_HOST": "127.0.0.1", "UVICORN_PORT": str(port)}
+    full_env = {**os.environ, **address, "PYTHONUNBUFFERED": "1", **env}
     started = time.monotonic()
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import onnx
 import pytest
 
 from tests.helpers import CACHE
-from tests.server_process import ROOT, free_port
+from tests.server_process import ROOT, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -83,34 +82,16 @@ def test_server_without_genie_data_and_download_off_fails_at_once_with_instructi
 def test_uvicorn_serves_server_app_configured_from_the_environment(demo_root: Path, tmp_path: Path) -> None:
     """`uvicorn server:app` (the brief's second way to run it): the same application, built on first access."""
     assert "app" not in vars(importlib.import_module("server"))  # importing the module builds nothing
-    port = free_port()
     env = {
-        **os.environ,
         "DEMO": "1",
         "CACHE_DIR": str(CACHE),
         "GENIE_DATA_DIR": str(tmp_path / "none"),
         "GENIE_DOWNLOAD": "0",
         "MODELS_DIR": str(tmp_path),
-        "PYTHONUNBUFFERED": "1",
     }
-    log = (tmp_path / "uvicorn.log").open("w")
-    command = [sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = start_server(tmp_path / "uvicorn.log", env, command=("-m", "uvicorn", "server:app"), ready_timeout=240)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "uvicorn.log").read_text()
-            time.sleep(0.2)
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/audio/speech", json={"model": "demo", "input": "こんにちは。"}, timeout=60
-        )
+        response = httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": "こんにちは。"}, timeout=60)
         assert response.status_code == 200 and response.content[:4] == b"RIFF" and len(response.content) > 44 + 32000
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()

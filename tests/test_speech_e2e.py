@@ -8,7 +8,6 @@ import subprocess
 import threading
 import time
 import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from engine.segmenter import segment
-from tests.helpers import LONG, MEDIUM, OUTPUT, SHORT, client, speak, wav_info
+from tests.helpers import LONG, MEDIUM, OUTPUT, SHORT, client, speak, wait_for, wav_info
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -142,14 +141,6 @@ def test_concurrent_requests_each_get_their_own_audio(server: ServerProcess) -> 
 #: with about 80 phonemes, so its decoding loop runs about 160 steps (two tokens per phoneme on the demo voice).
 LONG_SECOND_SEGMENT = "新幹線特急券購入手続簡略化検討委員会報告書提出。"
 TOKEN_SAMPLES = 1280  # audio samples per semantic token at 32 kHz
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout} s")
-        time.sleep(0.02)
 
 
 def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
