@@ -43,6 +43,9 @@ class Settings:
     workers: int = 2
     ort_threads: int = 2
     queue_size: int = 8
+    max_streams_per_client: int = 4
+    max_audio_seconds: int = 1200
+    min_read_rate: float = 0.5
     first_segment_chars: int = 24
     segment_chars: int = 120
     default_response_format: str = "wav"
@@ -76,6 +79,8 @@ class Settings:
             raise ValueError("QUEUE_SIZE must be >= 0, MAX_INPUT_CHARS >= 1, MAX_BODY_BYTES >= 1024")
         if self.first_segment_chars < 4 or self.segment_chars < self.first_segment_chars:
             raise ValueError("need 4 <= FIRST_SEGMENT_CHARS <= SEGMENT_CHARS")
+        if self.max_streams_per_client < 1 or self.max_audio_seconds < 1 or self.min_read_rate < 0:
+            raise ValueError("MAX_STREAMS_PER_CLIENT and MAX_AUDIO_SECONDS must be at least 1, MIN_READ_RATE >= 0 (0: off)")
         if self.rate_limit_per_minute < 0 or self.max_connections < 1:
             raise ValueError("RATE_LIMIT_PER_MINUTE must be >= 0 (0: off) and MAX_CONNECTIONS >= 1")
         timeouts = (self.head_timeout, self.body_timeout, self.send_timeout, self.shutdown_timeout)
@@ -105,6 +110,8 @@ def _convert(name: str, kind: object, raw: str) -> object:
             return _bool(raw)
         if kind_name == "int":
             return int(raw)
+        if kind_name == "float":
+            return float(raw)
         if kind_name == "Path":
             return Path(raw).expanduser()
         return raw

@@ -39,7 +39,7 @@ class Application:
         self.genie_data_dir = genie_data_dir
         self.folders = folders
         self.voices = ServedVoices(settings.aliases())
-        self.scheduler = Scheduler(settings.workers, settings.queue_size)
+        self.scheduler = Scheduler(settings.workers, settings.queue_size, settings.max_streams_per_client)
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.access = Access(settings.api_key, settings.allowed_origins)
         read_only = ReadOnlyEndpoints(self.voices, self.scheduler, api_key_required=bool(settings.api_key))

@@ -9,7 +9,7 @@ import orjson
 
 from api.asgi import BodyTimeout, BodyTooLarge, Headers
 from api.rate_limit import RateLimited
-from engine.interface import NothingToSay, QueueFull
+from engine.interface import NothingToSay, QueueFull, TooMuchAudio
 
 
 def error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:
@@ -50,15 +50,21 @@ def _retry_after(seconds: int) -> Headers:
     return [(b"retry-after", str(seconds).encode())]
 
 
+def _queue_full(full: QueueFull) -> ApiError:
+    if full.client_limit is None:
+        message, code = f"the server is busy; retry after {full.retry_after} s", "rate_limit_exceeded"
+    else:
+        message = (
+            f"this client already has {full.client_limit} speech requests in progress, the most one address may have; "
+            f"retry after {full.retry_after} s"
+        )
+        code = "too_many_concurrent_requests"
+    return ApiError(429, message, type="rate_limit_error", code=code, headers=_retry_after(full.retry_after))
+
+
 #: Exceptions raised below the HTTP layer (the engine, the limits) -> the error a client gets for them.
 EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
-    QueueFull: lambda full: ApiError(
-        429,
-        f"the server is busy; retry after {full.retry_after} s",
-        type="rate_limit_error",
-        code="rate_limit_exceeded",
-        headers=_retry_after(full.retry_after),
-    ),
+    QueueFull: _queue_full,
     RateLimited: lambda limited: ApiError(
         429,
         f"too many requests from {limited.client}: at most {limited.per_minute} per minute; retry after {limited.wait} s",
@@ -67,6 +73,13 @@ EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
         headers=_retry_after(limited.wait),
     ),
     NothingToSay: lambda nothing: bad_request(str(nothing), "input", "nothing_to_say"),
+    TooMuchAudio: lambda much: bad_request(
+        f"the input is too long for one request: even spoken fast it makes at least {much.likely_seconds:.0f} s of audio "
+        f"at speed 1, and this server makes at most {much.max_seconds:.0f} s at speed 1 for it (MAX_AUDIO_SECONDS × speed); "
+        "send the text in shorter requests",
+        "input",
+        "audio_too_long",
+    ),
     BodyTooLarge: lambda large: ApiError(413, f"the request body is larger than {large.limit} bytes", code="request_too_large"),
     BodyTimeout: lambda slow: ApiError(408, f"the request body did not arrive within {slow.seconds} s", code="request_timeout"),
 }

@@ -12,18 +12,28 @@ import logging
 import time
 
 import anyio
-import anyio.to_thread
 import numpy as np
 
 from api.asgi import Receive, Scope, Send, read_body
 from api.errors import ApiError
 from api.rate_limit import RateLimiter
+from api.read_pace import ReadPace
 from api.request import Request
 from api.speech_request import SpeechRequest, parse_speech_request
 from api.sse import CONTENT_TYPE as SSE_CONTENT_TYPE
 from api.sse import audio_delta, audio_done
 from api.voices import ServedVoices, VoiceChoice
-from engine.interface import SAMPLE_RATE, Cancelled, Scheduler, SpeechPlan, SpeechReport, Ticket, plan_speech, speak
+from engine.interface import (
+    SAMPLE_RATE,
+    AudioLimitReached,
+    Cancelled,
+    Scheduler,
+    SpeechPlan,
+    SpeechReport,
+    Ticket,
+    plan_speech,
+    speak,
+)
 from settings import Settings
 from wavstream.output import AudioOutput
 
@@ -32,7 +42,7 @@ request_log = logging.getLogger("gsv.request")
 
 
 class ClientTooSlow(Exception):
-    """The client read nothing for SEND_TIMEOUT seconds: stop synthesising for it and drop the connection."""
+    """The client stopped reading, or reads too slowly (api/read_pace.py): stop synthesising for it and drop it."""
 
 
 class SpeechEndpoint:
@@ -54,16 +64,23 @@ class SpeechEndpoint:
         request.body_read = True
         speech = parse_speech_request(body, settings.max_input_chars, settings.default_response_format)
         choice = self.voices.choose(speech.model, speech.voice)
-        ticket = self.scheduler.admit()
+        ticket = self.scheduler.admit(request.client)
         try:
             plan = await plan_speech(
-                choice.voice, speech.input, settings.first_segment_chars, settings.segment_chars, request.id, choice.style
+                choice.voice,
+                speech.input,
+                settings.first_segment_chars,
+                settings.segment_chars,
+                request.id,
+                choice.style,
+                max_seconds=settings.max_audio_seconds * speech.speed,  # the limit is on the audio after the speed change
             )
             output = AudioOutput(speech.response_format, SAMPLE_RATE, speech.speed)
         except BaseException:
             self.scheduler.release(ticket)
             raise
-        return SpeechStream(request, speech, choice, plan, output, self.scheduler, ticket, settings.send_timeout, started)
+        pace = ReadPace(settings.min_read_rate, settings.send_timeout)
+        return SpeechStream(request, speech, choice, plan, output, self.scheduler, ticket, pace, started)
 
 
 class SpeechStream:
@@ -78,12 +95,12 @@ class SpeechStream:
         output: AudioOutput,
         scheduler: Scheduler,
         ticket: Ticket,
-        send_timeout: float,
+        pace: ReadPace,
         started: float,
     ) -> None:
         self.request, self.speech, self.choice, self.plan, self.output = request, speech, choice, plan, output
         self.scheduler, self.ticket = scheduler, ticket
-        self.send_timeout = send_timeout
+        self.pace = pace
         self.started = started
         self.sse = speech.stream_format == "sse"
         self.report = SpeechReport()
@@ -104,13 +121,15 @@ class SpeechStream:
     async def stream(self, receive: Receive, send: Send) -> None:
         """Send headers at once, then each segment's audio; end without the last message if anything fails."""
 
-        async def send_body(chunk: bytes, more: bool = True) -> None:
-            """uvicorn's send waits while the client is not reading (backpressure); give up after SEND_TIMEOUT."""
+        async def send_body(chunk: bytes, audio_s: float = 0.0, more: bool = True) -> None:
+            """uvicorn's send waits while the client is not reading (backpressure); give up on a slow reader."""
+            waiting_since = time.perf_counter()
             try:
-                with anyio.fail_after(self.send_timeout):
+                with anyio.fail_after(max(0.0, self.pace.allowance())):
                     await send({"type": "http.response.body", "body": chunk, "more_body": more})
             except TimeoutError:
                 raise ClientTooSlow from None
+            self.pace.record(time.perf_counter() - waiting_since, audio_s)
 
         async def watch_disconnect() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -121,10 +140,13 @@ class SpeechStream:
                 tasks.cancel_scope.cancel()
 
         async def deliver(audio: np.ndarray) -> None:
-            chunk = await anyio.to_thread.run_sync(self.output.push, audio)
+            # Stretching and encoding take CPU time (seconds for a long segment at speed 0.25): a scheduler job,
+            # like synthesis, so the number of them at once is bounded by WORKERS too.
+            before = self.output.seconds
+            chunk = await self.scheduler.run(self.ticket, self.output.push, audio)
             if self.first_audio_s is None:
                 self.first_audio_s = time.perf_counter() - self.started
-            await send_body(self.frame(chunk))
+            await send_body(self.frame(chunk), self.output.seconds - before)
 
         content_type = SSE_CONTENT_TYPE if self.sse else self.output.content_type
         headers = [
@@ -140,10 +162,11 @@ class SpeechStream:
             try:
                 await send_body(self.frame(self.output.start()))
                 await speak(self.plan, self.scheduler, self.ticket, self.report, self.request.id, deliver)
-                tail = self.frame(await anyio.to_thread.run_sync(self.output.finish))
+                before = self.output.seconds
+                tail = self.frame(await self.scheduler.run(self.ticket, self.output.finish))
                 if self.sse:
                     tail += audio_done(self.report.phonemes, self.report.tokens)
-                await send_body(tail, more=False)
+                await send_body(tail, self.output.seconds - before, more=False)
                 self.done = True
                 self.outcome = "ok"
             except Cancelled:
@@ -151,6 +174,9 @@ class SpeechStream:
             except ClientTooSlow:
                 self.done = True
                 self.outcome = "client_too_slow"  # returning without the last body message drops the connection
+            except AudioLimitReached:
+                self.done = True
+                self.outcome = "audio_limit"  # the text needs more audio than MAX_AUDIO_SECONDS: cut, visibly
             except Exception as error:  # after the 200, the honest report of a failure is a broken connection
                 self.done = True
                 logger.exception("request_id=%s synthesis failed: %r", self.request.id, error)

@@ -4,9 +4,11 @@ Start-up: `find_voices` (GenieData, Genie, the demo voice, the voice folders), `
 `load_voices` into a `VoiceRegistry`.
 A request: `Scheduler.admit` a `Ticket`, `plan_speech` (segments, and the first one's G2P before any byte is
 sent), then `speak`, which hands each segment's float audio at `SAMPLE_RATE` to a callback, in order.
-Errors a request can meet: `QueueFull` (admission), `NothingToSay` (planning), `Cancelled` (the client left).
+Errors a request can meet: `QueueFull` (admission), `NothingToSay` and `TooMuchAudio` (planning), `Cancelled` (the
+client left), `AudioLimitReached` (synthesis passed the request's audio limit).
 """
 
+from engine.audio_budget import AudioLimitReached, TooMuchAudio
 from engine.genie import GenieDataMissing
 from engine.registry import VoiceRegistry, load_voices
 from engine.scheduler import QueueFull, Scheduler, Ticket
@@ -17,6 +19,7 @@ from engine.voice import Voice
 
 __all__ = [
     "SAMPLE_RATE",
+    "AudioLimitReached",
     "Cancelled",
     "FoundVoices",
     "GenieDataMissing",
@@ -26,6 +29,7 @@ __all__ = [
     "SpeechPlan",
     "SpeechReport",
     "Ticket",
+    "TooMuchAudio",
     "Voice",
     "VoiceRegistry",
     "check_voices",

@@ -4,8 +4,8 @@ Each request holds a `Ticket` and asks for one worker slot per job. When a slot 
 first, to requests whose first audio is not out yet, oldest first: a new client never waits behind
 another client's long text, only behind the jobs already running, and a request about to send its
 first audio is not overtaken by newer ones. Among requests already streaming it goes to the one
-served the fewest jobs. A bounded number of requests may be admitted; beyond it `QueueFull` says
-when to retry.
+served the fewest jobs. A bounded number of requests may be admitted, and a bounded number per client
+(so one address cannot take every place); beyond either, `QueueFull` says when to retry.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ T = TypeVar("T")
 
 
 class QueueFull(Exception):
-    def __init__(self, retry_after: int) -> None:
+    """No place for this request: the server is full (`client_limit` None) or this client has its share."""
+
+    def __init__(self, retry_after: int, client_limit: int | None = None) -> None:
         super().__init__(f"server busy, retry after {retry_after} s")
         self.retry_after = retry_after
+        self.client_limit = client_limit
 
 
 @dataclass(eq=False)
@@ -36,6 +39,7 @@ class Ticket:
 
     arrival: int
     started: float
+    client: str = ""
     served: int = 0
     streaming: bool = False  # its first audio has been sent
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -51,9 +55,11 @@ class _Waiter:
 
 
 class Scheduler:
-    def __init__(self, workers: int, queue_size: int) -> None:
+    def __init__(self, workers: int, queue_size: int, per_client: int | None = None) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
+        self.per_client = per_client or self.capacity
+        self._per_client_active: dict[str, int] = {}
         self._free = workers
         self._waiters: list[_Waiter] = []
         self._active: set[Ticket] = set()
@@ -73,11 +79,14 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def admit(self) -> Ticket:
+    def admit(self, client: str = "") -> Ticket:
         if len(self._active) >= self.capacity:
             raise QueueFull(self.retry_after())
-        ticket = Ticket(next(self._arrivals), time.monotonic())
+        if self._per_client_active.get(client, 0) >= self.per_client:
+            raise QueueFull(self.retry_after(), self.per_client)
+        ticket = Ticket(next(self._arrivals), time.monotonic(), client)
         self._active.add(ticket)
+        self._per_client_active[client] = self._per_client_active.get(client, 0) + 1
         return ticket
 
     def release(self, ticket: Ticket) -> None:
@@ -85,6 +94,10 @@ class Scheduler:
         ticket.cancel.set()
         if ticket in self._active:
             self._active.remove(ticket)
+            if self._per_client_active[ticket.client] > 1:
+                self._per_client_active[ticket.client] -= 1
+            else:
+                del self._per_client_active[ticket.client]
             elapsed = time.monotonic() - ticket.started
             self._mean_request_s = 0.8 * self._mean_request_s + 0.2 * elapsed
 

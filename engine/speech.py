@@ -10,10 +10,11 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from engine.audio_budget import TooMuchAudio, fast_speech_seconds, token_budget
 from engine.g2p import Phonemes, text_to_phonemes
 from engine.scheduler import Scheduler, Ticket
 from engine.segmenter import segment
-from engine.synthesis import Tokens, text_to_tokens, vocode
+from engine.synthesis import HARD_TOKEN_CAP, Tokens, text_to_tokens, vocode
 from engine.voice import Reference, Voice
 
 logger = logging.getLogger("gsv.speech")
@@ -30,6 +31,7 @@ class SpeechPlan:
     first_index: int  # segments before it had nothing to say
     first_phonemes: Phonemes
     reference: Reference  # the voice's default clip or one of its styles
+    token_budget: int | None  # semantic tokens the whole request may decode (its audio limit); None: no limit
 
 
 @dataclass
@@ -52,18 +54,31 @@ def _phonemes_or_none(text: str, language: str, request_id: str) -> Phonemes | N
 
 
 async def plan_speech(
-    voice: Voice, text: str, first_budget: int, budget: int, request_id: str, style: str | None = None
+    voice: Voice,
+    text: str,
+    first_budget: int,
+    budget: int,
+    request_id: str,
+    style: str | None = None,
+    max_seconds: float | None = None,
 ) -> SpeechPlan:
-    """Segment the text and run G2P until a speakable segment is found, before any byte is sent."""
+    """Check the text's likely length, segment it and run G2P until a speakable segment is found, before any
+    byte is sent. `max_seconds` is the request's audio limit at the model's own pace (speed 1)."""
+    tokens_allowed = None
+    if max_seconds is not None:
+        likely_seconds = fast_speech_seconds(text)
+        if likely_seconds > max_seconds:
+            raise TooMuchAudio(likely_seconds, max_seconds)
+        tokens_allowed = token_budget(max_seconds)
     segments = segment(text, first_budget, budget)
     for index, piece in enumerate(segments):
         phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id)
         if phonemes is not None:
-            return SpeechPlan(voice, segments, index, phonemes, voice.reference_for(style))
+            return SpeechPlan(voice, segments, index, phonemes, voice.reference_for(style), tokens_allowed)
     raise NothingToSay(f"the input has nothing pronounceable in {voice.language}")
 
 
-def _tokens_for_segment(plan: SpeechPlan, index: int, ticket: Ticket, request_id: str) -> Tokens | None:
+def _tokens_for_segment(plan: SpeechPlan, index: int, ticket: Ticket, request_id: str, budget: int) -> Tokens | None:
     """Stage one in a worker: G2P (unless planned already) and the T2S decoding loop; None to skip the segment."""
     phonemes = (
         plan.first_phonemes
@@ -72,7 +87,7 @@ def _tokens_for_segment(plan: SpeechPlan, index: int, ticket: Ticket, request_id
     )
     if phonemes is None:
         return None
-    return text_to_tokens(plan.voice, phonemes, plan.reference, ticket.cancel)
+    return text_to_tokens(plan.voice, phonemes, plan.reference, ticket.cancel, budget)
 
 
 async def speak(
@@ -97,10 +112,12 @@ async def speak(
     failures: list[Exception] = []  # raised after the task group, so callers see the error itself, not a group
 
     async def decode_all() -> None:
+        decoded = 0
         try:
             async with send:
                 for index in range(plan.first_index, len(plan.segments)):
-                    tokens = await scheduler.run(ticket, _tokens_for_segment, plan, index, ticket, request_id)
+                    left = HARD_TOKEN_CAP if plan.token_budget is None else plan.token_budget - decoded
+                    tokens = await scheduler.run(ticket, _tokens_for_segment, plan, index, ticket, request_id, left)
                     if tokens is None:
                         report.segments_skipped += 1
                         continue
@@ -108,6 +125,7 @@ async def speak(
                         logger.warning(
                             "request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, tokens.values.size
                         )
+                    decoded += int(tokens.values.size)
                     await send.send((index, tokens))
                     # The first segment's vocoder gets both cores: decoding the next one beside it would
                     # delay the first audio, which is what the listener waits for.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.audio_budget import AudioLimitReached
 from engine.g2p import Phonemes
 from engine.voice import Reference, Voice
 
@@ -44,8 +45,14 @@ class Tokens:
     reference: Reference  # the vocoder must use the clip the tokens were decoded with
 
 
-def text_to_tokens(voice: Voice, phonemes: Phonemes, reference: Reference, cancel: threading.Event) -> Tokens:
-    """Stage one: the T2S decoding loop, checking `cancel` between steps and stopping at the token cap."""
+def text_to_tokens(
+    voice: Voice, phonemes: Phonemes, reference: Reference, cancel: threading.Event, budget: int = HARD_TOKEN_CAP
+) -> Tokens:
+    """Stage one: the T2S decoding loop, checking `cancel` between steps and stopping at the token cap.
+
+    `budget` is what is left of the request's audio limit, in tokens: a segment that needs more raises
+    AudioLimitReached, since cutting it short would send less than the text as if it were all.
+    """
     x, prompts = voice.encoder.run(
         None,
         {
@@ -59,7 +66,7 @@ def text_to_tokens(voice: Voice, phonemes: Phonemes, reference: Reference, cance
     prompt_length = prompts.shape[1]
     y, y_emb, *cache = voice.first_stage_decoder.run(None, {"x": x, "prompts": prompts})
     names = [item.name for item in voice.stage_decoder.get_inputs()]
-    cap = token_cap(phonemes.count)
+    cap = min(token_cap(phonemes.count), budget)
     stopped = False
     while y.shape[1] - prompt_length < cap:
         if cancel.is_set():
@@ -68,6 +75,8 @@ def text_to_tokens(voice: Voice, phonemes: Phonemes, reference: Reference, cance
         if stop:
             stopped = True
             break
+    if not stopped and cap < token_cap(phonemes.count):
+        raise AudioLimitReached
     generated = y[0, prompt_length:]
     eos = np.flatnonzero(generated >= EOS_TOKEN)
     if eos.size:

@@ -1,0 +1,116 @@
+"""End to end: no request, and no client address, can hold the server's synthesis for as long as it likes.
+
+The server here allows 20 s of audio per request (MAX_AUDIO_SECONDS) and 2 speech requests per client address
+(MAX_STREAMS_PER_CLIENT), with one worker and room for 8 more requests.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from engine.audio_budget import fast_speech_seconds
+from tests.helpers import LONG, MEDIUM, SHORT, start_demo_server, wav_info
+from tests.server_process import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+MAX_AUDIO_SECONDS = 20
+
+
+@pytest.fixture(scope="module")
+def bounded_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    env = {"MAX_AUDIO_SECONDS": str(MAX_AUDIO_SECONDS), "MAX_STREAMS_PER_CLIENT": "2", "WORKERS": "1", "QUEUE_SIZE": "8"}
+    process = start_demo_server("bounded", tmp_path_factory.mktemp("empty-models"), env)
+    yield process
+    process.stop()
+
+
+def speech_url(server: ServerProcess) -> str:
+    return f"{server.base_url}/v1/audio/speech"
+
+
+def test_a_text_that_would_pass_the_limit_even_spoken_fast_is_refused_up_front(bounded_server: ServerProcess) -> None:
+    text = LONG * 3
+    assert fast_speech_seconds(text) > MAX_AUDIO_SECONDS
+    refused = httpx.post(speech_url(bounded_server), json={"model": "demo", "input": text}, timeout=60)
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/json"
+    error = refused.json()["error"]
+    assert (error["code"], error["param"], error["type"]) == ("audio_too_long", "input", "invalid_request_error")
+    assert "MAX_AUDIO_SECONDS" in error["message"]
+
+    sdk = openai.OpenAI(base_url=f"{bounded_server.base_url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.audio.speech.create(model="demo", voice="alloy", input=text)
+    assert raised.value.code == "audio_too_long"
+    # Slower speech makes more audio from the same text: a text that passes at speed 1 may not at 0.25.
+    half = LONG
+    assert fast_speech_seconds(half) < MAX_AUDIO_SECONDS < fast_speech_seconds(half) / 0.25
+    slow = httpx.post(speech_url(bounded_server), json={"model": "demo", "input": half, "speed": 0.25}, timeout=60)
+    assert slow.status_code == 400 and slow.json()["error"]["code"] == "audio_too_long"
+
+
+def test_synthesis_stops_at_the_limit_and_the_cut_is_visible(bounded_server: ServerProcess) -> None:
+    """LONG passes the up-front estimate, but the demo voice speaks slowly (about 12 phonemes a second): its
+    audio would last longer than 20 s. The stream stops at the limit and the connection is broken, so no client
+    takes the audio for the whole text."""
+    received = bytearray()
+    with pytest.raises(httpx.RemoteProtocolError):
+        with httpx.stream("POST", speech_url(bounded_server), json={"model": "demo", "input": LONG}, timeout=120) as response:
+            assert response.status_code == 200
+            request_id = response.headers["x-request-id"]
+            for chunk in response.iter_raw():
+                received += chunk
+    line = bounded_server.log_line(f"request_id={request_id} ")
+    assert "outcome=audio_limit" in line
+    audio_s = float(line.split(" audio_s=")[1].split()[0])
+    assert 0 < audio_s <= MAX_AUDIO_SECONDS
+    assert (len(received) - 44) / 64000 == pytest.approx(audio_s, abs=0.02)  # what was sent is what was made
+
+    whole = httpx.post(speech_url(bounded_server), json={"model": "demo", "input": MEDIUM}, timeout=120)
+    assert whole.status_code == 200 and wav_info(whole.content)[3] < MAX_AUDIO_SECONDS  # shorter texts are whole
+
+
+def open_unread_stream(server: ServerProcess, source: str) -> socket.socket:
+    """A speech request from `source` whose audio is never read: it keeps its place while it lasts."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect((host, int(port)))
+    body = json.dumps({"model": "demo", "input": LONG}).encode()
+    sock.sendall(
+        b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    assert sock.recv(12) == b"HTTP/1.1 200"
+    return sock
+
+
+def test_one_address_cannot_take_every_place(bounded_server: ServerProcess) -> None:
+    """Ten places (1 worker + 8 waiting): one address gets two of them, however many requests it sends."""
+    bounded_server.wait_idle()
+    greedy = [open_unread_stream(bounded_server, "127.0.0.2") for _ in range(2)]
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=60) as same:
+            third = same.post(speech_url(bounded_server), json={"model": "demo", "input": SHORT})
+        assert third.status_code == 429
+        assert third.json()["error"]["code"] == "too_many_concurrent_requests"
+        assert int(third.headers["retry-after"]) >= 1
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3"), timeout=120) as other:
+            served = other.post(speech_url(bounded_server), json={"model": "demo", "input": SHORT})
+        assert served.status_code == 200 and wav_info(served.content)[3] > 0
+    finally:
+        for sock in greedy:
+            sock.close()
+    bounded_server.wait_idle()
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=120) as same:
+        again = same.post(speech_url(bounded_server), json={"model": "demo", "input": SHORT})
+    assert again.status_code == 200  # its places came back when its requests ended
