@@ -12,6 +12,7 @@ uvicorn's own limit (`limit_concurrency`) and parser errors answer in plain text
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -19,6 +20,10 @@ from api.errors import ApiError, error_body
 from api.responses import ErrorResponse
 
 RETRY_AFTER_S = 5
+#: The kernel's send buffer per connection (Linux doubles it): 8 s of 32 kHz WAV. Left to itself the kernel grows
+#: it to 4 MiB, a minute of audio that a client which barely reads would seem to have taken; bounded, the
+#: server's sends wait for the client soon, so its reading pace can be judged (api/read_pace.py).
+SEND_BUFFER_BYTES = 256 * 1024
 
 #: The ASGI app a request gets instead of ours when MAX_CONNECTIONS connections are open.
 too_many_connections = ErrorResponse(
@@ -37,6 +42,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._head_deadline: asyncio.TimerHandle | None = None
         self._arm_head_deadline()
 

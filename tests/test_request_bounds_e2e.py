@@ -1,13 +1,16 @@
 """End to end: no request, and no client address, can hold the server's synthesis for as long as it likes.
 
 The server here allows 20 s of audio per request (MAX_AUDIO_SECONDS) and 2 speech requests per client address
-(MAX_STREAMS_PER_CLIENT), with one worker and room for 8 more requests.
+(MAX_STREAMS_PER_CLIENT), with one worker and room for 8 more requests. Its segments are tiny (8 units, under a
+second of audio) and SEND_TIMEOUT is 20 s, so that a client reading at a twentieth of real time never makes a single
+send wait that long: only its pace (MIN_READ_RATE 0.5) gives it away.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +29,16 @@ MAX_AUDIO_SECONDS = 20
 
 @pytest.fixture(scope="module")
 def bounded_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"MAX_AUDIO_SECONDS": str(MAX_AUDIO_SECONDS), "MAX_STREAMS_PER_CLIENT": "2", "WORKERS": "1", "QUEUE_SIZE": "8"}
+    env = {
+        "MAX_AUDIO_SECONDS": str(MAX_AUDIO_SECONDS),
+        "MAX_STREAMS_PER_CLIENT": "2",
+        "WORKERS": "1",
+        "QUEUE_SIZE": "8",
+        "FIRST_SEGMENT_CHARS": "8",
+        "SEGMENT_CHARS": "8",
+        "SEND_TIMEOUT": "20",
+        "MIN_READ_RATE": "0.5",
+    }
     process = start_demo_server("bounded", tmp_path_factory.mktemp("empty-models"), env)
     yield process
     process.stop()
@@ -78,10 +90,12 @@ def test_synthesis_stops_at_the_limit_and_the_cut_is_visible(bounded_server: Ser
     assert whole.status_code == 200 and wav_info(whole.content)[3] < MAX_AUDIO_SECONDS  # shorter texts are whole
 
 
-def open_unread_stream(server: ServerProcess, source: str) -> socket.socket:
-    """A speech request from `source` whose audio is never read: it keeps its place while it lasts."""
+def open_unread_stream(server: ServerProcess, source: str, receive_buffer: int | None = None) -> socket.socket:
+    """A speech request from `source` whose audio is not read yet: it keeps its place while it lasts."""
     host, port = server.base_url.removeprefix("http://").split(":")
     sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.bind((source, 0))
     sock.connect((host, int(port)))
     body = json.dumps({"model": "demo", "input": LONG}).encode()
@@ -114,3 +128,39 @@ def test_one_address_cannot_take_every_place(bounded_server: ServerProcess) -> N
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=120) as same:
         again = same.post(speech_url(bounded_server), json={"model": "demo", "input": SHORT})
     assert again.status_code == 200  # its places came back when its requests ended
+
+
+def test_a_client_reading_far_slower_than_real_time_is_dropped_though_it_never_stops(bounded_server: ServerProcess) -> None:
+    """3.2 kB/s is a twentieth of real time for 32 kHz WAV. Each send waits a few seconds at most (a segment is
+    under a second of audio), far from SEND_TIMEOUT, so by that rule alone this client would keep its slot for the
+    whole text; but once it is SEND_TIMEOUT seconds behind half of real time it is dropped. The kernel's buffers
+    (the server's send buffer is bounded to 512 KiB) let it look about 9 s of audio ahead before that shows."""
+    bounded_server.wait_idle()
+    jobs_before = bounded_server.health()["synthesis"]["jobs_run"]
+    sock = open_unread_stream(bounded_server, "127.0.0.4", receive_buffer=4096)
+    began = time.monotonic()
+    head = sock.recv(4096)
+    request_id = head.split(b"x-request-id: ")[1].split(b"\r\n")[0].decode()
+    read = len(head)
+    try:
+        while True:  # 320 bytes every 0.1 s: it never stops reading
+            data = sock.recv(320)
+            if not data:
+                break
+            read += len(data)
+            time.sleep(0.1)
+            assert time.monotonic() - began < 240, "the slow reader was never dropped"
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    line = bounded_server.log_line(f"request_id={request_id} ")
+    assert "outcome=client_too_slow" in line
+    sent_s = float(line.split(" audio_s=")[1].split()[0])
+    assert sent_s < 20  # LONG makes more than 20 s of audio: the drop came before the end of the text
+    assert read / 64000 < sent_s  # the client had not even read all it was sent
+    state = bounded_server.wait_idle(timeout=10)
+    jobs = state["synthesis"]["jobs_run"]
+    assert jobs > jobs_before
+    time.sleep(1)
+    assert bounded_server.health()["synthesis"]["jobs_run"] == jobs  # nothing more is synthesised for it
