@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         lifespan="on",
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # uvicorn would take X-Forwarded-For's leftmost entry, the client's own: api/client_address.py
         timeout_keep_alive=5,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )

@@ -5,12 +5,15 @@ The entry point resolves them at start and hands them to the application; nothin
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from wavstream.formats import OPENAI_FORMATS
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _bool(value: str) -> bool:
@@ -51,6 +54,8 @@ class Settings:
     default_response_format: str = "wav"
     voice_aliases: str = ""
     rate_limit_per_minute: int = 0
+    trusted_proxies: str = ""
+    proxy_hops: int = 1
     max_connections: int = 100
     head_timeout: int = 10
     body_timeout: int = 30
@@ -67,6 +72,9 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[item.name] = _convert(item.name, item.type, raw)
+        if "trusted_proxies" not in values and environ.get("SPACE_ID"):
+            # Hugging Face sets SPACE_ID in every Space, whose container only its proxy can reach.
+            values["trusted_proxies"] = "*"
         return cls(**values)
 
     def with_overrides(self, **overrides: object) -> Settings:
@@ -88,6 +96,9 @@ class Settings:
             raise ValueError("HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT and SHUTDOWN_TIMEOUT must be at least 1 second")
         if self.default_response_format not in OPENAI_FORMATS:
             raise ValueError(f"DEFAULT_RESPONSE_FORMAT must be one of {', '.join(OPENAI_FORMATS)}")
+        if self.proxy_hops < 1:
+            raise ValueError("PROXY_HOPS must be at least 1")
+        self.trusted_networks()
         self.aliases()
 
     def aliases(self) -> dict[str, str]:
@@ -101,6 +112,19 @@ class Settings:
                 raise ValueError(f"VOICE_ALIASES: {item.strip()!r} is not name=voice or name=voice/style")
             aliases[name.casefold()] = target
         return aliases
+
+    def trusted_networks(self) -> tuple[IPNetwork, ...] | None:
+        """TRUSTED_PROXIES "10.0.0.0/8,::1" as networks; None for "*" (any peer); () when empty (none)."""
+        if self.trusted_proxies.strip() == "*":
+            return None
+        networks: list[IPNetwork] = []
+        for item in self.trusted_proxies.split(","):
+            if item.strip():
+                try:
+                    networks.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    raise ValueError(f"TRUSTED_PROXIES: {item.strip()!r} is not an address, a network or *") from None
+        return tuple(networks)
 
 
 def _convert(name: str, kind: object, raw: str) -> object:

@@ -16,8 +16,10 @@ import anyio
 
 from api.access import Access
 from api.asgi import ClientGone, Message, Receive, Scope, Send
+from api.client_address import ClientAddresses
 from api.endpoints import ReadOnlyEndpoints
 from api.errors import ApiError, as_api_error, internal_error
+from api.log_fields import field
 from api.rate_limit import RateLimiter
 from api.request import Request
 from api.responses import ErrorResponse
@@ -41,6 +43,7 @@ class Application:
         self.voices = ServedVoices(settings.aliases())
         self.scheduler = Scheduler(settings.workers, settings.queue_size, settings.max_streams_per_client)
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.client_addresses = ClientAddresses.from_settings(settings)
         self.access = Access(settings.api_key, settings.allowed_origins)
         read_only = ReadOnlyEndpoints(self.voices, self.scheduler, api_key_required=bool(settings.api_key))
         speech = SpeechEndpoint(settings, self.voices, self.scheduler, self.rate_limiter)
@@ -62,7 +65,7 @@ class Application:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
-            await self.handle(Request(scope, receive), send)
+            await self.handle(Request(scope, receive, self.client_addresses.resolve(scope)), send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         """Start answering at once; the voices load in the background while /health says 'loading'."""
@@ -70,6 +73,7 @@ class Application:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    logger.info("%s", self.client_addresses.describe())
                     settings = self.settings
                     tasks.start_soon(
                         self.voices.load, self.folders, self.genie_data_dir, settings.ort_threads, settings.models_dir
@@ -99,14 +103,21 @@ class Application:
                 response = await route.handler(request)
             await response(request.scope, request.receive, tracking_send)
         except ClientGone:
-            request_log.info("request_id=%s path=%s outcome=disconnected_before_response", request.id, request.path)
+            request_log.info(
+                "request_id=%s path=%s outcome=disconnected_before_response %s",
+                request.id,
+                field(request.path),
+                request.log_identity(),
+            )
         except Exception as error:
             if response_started:  # too late for an error response: returning unfinished makes uvicorn break the connection
-                logger.exception("request_id=%s path=%s failed after its response started", request.id, request.path)
+                logger.exception("request_id=%s path=%s failed after its response started", request.id, field(request.path))
                 return
             api_error = as_api_error(error)
             if api_error is None:
-                logger.exception("request_id=%s method=%s path=%s failed: %r", request.id, request.method, request.path, error)
+                logger.exception(
+                    "request_id=%s method=%s path=%s failed: %r", request.id, field(request.method), field(request.path), error
+                )
                 api_error = internal_error(request.id)
             await self.refuse(request, api_error, send)
 
@@ -119,11 +130,12 @@ class Application:
         await ErrorResponse(error, headers)(request.scope, request.receive, send)
         outcome = "error" if error.code == "internal_error" else "rejected"
         request_log.info(
-            "request_id=%s method=%s path=%s status=%d code=%s outcome=%s",
+            "request_id=%s method=%s path=%s status=%d code=%s outcome=%s %s",
             request.id,
-            request.method,
-            request.path,
+            field(request.method),
+            field(request.path),
             error.status,
             error.code,
             outcome,
+            request.log_identity(),
         )

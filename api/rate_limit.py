@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 
@@ -18,8 +19,9 @@ class RateLimited(Exception):
 class RateLimiter:
     """A token bucket per client address: `per_minute` requests, refilled evenly, bursts up to `per_minute`.
 
-    The table of buckets is bounded: when it reaches `max_clients`, buckets that have refilled completely
-    (clients idle for a minute or more) are forgotten, since a full bucket is the same as no bucket.
+    The table holds at most `max_clients` buckets, least recently seen first: a new client beyond that
+    evicts the oldest, in O(1), so a flood of addresses costs neither memory nor time per request. An
+    evicted client comes back with a full bucket, which is what it would have after a minute of silence.
     """
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_clients: int = 10000) -> None:
@@ -28,7 +30,7 @@ class RateLimiter:
         self.rate = per_minute / 60.0
         self.clock = clock
         self.max_clients = max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last update)
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, last update)
 
     @property
     def enabled(self) -> bool:
@@ -39,13 +41,17 @@ class RateLimiter:
         if not self.enabled:
             return None
         now = self.clock()
-        tokens, last = self._buckets.get(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        state = self._buckets.get(client)
+        if state is None:
+            if len(self._buckets) >= self.max_clients:
+                self._buckets.popitem(last=False)
+            tokens = self.capacity
+        else:
+            self._buckets.move_to_end(client)
+            tokens = min(self.capacity, state[0] + (now - state[1]) * self.rate)
         if tokens < 1.0:
             self._buckets[client] = (tokens, now)
             return max(1, math.ceil((1.0 - tokens) / self.rate))
-        if client not in self._buckets and len(self._buckets) >= self.max_clients:
-            self._forget_idle(now)
         self._buckets[client] = (tokens - 1.0, now)
         return None
 
@@ -54,10 +60,6 @@ class RateLimiter:
         wait = self.take(client)
         if wait is not None:
             raise RateLimited(client, self.per_minute, wait)
-
-    def _forget_idle(self, now: float) -> None:
-        full_after = self.capacity / self.rate
-        self._buckets = {client: state for client, state in self._buckets.items() if now - state[1] < full_after}
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -6,19 +6,27 @@ import re
 import uuid
 
 from api.asgi import Headers, Receive, Scope, header
+from api.log_fields import field
 
-#: A client's own X-Request-Id is kept when it is this plain (it ends up in logs and response headers).
+#: A client's own X-Request-Id is logged (as client_request_id) when it is this plain; otherwise it is dropped.
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class Request:
-    """The ASGI scope and receive channel, the request's id, and the headers every response to it carries."""
+    """The ASGI scope and receive channel, the request's ids, its client, and the headers every response carries.
 
-    def __init__(self, scope: Scope, receive: Receive) -> None:
+    `id` is always the server's own (two clients may send the same X-Request-Id, and logs must never mix
+    their requests up); the client's id, if plain, is `client_request_id`. `client` is the address the
+    rate limit and the logs key on, resolved by the application (api/client_address.py).
+    """
+
+    def __init__(self, scope: Scope, receive: Receive, client: str) -> None:
         self.scope = scope
         self.receive = receive
+        self.client = client
+        self.id = uuid.uuid4().hex
         supplied = self.header(b"x-request-id")
-        self.id = supplied if supplied and _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        self.client_request_id = supplied if supplied and _CLIENT_REQUEST_ID.match(supplied) else None
         self.response_headers: Headers = [(b"x-request-id", self.id.encode())]  # plus CORS, added by the application
         self.path_params: dict[str, str] = {}
         self.body_read = False
@@ -33,10 +41,10 @@ class Request:
         path: str = self.scope["path"]
         return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
-    @property
-    def client(self) -> str:
-        client = self.scope.get("client")
-        return client[0] if client else "unknown"
+    def log_identity(self) -> str:
+        """The request's log fields naming who sent it, escaped: `client=` and, if sent, `client_request_id=`."""
+        identity = f"client={field(self.client)}"
+        return identity + (f" client_request_id={field(self.client_request_id)}" if self.client_request_id else "")
 
     def header(self, name: bytes) -> str | None:
         return header(self.scope, name)

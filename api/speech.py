@@ -16,6 +16,7 @@ import numpy as np
 
 from api.asgi import Receive, Scope, Send, read_body
 from api.errors import ApiError
+from api.log_fields import field
 from api.rate_limit import RateLimiter
 from api.read_pace import ReadPace
 from api.request import Request
@@ -187,9 +188,9 @@ class SpeechStream:
         first = f"{self.first_audio_s:.3f}" if self.first_audio_s is not None else "-"
         request_log.info(
             "request_id=%s voice=%s chars=%d format=%s stream=%s speed=%g segments=%d skipped=%d ttfa_s=%s total_s=%.3f "
-            "audio_s=%.2f outcome=%s",
+            "audio_s=%.2f outcome=%s %s",
             self.request.id,
-            self.choice.id,
+            field(self.choice.id),
             len(self.speech.input),
             self.speech.response_format,
             self.speech.stream_format,
@@ -200,4 +201,5 @@ class SpeechStream:
             time.perf_counter() - self.started,
             self.output.seconds,
             self.outcome,
+            self.request.log_identity(),
         )

@@ -147,8 +147,7 @@ def post(server: ServerProcess, body: bytes, content_type: str | None = "applica
     with Connection(server) as connection:
         connection.send(head(headers) + body)
         response = connection.read_response()
-    assert response.headers.get("x-request-id") == rid
-    server.log_line(f"request_id={rid} ", timeout=30)
+    assert f"request_id={response.headers['x-request-id']} " in server.log_line(f"client_request_id={rid}", timeout=30)
     assert_clean_log(server.log()[before:])
     return response
 
@@ -378,7 +377,7 @@ def test_oversized_content_length_is_413_before_the_body_is_read(server: ServerP
         assert str(limit) in response.json()["error"]["message"]
         assert response.headers["connection"] == "close"
         assert connection.answered_within(5) and connection.reader.read() == b""  # closed by the server
-    assert "status=413 code=request_too_large" in server.log_line(f"request_id={rid} ")
+    assert "status=413 code=request_too_large" in server.log_line(f"client_request_id={rid}")
 
 
 def test_oversized_chunked_body_is_413_while_it_arrives(server: ServerProcess) -> None:
@@ -401,7 +400,7 @@ def test_oversized_chunked_body_is_413_while_it_arrives(server: ServerProcess) -
         response = connection.read_response()  # the terminating chunk was never sent
         error(response, 413, "request_too_large")
         assert response.headers["connection"] == "close"  # the rest is not read: the connection ends
-    assert "status=413 code=request_too_large" in server.log_line(f"request_id={rid} ")
+    assert "status=413 code=request_too_large" in server.log_line(f"client_request_id={rid}")
 
 
 def test_valid_body_in_many_small_chunks_is_200(server: ServerProcess) -> None:
@@ -423,7 +422,7 @@ def test_valid_body_in_many_small_chunks_is_200(server: ServerProcess) -> None:
         response = connection.read_response()
     assert len(framed) > 20
     assert audio(response) > 0
-    assert "outcome=ok" in server.log_line(f"request_id={rid} ")
+    assert "outcome=ok" in server.log_line(f"client_request_id={rid}")
 
 
 def test_expect_100_continue_then_audio(server: ServerProcess) -> None:

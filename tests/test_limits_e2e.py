@@ -85,7 +85,7 @@ def test_a_client_that_stops_reading_is_dropped_and_frees_its_slot(strict_server
     assert sock.recv(12) == b"HTTP/1.1 200"  # then read nothing more
     try:
         # The deadline only bounds a broken server: this one logs the line about SEND_TIMEOUT after its send blocks.
-        line = strict_server.log_line(f"request_id={request_id} ", timeout=600)
+        line = strict_server.log_line(f"client_request_id={request_id}", timeout=600)
         segments = int(line.split(" segments=")[1].split()[0])
         # Backpressure: synthesis stopped when the socket buffers filled, so what the server held for this
         # client is bounded by them (plus uvicorn's 64 KiB and the segment being sent), not by the text.

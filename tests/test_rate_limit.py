@@ -32,13 +32,17 @@ def test_off_when_zero() -> None:
     assert len(limiter) == 0
 
 
-def test_the_table_forgets_idle_clients_when_full() -> None:
-    clock = Clock()
-    limiter = RateLimiter(60, clock, max_clients=3)
-    for client in ("a", "b", "c"):
-        limiter.take(client)
-    clock.now += 30
-    limiter.take("c")  # active again
-    clock.now += 31  # a and b have refilled completely (61 s idle); c has not
-    assert limiter.take("d") is None
-    assert len(limiter) == 2  # c and d
+def test_the_table_is_capped_and_forgets_the_least_recently_seen() -> None:
+    clock = Clock()  # frozen: no bucket refills, so nothing is forgotten for being idle
+    limiter = RateLimiter(3, clock, max_clients=100)
+    for client in ("early", "regular"):
+        assert [limiter.take(client) for _ in range(3)] == [None] * 3
+        assert limiter.take(client) == 20
+    for n in range(5000):
+        assert limiter.take(f"10.1.{n // 256}.{n % 256}") is None  # each a new client, with a full bucket
+        assert len(limiter) <= 100
+        if n % 50 == 0:
+            assert limiter.take("regular") == 20  # seen recently, so kept: still refused
+    assert len(limiter) == 100
+    assert limiter.take("regular") == 20
+    assert limiter.take("early") is None  # evicted long ago: back with a full bucket

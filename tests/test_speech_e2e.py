@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import threading
 import time
@@ -200,7 +201,7 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
         f"synthesis went on {stopped_s:.2f} s after the client left, against {segment_s:.2f} s for the whole segment "
         f"({steps} decoding steps and its vocoder): the decoding loop did not stop at the next step"
     )
-    line = server.log_line("request_id=disconnect-test voice=")
+    line = server.log_line("client_request_id=disconnect-test")
     assert "outcome=disconnected" in line and " segments=1 " in line
 
     response = speak(server, SHORT)
@@ -227,10 +228,12 @@ def test_response_headers_and_request_id_in_log(server: ServerProcess) -> None:
     )
     assert response.headers["x-sample-rate"] == "32000"
     assert response.headers["x-voice"] == "demo"
-    assert response.headers["x-request-id"] == "hdr-check-1"
-    line = server.log_line("request_id=hdr-check-1")
+    # The server's own id; the client's is logged beside it (tests/test_log_injection_e2e.py).
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    line = server.log_line(f"request_id={response.headers['x-request-id']} ")
     for key in ("voice=demo", "chars=6", "segments=1", "ttfa_s=", "total_s=", "audio_s=", "outcome=ok"):
         assert key in line
+    assert line.endswith(" client=127.0.0.1 client_request_id=hdr-check-1")
     generated = speak(server, SHORT).headers["x-request-id"]
     assert len(generated) == 32
     server.log_line(f"request_id={generated}")
