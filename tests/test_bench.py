@@ -76,7 +76,7 @@ def test_an_attack_meets_its_goal_only_if_every_request_is_served_fast_enough() 
     assert not summarize(served, baseline_ttfa_s=0.3)["goal_met"]  # median 0.7 s is more than twice 0.3 s
     assert summarize(served, baseline_ttfa_s=0.35)["goal_met"]  # exactly twice still meets it
 
-    refused = summarize([*served, Outcome("refused", detail="429 queue_full", retry_after_s=5)], 0.5)
+    refused = summarize([*served, Outcome("refused", detail="429 queue_full")], 0.5)
     assert refused["refused"] == 1 and refused["refusals"] == {"429 queue_full": 1} and not refused["goal_met"]
     failed = summarize([*served, Outcome("failed", 0.4, "incomplete audio (100 of 200 bytes)")], 0.5)
     assert failed["failed"] == 1 and failed["ttfa_median_s"] == 0.7 and not failed["goal_met"]  # its TTFA not counted
