@@ -81,6 +81,18 @@ def status_of(head: bytes) -> str:
     return parts[1].decode("ascii", "replace") if len(parts) >= 2 and parts[0].startswith(b"HTTP/") else "no status"
 
 
+def answer_of(status: int, body: bytes) -> str:
+    """'answered 429 (too many requests from 127.0.0.3)': the error message's gist names the limit that refused,
+    and for the rate limit, the address the server took the client for."""
+    if status == 200:
+        return "answered 200"
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"answered {status}"
+    return f"answered {status} ({message.partition(';')[0].partition(':')[0]})"
+
+
 def run_threads(count: int, target: Callable[[int], None]) -> None:
     threads = [threading.Thread(target=target, args=(index,), daemon=True) for index in range(count)]
     for thread in threads:
@@ -264,7 +276,7 @@ def spoofed_forwarded_for(base: str, stop: threading.Event, tally: Tally) -> Non
                     tally.add(f"failed: {type(error).__name__}")
                     stop.wait(0.5)
                     continue
-                tally.add(f"answered {response.status_code}")
+                tally.add(answer_of(response.status_code, response.content))
                 if response.status_code != 200:
                     stop.wait(0.5)  # an attacker ignores Retry-After, but not the machine's other users
 

@@ -135,3 +135,12 @@ def test_server_connections_counts_the_server_side_of_established_connections() 
                 assert server_connections(port) == 1  # the client's side has another local port
                 client.close()
         assert server_connections(port) == 0
+
+
+def test_an_attacker_is_told_which_limit_refused_it() -> None:
+    from bench.attacks import answer_of
+
+    limited = b'{"error": {"message": "too many requests from 127.0.0.3: at most 12 per minute; retry after 5 s"}}'
+    assert answer_of(429, limited) == "answered 429 (too many requests from 127.0.0.3)"
+    assert answer_of(429, b'{"error": {"message": "the server is busy; retry after 3 s"}}') == "answered 429 (the server is busy)"
+    assert answer_of(200, b"RIFF") == "answered 200" and answer_of(502, b"<html>") == "answered 502"
