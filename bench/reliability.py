@@ -1,4 +1,4 @@
-"""python -m bench.reliability [--soak-seconds N]: load above capacity and a disconnect storm, with figures.
+"""python -m bench.reliability [--soak-seconds N] [--only PART]: overload, a disconnect storm and attacks, with figures.
 
 Loopback only, bounded in count and time. Writes bench/results/reliability.{json,md}.
 
@@ -9,6 +9,11 @@ Loopback only, bounded in count and time. Writes bench/results/reliability.{json
 2. Disconnect storm: many clients start a long text and drop the connection after the first audio. We
    time how long until no synthesis runs, check nothing runs after that, and compare the next request's
    time to first audio with the one measured before the storm.
+3. Attack run (its own server, with a rate limit): each attack of bench/attacks.py runs for ATTACK_S
+   seconds from its own loopback address while a well-behaved client, from another, requests a sentence
+   every PACE_S seconds. Per attack: its requests served (complete audio), refused and failed, and their
+   time to first audio against a baseline taken before any attack. The goal: served throughout, with a
+   median time to first audio at most TTFA_GOAL_RATIO times the baseline's.
 """
 
 from __future__ import annotations
@@ -18,18 +23,25 @@ import datetime
 import json
 import logging
 import random
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import openai
 
+from bench.attacks import ATTACKER, ATTACKS, Attack, Tally
 from bench.contenders import OurServer
 from bench.measure import median, stream_request
 from bench.texts import CONCURRENT, PARAGRAPH, SENTENCE
+from tests.server_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -207,13 +219,314 @@ def fuzz_figures() -> dict[str, object]:
     return figures
 
 
-def markdown(result: dict) -> str:
+# Attack run --------------------------------------------------------------------------------------------
+
+VICTIM = "127.0.0.2"  # the well-behaved client's source address; the attacker's is bench.attacks.ATTACKER
+#: The well-behaved client (one request every PACE_S) stays under the rate limit; an attacker's budget
+#: (12 at once, one more every 5 s) is too small to fill the server, unless spoofing multiplies it.
+ATTACK_SETTINGS = {"RATE_LIMIT_PER_MINUTE": "12"}
+#: What makes the server trust the proxy of the spoofing attack, and only it, for the client address.
+PROXY_SETTINGS = {"TRUSTED_PROXIES": "127.0.0.1", "PROXY_HOPS": "1"}
+ATTACK_S = 30  # each attack, from its start to its stop
+RAMP_S = 3  # the attack's head start before the well-behaved client's first request
+#: The well-behaved client starts a request every PACE_S seconds, refused or not: a refusal's Retry-After
+#: (up to 30 s for a full queue) would leave one figure per attack, and it never goes over its rate limit.
+PACE_S = 6.0
+BASELINE_REQUESTS = 5
+VICTIM_TIMEOUT_S = 30  # a well-behaved request with no data for this long has failed
+TTFA_GOAL_RATIO = 2.0
+QUIET_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One well-behaved request. kind: served (200, complete audio), refused (another status) or failed."""
+
+    kind: str
+    ttfa_s: float | None = None
+    detail: str = ""  # the refusal's status and error code, or what failed
+
+
+def well_behaved_request(base: str, expected_bytes: int) -> Outcome:
+    """A sentence streamed from VICTIM on a fresh connection, as a new listener would ask for it."""
+    started = time.perf_counter()
+    transport = httpx.HTTPTransport(local_address=VICTIM)
+    payload = {"model": "demo", "input": SENTENCE}
+    try:
+        with (
+            httpx.Client(transport=transport, timeout=VICTIM_TIMEOUT_S) as client,
+            client.stream("POST", f"{base}/v1/audio/speech", json=payload) as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                try:
+                    error = response.json()["error"]
+                    reason = f"{error['code']}: {error['message'].partition(';')[0]}"  # QueueFull, RateLimited share a code
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    reason = "no error body"
+                return Outcome("refused", detail=f"{response.status_code} {reason}")
+            received, ttfa = 0, None
+            for chunk in response.iter_raw():
+                received += len(chunk)
+                if ttfa is None and received > OurServer.header_bytes:
+                    ttfa = time.perf_counter() - started
+    except httpx.TimeoutException:
+        return Outcome("failed", detail=f"no data for {VICTIM_TIMEOUT_S} s")
+    except httpx.HTTPError as error:
+        return Outcome("failed", detail=type(error).__name__)
+    if received != expected_bytes:
+        return Outcome("failed", ttfa, f"incomplete audio ({received} of {expected_bytes} bytes)")
+    return Outcome("served", ttfa)
+
+
+def well_behaved(base: str, expected_bytes: int, *, until: float = float("inf"), count: int = 10**9) -> list[Outcome]:
+    """Requests one after another, one every PACE_S (or as soon as the previous ends), until `until` or `count`."""
+    outcomes: list[Outcome] = []
+    while time.monotonic() < until and len(outcomes) < count:
+        started = time.monotonic()
+        outcomes.append(well_behaved_request(base, expected_bytes))
+        time.sleep(max(0.0, min(started + PACE_S, until) - time.monotonic()))
+    return outcomes
+
+
+def summarize(outcomes: list[Outcome], baseline_ttfa_s: float) -> dict[str, object]:
+    """The well-behaved client's figures during one attack, and whether they meet the goal."""
+    ttfas = [outcome.ttfa_s for outcome in outcomes if outcome.kind == "served" and outcome.ttfa_s is not None]
+    refusals = Counter(outcome.detail for outcome in outcomes if outcome.kind == "refused")
+    failures = Counter(outcome.detail for outcome in outcomes if outcome.kind == "failed")
+    ttfa_median = median(ttfas)
+    ratio = None if ttfa_median is None else ttfa_median / baseline_ttfa_s
+    served_throughout = bool(ttfas) and not refusals and not failures
+    return {
+        "requests": len(outcomes),
+        "served": len(ttfas),
+        "refused": sum(refusals.values()),
+        "failed": sum(failures.values()),
+        "refusals": dict(refusals),
+        "failures": dict(failures),
+        "ttfa_median_s": None if ttfa_median is None else round(ttfa_median, 3),
+        "ttfa_max_s": round(max(ttfas), 3) if ttfas else None,
+        "ttfa_ratio": None if ratio is None else round(ratio, 2),
+        "goal_met": served_throughout and ratio is not None and ratio <= TTFA_GOAL_RATIO,
+    }
+
+
+#: A reverse proxy in front of a backend base URL that appends the connecting peer to X-Forwarded-For;
+#: entering it yields the proxy's base URL, leaving it stops the proxy. The server trusts it through
+#: PROXY_SETTINGS.
+ProxyLauncher = Callable[[str], AbstractContextManager[str]]
+
+
+def haproxy_launcher(log_dir: Path) -> ProxyLauncher:
+    """HAProxy on a free loopback port with `option forwardfor`: a real proxy, as a Space has in front."""
+
+    @contextmanager
+    def launch(backend: str) -> Iterator[str]:
+        binary = shutil.which("haproxy")
+        if binary is None:
+            raise RuntimeError("the spoofed X-Forwarded-For attack needs haproxy (apt-get install haproxy)")
+        port = free_port()
+        config = log_dir / "haproxy.cfg"
+        config.write_text(
+            "global\n    maxconn 2000\n"
+            "defaults\n    mode http\n    option forwardfor\n"
+            "    timeout connect 5s\n    timeout client 60s\n    timeout server 120s\n"
+            f"frontend bench\n    bind 127.0.0.1:{port}\n    default_backend server\n"
+            f"backend server\n    server ours {backend.removeprefix('http://')}\n"
+        )
+        with (log_dir / "haproxy.log").open("w") as log:
+            process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"haproxy exited with {process.returncode}: see {log_dir / 'haproxy.log'}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("haproxy did not listen within 10 s") from None
+                    time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    return launch
+
+
+def server_connections(port: int) -> int:
+    """Established TCP connections on the server's side of `port` (IPv4 loopback), from /proc/net/tcp."""
+    local = f":{port:04X}"
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if (fields := line.split())[1].endswith(local) and fields[3] == "01")
+
+
+class ServerWatch:
+    """The server's resident memory and open connections, sampled twice a second while an attack runs."""
+
+    def __init__(self, pid: int, port: int) -> None:
+        self.pid, self.port = pid, port
+        self.peak_rss_mb = self.peak_connections = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(self.pid))
+            except (OSError, RuntimeError):
+                return  # the server is gone; the run reports it
+            self.peak_connections = max(self.peak_connections, server_connections(self.port))
+
+    def __enter__(self) -> ServerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_quiet(base: str, port: int) -> float:
+    """Seconds until the server holds no connection and runs no synthesis: the next attack starts clean."""
+    started = time.monotonic()
+    while server_connections(port) > 0:
+        if time.monotonic() - started > QUIET_TIMEOUT_S:
+            raise RuntimeError(f"{server_connections(port)} connections still open after {QUIET_TIMEOUT_S} s")
+        time.sleep(0.1)
+    wait_idle(base, QUIET_TIMEOUT_S)
+    return time.monotonic() - started
+
+
+def run_attack(attack: Attack, base: str, pid: int, expected_bytes: int, baseline_ttfa_s: float, proxy: ProxyLauncher) -> dict:
+    """One attack for ATTACK_S with the well-behaved client requesting throughout; then stopped, and the server quiet."""
+    port = int(base.rsplit(":", 1)[1])
+    stop, tally = threading.Event(), Tally()
+    with proxy(base) if attack.via_proxy else nullcontext(base) as front, ServerWatch(pid, port) as watch:
+        started = time.monotonic()
+        attacker = threading.Thread(target=attack.run, args=(front, stop, tally), daemon=True)
+        attacker.start()
+        time.sleep(RAMP_S)
+        outcomes = well_behaved(front, expected_bytes, until=started + ATTACK_S)
+        stop.set()
+        attacker.join(timeout=60)
+    result: dict[str, object] = {
+        "attack": attack.name,
+        "what": attack.what,
+        "via_proxy": attack.via_proxy,
+        **summarize(outcomes, baseline_ttfa_s),
+        "attacker": tally.figures(),
+        "attacker_stopped": not attacker.is_alive(),
+        "server_peak_rss_mb": round(watch.peak_rss_mb, 1),
+        "server_peak_connections": int(watch.peak_connections),
+    }
+    try:
+        result["quiet_after_s"] = round(wait_quiet(base, port), 2)
+    except (RuntimeError, httpx.HTTPError) as error:
+        result["quiet_after_s"], result["not_quiet"] = None, str(error)
+        result["goal_met"] = False
+    return result
+
+
+def attack_run(voice_dir: Path, genie_data: Path, scratch: Path, proxy: ProxyLauncher) -> dict[str, object]:
+    """One server with ATTACK_SETTINGS and PROXY_SETTINGS; a baseline, then every attack in turn."""
+    settings = {**ATTACK_SETTINGS, **PROXY_SETTINGS}
+    running = OurServer(voice_dir, genie_data, scratch, name="attack").start(1, settings)
+    try:
+        base = running.base_url
+        expected = len(httpx.post(f"{base}/v1/audio/speech", json={"model": "demo", "input": SENTENCE}, timeout=120).content)
+        baseline = well_behaved(base, expected, count=BASELINE_REQUESTS)
+        ttfas = [outcome.ttfa_s for outcome in baseline if outcome.kind == "served" and outcome.ttfa_s is not None]
+        if len(ttfas) < BASELINE_REQUESTS:
+            raise RuntimeError(f"the baseline was not served: {baseline}")
+        baseline_ttfa = median(ttfas)
+        assert baseline_ttfa is not None
+        print(f"attack run: baseline TTFA {baseline_ttfa:.3f} s", flush=True)
+        attacks = []
+        for attack in ATTACKS:
+            print(f"attack: {attack.name} for {ATTACK_S} s ...", flush=True)
+            attacks.append(run_attack(attack, base, running.process.pid, expected, baseline_ttfa, proxy))
+            print(json.dumps(attacks[-1], ensure_ascii=False), flush=True)
+            if running.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {running.process.returncode} during {attack.name}")
+    finally:
+        running.stop()
+    from bench.run import machine
+
+    return {
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "settings": settings,
+        "victim": VICTIM,
+        "attacker": ATTACKER,
+        "attack_s": ATTACK_S,
+        "pace_s": PACE_S,
+        "baseline": {"requests": len(baseline), "ttfa_median_s": round(baseline_ttfa, 3), "ttfa_max_s": round(max(ttfas), 3)},
+        "attacks": attacks,
+    }
+
+
+def attack_lines(run: dict) -> list[str]:
+    """The attack run's section of reliability.md."""
+    baseline = run["baseline"]
+    lines = [
+        f"## Attack run: a well-behaved client asks for a sentence every {run['pace_s']:.0f} s while each attack runs "
+        f"for {run['attack_s']} s",
+        "",
+        f"Run {run['when']} on {json.dumps(run['machine'])} with `python -m bench.reliability --only attack`.",
+        f"Server settings: {', '.join(f'{k}={v}' for k, v in run['settings'].items())}, the rest default. "
+        f"The well-behaved client connects from {run['victim']}, a new connection per request; the attacker from "
+        f"{run['attacker']}. Its baseline, before any attack: {baseline['requests']} requests, time to first audio "
+        f"{baseline['ttfa_median_s']:.3f} s median, {baseline['ttfa_max_s']:.3f} s at most.",
+        "",
+        "| attack | served | refused | failed | TTFA median / max s | × baseline | goal met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for attack in run["attacks"]:
+        ttfa = "-" if attack["ttfa_median_s"] is None else f"{attack['ttfa_median_s']:.3f} / {attack['ttfa_max_s']:.3f}"
+        ratio = "-" if attack["ttfa_ratio"] is None else f"{attack['ttfa_ratio']:.2f}"
+        lines.append(
+            f"| {attack['attack']} | {attack['served']} | {attack['refused']} | {attack['failed']} | {ttfa} | {ratio} "
+            f"| {'yes' if attack['goal_met'] else 'no'} |"
+        )
+    lines += [
+        "",
+        f"Goal: every request served with complete audio (none refused or failed), and a median time to first audio "
+        f"at most {TTFA_GOAL_RATIO:g}× the baseline's; the server must also be quiet (no connection, no synthesis) "
+        "after each attack.",
+        "",
+    ]
+    for attack in run["attacks"]:
+        quiet = (
+            f"quiet {attack['quiet_after_s']} s after the attack stopped"
+            if attack["quiet_after_s"] is not None
+            else f"NOT quiet after the attack: {attack['not_quiet']}"
+        )
+        lines += [
+            f"- **{attack['attack']}**: {attack['what']}.",
+            f"  Well-behaved client refused: {json.dumps(attack['refusals']) if attack['refusals'] else 'never'}; "
+            f"failed: {json.dumps(attack['failures']) if attack['failures'] else 'never'}.",
+            f"  Attacker: {json.dumps(attack['attacker']['counts'], ensure_ascii=False)}"
+            + (f", {attack['attacker']['peak_sockets']} sockets held at most" if attack["attacker"]["peak_sockets"] else "")
+            + ("" if attack["attacker_stopped"] else " (DID NOT STOP)")
+            + ".",
+            f"  Server: {attack['server_peak_rss_mb']:.0f} MB resident and {attack['server_peak_connections']} "
+            f"connections at most; {quiet}.",
+        ]
+    return [*lines, ""]
+
+
+def soak_and_storm_lines(result: dict) -> list[str]:
     soak_counts = result["soak"]["counts"]
     rss = result["soak"]["rss_mb"]
     storm_result = result["storm"]
-    lines = [
-        "# Reliability figures",
-        "",
+    return [
         f"Run {result['when']} on {json.dumps(result['machine'])} "
         f"with `python -m bench.reliability --soak-seconds {result['soak']['seconds']:.0f}`.",
         f"Server settings: {', '.join(f'{k}={v}' for k, v in SETTINGS.items())} (4 requests in progress at most).",
@@ -258,6 +571,16 @@ def markdown(result: dict) -> str:
         f"- time to first audio of a sentence: {storm_result['ttfa_before_s']} s before the storm, "
         f"{storm_result['ttfa_after_s']} s after",
         "",
+    ]
+
+
+def markdown(result: dict) -> str:
+    """Each part that has figures (a run with --only keeps the other parts' figures from the previous run)."""
+    lines = [
+        "# Reliability figures",
+        "",
+        *(soak_and_storm_lines(result) if "soak" in result else []),
+        *(attack_lines(result["attack"]) if "attack" in result else []),
         "## Fuzzing (the latest test run's figures in tests/output/, copied by `--report-only`)",
         "",
         "```json",
@@ -268,33 +591,15 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--soak-seconds", type=float, default=180)
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite reliability.md from reliability.json and the latest fuzz figures"
-    )
-    args = parser.parse_args(argv)
-    if args.report_only:
-        result = json.loads((RESULTS / "reliability.json").read_text())
-        result["fuzz"] = fuzz_figures()
-        (RESULTS / "reliability.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        (RESULTS / "reliability.md").write_text(markdown(result))
-        return 0
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # genie_tts's import configures INFO logging
-    logging.getLogger("openai").setLevel(logging.WARNING)
+def soak_and_storm(voice_dir: Path, genie_data: Path, scratch: Path, soak_seconds: float) -> dict[str, object]:
     from bench.run import machine
-    from engine.tools.demo import BUILD_VERSION, ensure_demo
 
-    voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
-    scratch = ROOT / ".cache" / "bench" / "reliability"
-    scratch.mkdir(parents=True, exist_ok=True)
     running = OurServer(voice_dir, genie_data, scratch).start(1, SETTINGS)
     try:
         base = running.base_url
         expected = expected_bytes(base)
-        print(f"soak for {args.soak_seconds:.0f} s ...", flush=True)
-        soak_result = soak(base, running.process.pid, args.soak_seconds, expected)
+        print(f"soak for {soak_seconds:.0f} s ...", flush=True)
+        soak_result = soak(base, running.process.pid, soak_seconds, expected)
         print(json.dumps(soak_result["counts"]), flush=True)
         wait_idle(base)
         print("disconnect storm ...", flush=True)
@@ -302,19 +607,60 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(storm_result), flush=True)
     finally:
         running.stop()
-    result = {
+    return {
         "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "soak": soak_result,
         "storm": storm_result,
-        "fuzz": fuzz_figures(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reliability.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    (RESULTS / "reliability.md").write_text(markdown(result))
-    print((RESULTS / "reliability.md").read_text())
-    broken = soak_result["counts"].get("hung", 0) + storm_result["jobs_in_3_s_after_idle"]
-    return 1 if broken else 0
+
+
+def broken(result: dict) -> bool:
+    """A hung request, synthesis after the storm went idle, or an attack whose goal was missed."""
+    hung = "soak" in result and (result["soak"]["counts"].get("hung", 0) + result["storm"]["jobs_in_3_s_after_idle"]) > 0
+    return hung or ("attack" in result and not all(attack["goal_met"] for attack in result["attack"]["attacks"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--soak-seconds", type=float, default=180)
+    parser.add_argument(
+        "--only",
+        choices=("soak-and-storm", "attack"),
+        help="run this part only; the other part's figures are kept from the previous run's reliability.json",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench/results)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite reliability.md from reliability.json and the latest fuzz figures"
+    )
+    args = parser.parse_args(argv)
+    json_path, md_path = args.out / "reliability.json", args.out / "reliability.md"
+    if args.report_only:
+        result = json.loads(json_path.read_text())
+        result["fuzz"] = fuzz_figures()
+        json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        md_path.write_text(markdown(result))
+        return 0
+    if args.only != "soak-and-storm" and shutil.which("haproxy") is None:
+        parser.error("the attack run needs haproxy for its spoofed X-Forwarded-For attack (apt-get install haproxy)")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # genie_tts's import configures INFO logging
+    logging.getLogger("openai").setLevel(logging.WARNING)
+    from engine.tools.demo import BUILD_VERSION, ensure_demo
+
+    voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
+    scratch = ROOT / ".cache" / "bench" / "reliability"
+    scratch.mkdir(parents=True, exist_ok=True)
+    result = json.loads(json_path.read_text()) if args.only and json_path.exists() else {}
+    if args.only != "attack":
+        result.update(soak_and_storm(voice_dir, genie_data, scratch, args.soak_seconds))
+    if args.only != "soak-and-storm":
+        result["attack"] = attack_run(voice_dir, genie_data, scratch, haproxy_launcher(scratch))
+    result["fuzz"] = fuzz_figures()
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    md_path.write_text(markdown(result))
+    print(md_path.read_text())
+    return 1 if broken(result) else 0
 
 
 if __name__ == "__main__":
