@@ -25,12 +25,11 @@ import logging
 import random
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +38,9 @@ import openai
 
 from bench.attacks import ATTACKER, ATTACKS, Attack, Tally
 from bench.contenders import OurServer
+from bench.haproxy import haproxy_in_front_of
 from bench.measure import median, stream_request
 from bench.texts import CONCURRENT, PARAGRAPH, SENTENCE
-from tests.server_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -317,47 +316,9 @@ def summarize(outcomes: list[Outcome], baseline_ttfa_s: float) -> dict[str, obje
 ProxyLauncher = Callable[[str], AbstractContextManager[str]]
 
 
-def haproxy_launcher(log_dir: Path) -> ProxyLauncher:
-    """HAProxy on a free loopback port with `option forwardfor`: a real proxy, as a Space has in front."""
-
-    @contextmanager
-    def launch(backend: str) -> Iterator[str]:
-        binary = shutil.which("haproxy")
-        if binary is None:
-            raise RuntimeError("the spoofed X-Forwarded-For attack needs haproxy (apt-get install haproxy)")
-        port = free_port()
-        config = log_dir / "haproxy.cfg"
-        config.write_text(
-            "global\n    maxconn 2000\n"
-            "defaults\n    mode http\n    option forwardfor\n"
-            "    timeout connect 5s\n    timeout client 60s\n    timeout server 120s\n"
-            f"frontend bench\n    bind 127.0.0.1:{port}\n    default_backend server\n"
-            f"backend server\n    server ours {backend.removeprefix('http://')}\n"
-        )
-        with (log_dir / "haproxy.log").open("w") as log:
-            process = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"haproxy exited with {process.returncode}: see {log_dir / 'haproxy.log'}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("haproxy did not listen within 10 s") from None
-                    time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    return launch
+def through_haproxy(backend: str) -> AbstractContextManager[str]:
+    """HAProxy with `option forwardfor` (bench/haproxy.py): a real proxy, as a Space has in front."""
+    return haproxy_in_front_of(int(backend.rsplit(":", 1)[1]))
 
 
 def server_connections(port: int) -> int:
@@ -654,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "attack":
         result.update(soak_and_storm(voice_dir, genie_data, scratch, args.soak_seconds))
     if args.only != "soak-and-storm":
-        result["attack"] = attack_run(voice_dir, genie_data, scratch, haproxy_launcher(scratch))
+        result["attack"] = attack_run(voice_dir, genie_data, scratch, through_haproxy)
     result["fuzz"] = fuzz_figures()
     args.out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
