@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.texts import SHORT
+from bench.texts import PARAGRAPH, SHORT
 
 ATTACKER = "127.0.0.3"  # loopback accepts any 127/8 source: the attacker is one address, the victim another
 
@@ -104,13 +104,18 @@ def run_threads(count: int, target: Callable[[int], None]) -> None:
 # 1. Slow readers ---------------------------------------------------------------------------------------
 
 SLOW_READERS = 10
-SLOW_TEXT = "龍" * 4096
+SLOW_TEXT = "龍" * 4096  # the issue's text: the audio limit refuses it up front
+ADMITTED_SLOW_TEXT = PARAGRAPH * 8  # about two minutes of audio: admitted, so only the per-client and pace limits act
 SLOW_READ_BYTES, SLOW_READ_EVERY_S = 1024, 4.0
 
 
-def slow_readers(base: str, stop: threading.Event, tally: Tally) -> None:
-    """Ten connections each ask for the longest text at a quarter speed, then read 1 KB every 4 s."""
-    body = json.dumps({"model": "demo", "input": SLOW_TEXT, "speed": 0.25}).encode()
+def slow_readers(text: str, speed: float) -> AttackFunction:
+    """Ten connections each ask for `text` at `speed`, then read 1 KB every 4 s."""
+    return lambda base, stop, tally: _read_slowly(base, stop, tally, text, speed)
+
+
+def _read_slowly(base: str, stop: threading.Event, tally: Tally, text: str, speed: float) -> None:
+    body = json.dumps({"model": "demo", "input": text, "speed": speed}).encode()
     request = (
         b"POST /v1/audio/speech HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -335,7 +340,16 @@ def websocket_upgrade(base: str, stop: threading.Event, tally: Tally) -> None:
 
 
 ATTACKS = (
-    Attack("slow readers", f"{SLOW_READERS} connections: 4096 × 龍 at speed 0.25, reading 1 KB every 4 s", slow_readers),
+    Attack(
+        "slow readers",
+        f"{SLOW_READERS} connections: 4096 × 龍 at speed 0.25, reading 1 KB every 4 s",
+        slow_readers(SLOW_TEXT, 0.25),
+    ),
+    Attack(
+        "slow readers, admitted text",
+        f"{SLOW_READERS} connections: a paragraph × 8 (about 2 min of audio) at speed 1, reading 1 KB every 4 s",
+        slow_readers(ADMITTED_SLOW_TEXT, 1.0),
+    ),
     Attack(
         "idle sockets",
         f"{IDLE_SOCKETS} connections that never send a request head, and {NEW_SOCKETS_PER_S} more every second",
