@@ -86,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         lines, servable = check_voices(settings.models_dir, settings.genie_data_dir)
         print("\n".join(lines))
         return 0 if servable else 1
+    try:
+        protocol = guarded_protocol(
+            settings.head_timeout, settings.max_connections, settings.max_connections_per_client, settings.trusted_proxies
+        )
+    except ValueError as error:
+        print(f"configuration error: TRUSTED_PROXIES: {error}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     try:
         app = create_app(settings)
@@ -97,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=guarded_protocol(settings.head_timeout, settings.max_connections),
+        http=protocol,
+        ws="none",  # an Upgrade: websocket request is answered as plain HTTP by the application
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -49,6 +49,8 @@ class Settings:
     voice_aliases: str = ""
     rate_limit_per_minute: int = 0
     max_connections: int = 100
+    max_connections_per_client: int = 16
+    trusted_proxies: str = ""
     head_timeout: int = 10
     body_timeout: int = 30
     send_timeout: int = 30
@@ -78,6 +80,8 @@ class Settings:
             raise ValueError("need 4 <= FIRST_SEGMENT_CHARS <= SEGMENT_CHARS")
         if self.rate_limit_per_minute < 0 or self.max_connections < 1:
             raise ValueError("RATE_LIMIT_PER_MINUTE must be >= 0 (0: off) and MAX_CONNECTIONS >= 1")
+        if self.max_connections_per_client < 0:
+            raise ValueError("MAX_CONNECTIONS_PER_CLIENT must be >= 0 (0: no cap per client)")
         timeouts = (self.head_timeout, self.body_timeout, self.send_timeout, self.shutdown_timeout)
         if min(timeouts) < 1:
             raise ValueError("HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT and SHUTDOWN_TIMEOUT must be at least 1 second")
