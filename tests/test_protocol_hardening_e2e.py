@@ -21,6 +21,7 @@ from websockets.sync.client import connect as websocket_connect
 
 from tests.helpers import start_demo_server
 from tests.server_process import ServerProcess
+from tests.test_openapi import assert_conforms
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +78,11 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         assert chunk, f"closed after {answer!r}"
         answer += chunk
     return parse(answer)
+
+
+def assert_documented(path: str, status: int, headers: dict[str, str], body: bytes) -> None:
+    """A raw answer to GET `path` is one api/openapi.json documents."""
+    assert_conforms("GET", path, httpx.Response(status, headers=headers, content=body))
 
 
 def closed_by_server(sock: socket.socket, wait: float) -> bool:
@@ -174,6 +180,7 @@ def test_the_per_client_cap_refuses_only_when_that_clients_requests_fill_it(guar
         assert status == 429
         assert headers["retry-after"] == "5" and headers["connection"] == "close"
         assert json.loads(body)["error"]["code"] == "too_many_connections"
+        assert_documented("/health", status, headers, body)
         assert health(guarded, "127.0.0.5").status_code == 200  # other clients are not limited by it
         assert [finish(sock) for sock in requests] == [400] * PER_CLIENT  # the requests in progress went on
         assert health(guarded, "127.0.0.4").status_code == 200  # none in progress now
@@ -199,6 +206,7 @@ def test_requests_in_progress_filling_max_connections_get_503(guarded: ServerPro
     try:
         response = health(guarded, "127.0.0.6")
         assert response.status_code == 503 and response.json()["error"]["code"] == "too_many_connections"
+        assert_conforms("GET", "/health", response)
         assert response.headers["retry-after"] == "5"
         assert [finish(sock) for sock in requests] == [400] * MAX_CONNECTIONS
         assert health(guarded, "127.0.0.6").status_code == 200
@@ -227,6 +235,7 @@ def test_a_head_at_the_limit_is_served_and_one_byte_more_is_431(guarded: ServerP
     assert status == 431 and headers["connection"] == "close" and headers["content-type"] == "application/json"
     error = json.loads(body)["error"]
     assert error["code"] == "request_header_fields_too_large" and error["type"] == "invalid_request_error"
+    assert_documented("/health", status, headers, body)
 
 
 def test_a_huge_url_is_431(guarded: ServerProcess) -> None:
