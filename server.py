@@ -92,12 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     except GenieDataMissing as error:
         logger.error("%s", error)
         return 1
+    protocol = guarded_protocol(
+        settings.head_timeout,
+        settings.max_connections,
+        settings.max_connections_per_client,
+        app.client_addresses.is_proxy,
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=guarded_protocol(settings.head_timeout, settings.max_connections),
+        http=protocol,
+        ws="none",  # an Upgrade: websocket request is answered as plain HTTP by the application
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -57,6 +57,7 @@ class Settings:
     trusted_proxies: str = ""
     proxy_hops: int = 1
     max_connections: int = 100
+    max_connections_per_client: int = 16
     head_timeout: int = 10
     body_timeout: int = 30
     send_timeout: int = 30
@@ -91,6 +92,8 @@ class Settings:
             raise ValueError("MAX_STREAMS_PER_CLIENT and MAX_AUDIO_SECONDS must be at least 1, MIN_READ_RATE >= 0 (0: off)")
         if self.rate_limit_per_minute < 0 or self.max_connections < 1:
             raise ValueError("RATE_LIMIT_PER_MINUTE must be >= 0 (0: off) and MAX_CONNECTIONS >= 1")
+        if self.max_connections_per_client < 0:
+            raise ValueError("MAX_CONNECTIONS_PER_CLIENT must be >= 0 (0: no cap per client)")
         timeouts = (self.head_timeout, self.body_timeout, self.send_timeout, self.shutdown_timeout)
         if min(timeouts) < 1:
             raise ValueError("HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT and SHUTDOWN_TIMEOUT must be at least 1 second")

@@ -26,6 +26,7 @@ from api.responses import ErrorResponse
 from api.routing import Route, RouteTable
 from api.speech import SpeechEndpoint
 from api.voices import ServedVoices
+from api.websocket import refuse_websocket
 from engine.interface import FoundVoices, Scheduler
 from settings import Settings
 
@@ -66,6 +67,8 @@ class Application:
             await self.lifespan(receive, send)
         elif scope["type"] == "http":
             await self.handle(Request(scope, receive, self.client_addresses.resolve(scope)), send)
+        elif scope["type"] == "websocket":
+            await refuse_websocket(scope, receive, send)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         """Start answering at once; the voices load in the background while /health says 'loading'."""

@@ -58,6 +58,11 @@ class ClientAddresses:
     def trusts(self, peer: IPAddress) -> bool:
         return self.trusted is None or any(peer in network for network in self.trusted)
 
+    def is_proxy(self, address: str) -> bool:
+        """Whether a connection from `address` comes from one of TRUSTED_PROXIES (not a client of its own)."""
+        peer = _address(address)
+        return peer is not None and self.trusted != () and self.trusts(peer)
+
     def resolve(self, scope: Scope) -> str:
         peer_entry = scope.get("client")
         if not peer_entry:

@@ -8,14 +8,17 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import onnx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as websocket_connect
 
 from tests.helpers import CACHE
-from tests.server_process import ROOT, start_server
+from tests.server_process import ROOT, ServerProcess, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -78,10 +81,11 @@ def test_server_without_genie_data_and_download_off_fails_at_once_with_instructi
     assert "High-Logic/Genie" in result.stderr and str(tmp_path / "GenieData") in result.stderr
 
 
-@pytest.mark.e2e
-def test_uvicorn_serves_server_app_configured_from_the_environment(demo_root: Path, tmp_path: Path) -> None:
-    """`uvicorn server:app` (the brief's second way to run it): the same application, built on first access."""
+@pytest.fixture(scope="module")
+def uvicorn_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`uvicorn server:app` (the brief's second way to run it), configured from the environment."""
     assert "app" not in vars(importlib.import_module("server"))  # importing the module builds nothing
+    tmp_path = tmp_path_factory.mktemp("uvicorn")
     env = {
         "DEMO": "1",
         "CACHE_DIR": str(CACHE),
@@ -90,8 +94,28 @@ def test_uvicorn_serves_server_app_configured_from_the_environment(demo_root: Pa
         "MODELS_DIR": str(tmp_path),
     }
     server = start_server(tmp_path / "uvicorn.log", env, command=("-m", "uvicorn", "server:app"), ready_timeout=240)
-    try:
-        response = httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": "こんにちは。"}, timeout=60)
-        assert response.status_code == 200 and response.content[:4] == b"RIFF" and len(response.content) > 44 + 32000
-    finally:
-        server.stop()
+    yield server
+    server.stop()
+
+
+def test_uvicorn_serves_server_app_configured_from_the_environment(uvicorn_server: ServerProcess) -> None:
+    """The same application, built on first access."""
+    response = httpx.post(
+        f"{uvicorn_server.base_url}/v1/audio/speech", json={"model": "demo", "input": "こんにちは。"}, timeout=60
+    )
+    assert response.status_code == 200 and response.content[:4] == b"RIFF" and len(response.content) > 44 + 32000
+
+
+def test_uvicorn_server_app_refuses_a_websocket_handshake_in_the_error_shape(uvicorn_server: ServerProcess) -> None:
+    """uvicorn speaks WebSocket here and hands the application a `websocket` scope (before: a plain-text 500)."""
+    url = uvicorn_server.base_url.replace("http://", "ws://")
+    for path in ("/v1/audio/speech", "/health", "/nowhere"):
+        with pytest.raises(InvalidStatus) as refused:
+            websocket_connect(f"{url}{path}", open_timeout=10)
+        response = refused.value.response
+        assert response.status_code == 400, path
+        assert response.headers["content-type"] == "application/json"
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "websocket_not_supported" and error["type"] == "invalid_request_error"
+        assert error["param"] is None and "does not speak WebSocket" in error["message"]
+    assert httpx.get(f"{uvicorn_server.base_url}/health", timeout=10).status_code == 200

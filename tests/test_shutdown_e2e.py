@@ -31,10 +31,14 @@ def own_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def test_beyond_max_connections_requests_get_an_openai_shaped_503(own_server: ServerProcess) -> None:
+    """Connections with a request in progress (here: waiting for the body it asked for) fill the limit; idle
+    connections would not, they are closed to make room (tests/test_protocol_hardening_e2e.py)."""
     host, port = own_server.base_url.removeprefix("http://").split(":")
-    idle = [socket.create_connection((host, int(port))) for _ in range(MAX_CONNECTIONS)]
+    busy = [socket.create_connection((host, int(port)), timeout=10) for _ in range(MAX_CONNECTIONS)]
+    for sock in busy:
+        sock.sendall(b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"  # the request has started: it is in progress
     try:
-        time.sleep(0.3)
         with socket.create_connection((host, int(port)), timeout=10) as extra:
             extra.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
             answer = b""
@@ -45,7 +49,7 @@ def test_beyond_max_connections_requests_get_an_openai_shaped_503(own_server: Se
         assert b"retry-after: 5" in head.lower() and b"connection: close" in head.lower()
         assert json.loads(body)["error"]["code"] == "too_many_connections"
     finally:
-        for sock in idle:
+        for sock in busy:
             sock.close()
     time.sleep(0.3)
     assert httpx.get(f"{own_server.base_url}/health", timeout=10).status_code == 200
