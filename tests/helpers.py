@@ -62,3 +62,17 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not {what} within {timeout} s")
         time.sleep(0.02)
+
+
+def demo_application(demo_root: Path, settings: object) -> object:
+    """The real application (api.app.Application) with the demo voice loaded, to serve in this process."""
+    from api.app import Application
+    from engine.genie import import_genie
+    from engine.registry import load_voices
+    from engine.voice_folder import inspect_voice
+
+    import_genie(demo_root / "GenieData")
+    app = Application(settings, demo_root / "GenieData", [])  # type: ignore[arg-type]
+    app.voices.registry = load_voices([("demo", inspect_voice(demo_root / "demo"))], demo_root / "GenieData", threads=2)
+    app.voices.state = "ready"
+    return app

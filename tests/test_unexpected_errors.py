@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import MEDIUM, SHORT, wait_for
+from tests.helpers import MEDIUM, SHORT, demo_application, wait_for
 from tests.server_process import serve_in_thread
 
 pytestmark = pytest.mark.e2e
@@ -27,16 +27,9 @@ class InProcessServer:
 
 @pytest.fixture(scope="module")
 def served(demo_root: Path) -> Iterator[InProcessServer]:
-    from api.app import Application
-    from engine.genie import import_genie
-    from engine.registry import load_voices
-    from engine.voice_folder import inspect_voice
     from settings import Settings
 
-    import_genie(demo_root / "GenieData")
-    app = Application(Settings(workers=1, queue_size=4), demo_root / "GenieData", [])
-    app.voices.registry = load_voices([("demo", inspect_voice(demo_root / "demo"))], demo_root / "GenieData", threads=2)
-    app.voices.state = "ready"
+    app = demo_application(demo_root, Settings(workers=1, queue_size=4))
     with serve_in_thread(app) as url:
         yield InProcessServer(url, app)
 
