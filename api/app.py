@@ -20,7 +20,7 @@ from api.endpoints import ReadOnlyEndpoints
 from api.errors import ApiError, as_api_error, internal_error
 from api.rate_limit import RateLimiter
 from api.request import Request
-from api.responses import ErrorResponse
+from api.responses import NOSNIFF, ErrorResponse
 from api.routing import Route, RouteTable
 from api.speech import SpeechEndpoint
 from api.voices import ServedVoices
@@ -83,9 +83,13 @@ class Application:
     async def handle(self, request: Request, send: Send) -> None:
         request.response_headers += self.access.cors_headers(request)
         response_started = False
+        always = [NOSNIFF, *self.access.vary_headers()]
 
         async def tracking_send(message: Message) -> None:
+            """Every response this application sends (errors, preflights, streams) carries the `always` headers."""
             nonlocal response_started
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], *always]}
             response_started = True
             await send(message)
 
@@ -108,7 +112,7 @@ class Application:
             if api_error is None:
                 logger.exception("request_id=%s method=%s path=%s failed: %r", request.id, request.method, request.path, error)
                 api_error = internal_error(request.id)
-            await self.refuse(request, api_error, send)
+            await self.refuse(request, api_error, tracking_send)
 
     async def refuse(self, request: Request, error: ApiError, send: Send) -> None:
         headers = [*request.response_headers]

@@ -16,7 +16,7 @@ import asyncio
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import ApiError, error_body
-from api.responses import ErrorResponse
+from api.responses import NOSNIFF, ErrorResponse
 
 RETRY_AFTER_S = 5
 
@@ -26,7 +26,7 @@ too_many_connections = ErrorResponse(
         503,
         f"the server has too many open connections; retry after {RETRY_AFTER_S} s",
         code="too_many_connections",
-        headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")],
+        headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close"), NOSNIFF],
     )
 )
 
@@ -58,8 +58,11 @@ class GuardedProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """A request the HTTP parser rejects (bad chunk size, two Content-Lengths...): the error shape clients parse."""
         body = error_body(f"malformed HTTP request: {msg}", "invalid_request_error", "invalid_http")
-        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-        self.transport.write(head % len(body) + body)
+        head = (
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n%s: %s\r\n\r\n"
+        )
+        self.transport.write(head % (len(body), *NOSNIFF) + body)
         self.transport.close()
 
     def on_headers_complete(self) -> None:

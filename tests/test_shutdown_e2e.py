@@ -43,6 +43,7 @@ def test_beyond_max_connections_requests_get_an_openai_shaped_503(own_server: Se
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 503")
         assert b"retry-after: 5" in head.lower() and b"connection: close" in head.lower()
+        assert b"x-content-type-options: nosniff" in head.lower()
         assert json.loads(body)["error"]["code"] == "too_many_connections"
     finally:
         for sock in idle:
