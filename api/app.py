@@ -17,7 +17,7 @@ import anyio
 from api.access import Access
 from api.asgi import ClientGone, Message, Receive, Scope, Send
 from api.endpoints import ReadOnlyEndpoints
-from api.errors import ApiError, as_api_error, internal_error
+from api.errors import ApiError, as_api_error, internal_error, shutting_down
 from api.rate_limit import RateLimiter
 from api.request import Request
 from api.responses import NOSNIFF, ErrorResponse
@@ -104,6 +104,11 @@ class Application:
             await response(request.scope, request.receive, tracking_send)
         except ClientGone:
             request_log.info("request_id=%s path=%s outcome=disconnected_before_response", request.id, request.path)
+        except anyio.get_cancelled_exc_class():
+            # Cut by uvicorn SHUTDOWN_TIMEOUT seconds after SIGTERM (see SpeechStream, which logs its own line).
+            if not response_started:
+                await self.refuse(request, shutting_down(), tracking_send)  # then uvicorn closes the connection
+            raise
         except Exception as error:
             if response_started:  # too late for an error response: returning unfinished makes uvicorn break the connection
                 logger.exception("request_id=%s path=%s failed after its response started", request.id, request.path)
@@ -121,7 +126,7 @@ class Application:
             # send it): close the connection, or uvicorn would take the next request for that body.
             headers.append((b"connection", b"close"))
         await ErrorResponse(error, headers)(request.scope, request.receive, send)
-        outcome = "error" if error.code == "internal_error" else "rejected"
+        outcome = {"internal_error": "error", "shutting_down": "shutdown"}.get(error.code or "", "rejected")
         request_log.info(
             "request_id=%s method=%s path=%s status=%d code=%s outcome=%s",
             request.id,

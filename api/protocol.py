@@ -7,11 +7,16 @@ connecting or of its previous response ending; otherwise it is closed.
 
 uvicorn's own limit (`limit_concurrency`) and parser errors answer in plain text; clients of this server parse
 `{"error": {...}}`, so the limit and the parser's 400 are answered here in that shape.
+
+SHUTDOWN_TIMEOUT seconds after SIGTERM uvicorn cancels the requests still running and logs each one's
+CancelledError as "Exception in ASGI application" with a traceback. The application logs each cut request
+itself (`outcome=shutdown`), so that record says nothing more and is dropped here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -29,6 +34,12 @@ too_many_connections = ErrorResponse(
         headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close"), NOSNIFF],
     )
 )
+
+
+def not_a_shutdown_cut(record: logging.LogRecord) -> bool:
+    """False for uvicorn's report of a request task it cancelled: only its graceful shutdown cancels them."""
+    exception = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exception, asyncio.CancelledError) and str(record.msg).startswith("Exception in ASGI application"))
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -91,4 +102,5 @@ class GuardedProtocol(HttpToolsProtocol):
 
 def guarded_protocol(head_timeout: float, max_connections: int) -> type[GuardedProtocol]:
     """The protocol class for uvicorn.Config(http=...), with these limits."""
+    logging.getLogger("uvicorn.error").addFilter(not_a_shutdown_cut)  # once: a logger holds a filter only once
     return type("GuardedProtocol", (GuardedProtocol,), {"head_timeout": head_timeout, "max_connections": max_connections})
