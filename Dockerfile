@@ -83,7 +83,7 @@ RUN if [ "$DOWNLOAD_GENIE_DATA" = 1 ] && [ -n "$PREDEFINED_VOICE" ] \
 # The one writable path is ~/.cache: the demo voice (CACHE_DIR) and huggingface_hub's cache (HF_HOME).
 FROM python:3.11-slim
 RUN useradd --create-home --uid 1000 user \
-    && chown root:root /home/user \
+    && chown -R root:root /home/user \
     && chmod 755 /home/user \
     && install -d -o user -g user -m 700 /home/user/.cache \
     && install -d -m 755 /home/user/app
