@@ -41,6 +41,7 @@ WORKDIR /src
 COPY engine/__init__.py engine/genie.py engine/
 COPY engine/tools/__init__.py engine/tools/hub.py engine/tools/genie_data.py engine/tools/
 # The import runs even when the download is skipped, so an offline build still proves this step can run.
+# Files 644 and folders 755, whatever the umask: the final stage copies them root-owned, readable by uid 1000.
 RUN python -c 'import engine.tools.genie_data' \
     && mkdir -p /home/user/GenieData \
     && case "$DOWNLOAD_GENIE_DATA" in \
@@ -48,15 +49,49 @@ RUN python -c 'import engine.tools.genie_data' \
          0) echo "DOWNLOAD_GENIE_DATA=0: the image has no GenieData; run it with DEMO=1 or give it GenieData at GENIE_DATA_DIR" ;; \
          *) echo "DOWNLOAD_GENIE_DATA must be 0 or 1, not '$DOWNLOAD_GENIE_DATA'" >&2; exit 1 ;; \
        esac \
-    && rm -rf /tmp/hf-home
+    && rm -rf /tmp/hf-home \
+    && chmod -R u=rwX,go=rX /home/user/GenieData
 
-# ---- the Space: no compiler, no apt lists, no pip cache; runs as uid 1000 with every writable path in its home.
+# ---- app: the server's code (compiled here: uid 1000 cannot write __pycache__) and models/ (plus the predefined
+# voice), made read-only for everyone but root here, so the final stage copies them without a chmod layer that
+# would duplicate the voices.
+FROM builder AS app
+ARG DOWNLOAD_GENIE_DATA=1
+ARG PREDEFINED_VOICE=mika
+ARG HF_ENDPOINT=https://huggingface.co
+ENV HF_HOME=/tmp/hf-home \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app/code
+COPY server.py settings.py ./
+COPY api/ api/
+COPY wavstream/ wavstream/
+COPY playground/ playground/
+COPY engine/ engine/
+COPY models/ /app/models/
+RUN if [ "$DOWNLOAD_GENIE_DATA" = 1 ] && [ -n "$PREDEFINED_VOICE" ] \
+       && [ -z "$(find /app/models -mindepth 1 -maxdepth 1 -type d ! -name '.*' -print -quit)" ]; then \
+         python -m engine.tools.predefined "$PREDEFINED_VOICE" --models /app/models; \
+    fi \
+    && rm -rf "$HF_HOME" \
+    && python -m compileall -q /app/code \
+    && chmod -R u=rwX,go=rX /app
+
+# ---- the Space: no compiler, no apt lists, no pip cache; runs as uid 1000. Everything it runs (the venv, the
+# code, models/, GenieData) belongs to root and is read-only for uid 1000, so a compromised server cannot
+# rewrite its own code; its home is root's too (it could otherwise rename app/ away and put its own in place).
+# The one writable path is ~/.cache: the demo voice (CACHE_DIR) and huggingface_hub's cache (HF_HOME).
 FROM python:3.11-slim
-RUN useradd --create-home --uid 1000 user
+RUN useradd --create-home --uid 1000 user \
+    && chown -R root:root /home/user \
+    && chmod 755 /home/user \
+    && install -d -o user -g user -m 700 /home/user/.cache \
+    && install -d -m 755 /home/user/app
 USER 1000:1000
 ENV HOME=/home/user \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     XDG_CACHE_HOME=/home/user/.cache \
     HF_HOME=/home/user/.cache/huggingface \
     HF_HUB_DISABLE_TELEMETRY=1 \
@@ -64,24 +99,14 @@ ENV HOME=/home/user \
     GENIE_DOWNLOAD=0 \
     MODELS_DIR=/home/user/app/models
 # GENIE_DOWNLOAD=0: GenieData belongs in the image; a Space without it should stop at once and say so, not
-# fetch 391 MB at every cold start (set GENIE_DOWNLOAD=1 as a Space variable to allow that anyway).
+# fetch 391 MB at every cold start. To allow that anyway, set GENIE_DOWNLOAD=1 and GENIE_DATA_DIR to a path
+# under the writable cache, e.g. /home/user/.cache/GenieData, as Space variables.
 WORKDIR /home/user/app
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=genie-data --chown=user:user /home/user/GenieData/ /home/user/GenieData/
-# Code before models, and models last, so adding or changing a voice rebuilds only the layers below.
-COPY --chown=user:user server.py settings.py ./
-COPY --chown=user:user api/ api/
-COPY --chown=user:user wavstream/ wavstream/
-COPY --chown=user:user playground/ playground/
-COPY --chown=user:user engine/ engine/
-COPY --chown=user:user models/ models/
-ARG DOWNLOAD_GENIE_DATA=1
-ARG PREDEFINED_VOICE=mika
-ARG HF_ENDPOINT=https://huggingface.co
-RUN if [ "$DOWNLOAD_GENIE_DATA" = 1 ] && [ -n "$PREDEFINED_VOICE" ] \
-       && [ -z "$(find models -mindepth 1 -maxdepth 1 -type d ! -name '.*' -print -quit)" ]; then \
-         python -m engine.tools.predefined "$PREDEFINED_VOICE" --models models && rm -rf "$HF_HOME"; \
-    fi
+COPY --from=genie-data /home/user/GenieData/ /home/user/GenieData/
+# Code before models, so a change of code alone leaves the models layer as it was.
+COPY --from=app /app/code/ ./
+COPY --from=app /app/models/ models/
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '7860') + '/health', timeout=4)"]

@@ -5,6 +5,9 @@ build time by the server's own code) must be exercised for real. The repo holds 
 `CharacterModels/v2ProPlus/mika/` in Genie's layout, both made from the demo voice, so the built image boots
 without DEMO and serves `mika` through the ordinary code path.
 
+It serves the repo at the pinned revision (engine/tools/hub.py: HF_REVISION) only, so the image build proves that
+its downloads ask for that revision.
+
 Usage: python .ci/hub-standin.py DIR  (prints the URL for HF_ENDPOINT on its first line, serves until killed)
 """
 
@@ -20,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.tools import demo  # noqa: E402
-from engine.tools.hub import HF_REPO  # noqa: E402
+from engine.tools.hub import HF_REPO, HF_REVISION  # noqa: E402
 from tests.hub_standin import serve_repo  # noqa: E402
 
 
@@ -39,7 +42,7 @@ def make_repo(work: Path) -> Path:
 
 def main() -> None:
     repo = make_repo(Path(sys.argv[1]))
-    with serve_repo(repo, HF_REPO) as hub:
+    with serve_repo(repo, HF_REPO, HF_REVISION) as hub:
         print(hub.url, flush=True)
         while True:
             time.sleep(3600)

@@ -42,10 +42,17 @@ class Access:
             allowed = origin
         else:
             return []
-        headers = [(b"access-control-allow-origin", allowed.encode()), (b"access-control-expose-headers", EXPOSED_HEADERS)]
-        if allowed != "*":
-            headers.append((b"vary", b"Origin"))
-        return headers
+        return [(b"access-control-allow-origin", allowed.encode()), (b"access-control-expose-headers", EXPOSED_HEADERS)]
+
+    def vary_headers(self) -> Headers:
+        """`Vary: Origin` on every response when the answer depends on the origin (a list, not "*").
+
+        Also on responses to requests without an Origin: a shared cache must not serve a copy stored for one
+        origin (or for none) to a page on another.
+        """
+        if not self.origins or "*" in self.origins:
+            return []
+        return [(b"vary", b"Origin")]
 
     @staticmethod
     def is_preflight(request: Request) -> bool:

@@ -18,11 +18,11 @@ from api.access import Access
 from api.asgi import ClientGone, Message, Receive, Scope, Send
 from api.client_address import ClientAddresses
 from api.endpoints import ReadOnlyEndpoints
-from api.errors import ApiError, as_api_error, internal_error
+from api.errors import ApiError, as_api_error, internal_error, shutting_down
 from api.log_fields import field
 from api.rate_limit import RateLimiter
 from api.request import Request
-from api.responses import ErrorResponse
+from api.responses import NOSNIFF, ErrorResponse
 from api.routing import Route, RouteTable
 from api.speech import SpeechEndpoint
 from api.voices import ServedVoices
@@ -90,9 +90,13 @@ class Application:
     async def handle(self, request: Request, send: Send) -> None:
         request.response_headers += self.access.cors_headers(request)
         response_started = False
+        always = [NOSNIFF, *self.access.vary_headers()]
 
         async def tracking_send(message: Message) -> None:
+            """Every response this application sends (errors, preflights, streams) carries the `always` headers."""
             nonlocal response_started
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], *always]}
             response_started = True
             await send(message)
 
@@ -112,6 +116,11 @@ class Application:
                 field(request.path),
                 request.log_identity(),
             )
+        except anyio.get_cancelled_exc_class():
+            # Cut by uvicorn SHUTDOWN_TIMEOUT seconds after SIGTERM (see SpeechStream, which logs its own line).
+            if not response_started:
+                await self.refuse(request, shutting_down(), tracking_send)  # then uvicorn closes the connection
+            raise
         except Exception as error:
             if response_started:  # too late for an error response: returning unfinished makes uvicorn break the connection
                 logger.exception("request_id=%s path=%s failed after its response started", request.id, field(request.path))
@@ -122,7 +131,7 @@ class Application:
                     "request_id=%s method=%s path=%s failed: %r", request.id, field(request.method), field(request.path), error
                 )
                 api_error = internal_error(request.id)
-            await self.refuse(request, api_error, send)
+            await self.refuse(request, api_error, tracking_send)
 
     async def refuse(self, request: Request, error: ApiError, send: Send) -> None:
         headers = [*request.response_headers]
@@ -131,7 +140,7 @@ class Application:
             # send it): close the connection, or uvicorn would take the next request for that body.
             headers.append((b"connection", b"close"))
         await ErrorResponse(error, headers)(request.scope, request.receive, send)
-        outcome = "error" if error.code == "internal_error" else "rejected"
+        outcome = {"internal_error": "error", "shutting_down": "shutdown"}.get(error.code or "", "rejected")
         request_log.info(
             "request_id=%s method=%s path=%s status=%d code=%s outcome=%s %s",
             request.id,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
 from api.errors import ApiError
@@ -14,11 +17,26 @@ OWNER = "gsv-speech"
 ROOT = Path(__file__).resolve().parent.parent
 PLAYGROUND = ROOT / "playground" / "index.html"
 OPENAPI = ROOT / "api" / "openapi.json"
-#: The page needs nothing from other hosts; this keeps it that way (the Space embeds it in an iframe).
-PLAYGROUND_CSP = (
-    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    b"img-src 'self' data: blob:; media-src 'self' blob: mediastream: data:; connect-src 'self'"
-)
+#: Hosts that may show the page in a frame: the Space page on huggingface.co embeds the app (*.hf.space) in an iframe.
+FRAME_ANCESTORS = "'self' https://huggingface.co"
+INLINE = re.compile(rb"<(script|style)\b[^>]*>(.*?)</\1>", re.DOTALL)
+
+
+def playground_csp(page: bytes) -> bytes:
+    """The page's Content-Security-Policy: its own inline script and style by hash, nothing from other hosts.
+
+    Hashes rather than 'unsafe-inline': an injected script or style (or an attribute handler) would not match,
+    so it does not run. Computed from the served bytes, so editing the page cannot leave a stale hash.
+    """
+    hashes: dict[bytes, list[str]] = {b"script": [], b"style": []}
+    for kind, content in INLINE.findall(page):
+        hashes[kind].append("'sha256-" + base64.b64encode(hashlib.sha256(content).digest()).decode() + "'")
+    scripts, styles = (" ".join(hashes[kind]) or "'none'" for kind in (b"script", b"style"))
+    return (
+        f"default-src 'self'; script-src {scripts}; style-src {styles}; img-src 'self' data: blob:; "
+        f"media-src 'self' blob: mediastream: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        f"frame-ancestors {FRAME_ANCESTORS}"
+    ).encode()
 
 
 class ReadOnlyEndpoints:
@@ -28,6 +46,7 @@ class ReadOnlyEndpoints:
         self.api_key_required = api_key_required
         # Read once: both files ship with the code and are served on every visit to the Space.
         self.playground_page = PLAYGROUND.read_bytes()
+        self.playground_csp = playground_csp(self.playground_page)
         self.openapi_document = OPENAPI.read_bytes()
 
     async def health(self, request: Request) -> Response:
@@ -50,7 +69,7 @@ class ReadOnlyEndpoints:
 
     async def playground(self, request: Request) -> Response:
         """The Space shows `/` in an iframe: a page to try the voices."""
-        headers = [(b"cache-control", b"no-cache"), (b"content-security-policy", PLAYGROUND_CSP), *request.response_headers]
+        headers = [(b"cache-control", b"no-cache"), (b"content-security-policy", self.playground_csp), *request.response_headers]
         return Response(self.playground_page, 200, headers, b"text/html; charset=utf-8")
 
     async def openapi(self, request: Request) -> Response:

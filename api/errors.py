@@ -102,3 +102,9 @@ def internal_error(request_id: str) -> ApiError:
         f"the server failed to handle this request; its log has the details under request id {request_id}",
         code="internal_error",
     )
+
+
+def shutting_down() -> ApiError:
+    """The answer to a request still unanswered when the server stops (SIGTERM, then SHUTDOWN_TIMEOUT)."""
+    message = "the server is shutting down; retry in a moment"
+    return ApiError(503, message, code="shutting_down", headers=[(b"connection", b"close")])

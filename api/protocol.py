@@ -16,11 +16,16 @@ requests in progress can fill a limit and get a request refused.
 
 uvicorn's own limit (`limit_concurrency`) and parser errors answer in plain text; clients of this server parse
 `{"error": {...}}`, so the limits and the parser's 400 are answered here in that shape.
+
+SHUTDOWN_TIMEOUT seconds after SIGTERM uvicorn cancels the requests still running and logs each one's
+CancelledError as "Exception in ASGI application" with a traceback. The application logs each cut request
+itself (`outcome=shutdown`), so that record says nothing more and is dropped here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Callable
 
@@ -28,7 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.connections import ConnectionTable, Limit
 from api.errors import ApiError, error_body
-from api.responses import ErrorResponse
+from api.responses import NOSNIFF, ErrorResponse
 
 RETRY_AFTER_S = 5
 #: The most bytes a request line and headers may take together (their CRLFs and the blank line included).
@@ -47,7 +52,7 @@ too_many_connections = ErrorResponse(
         503,
         f"the server has too many open connections; retry after {RETRY_AFTER_S} s",
         code="too_many_connections",
-        headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")],
+        headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close"), NOSNIFF],
     )
 )
 
@@ -58,9 +63,15 @@ too_many_client_connections = ErrorResponse(
         f"too many open connections from your address with requests in progress; retry after {RETRY_AFTER_S} s",
         type="rate_limit_error",
         code="too_many_connections",
-        headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")],
+        headers=[(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close"), NOSNIFF],
     )
 )
+
+
+def not_a_shutdown_cut(record: logging.LogRecord) -> bool:
+    """False for uvicorn's report of a request task it cancelled: only its graceful shutdown cancels them."""
+    exception = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exception, asyncio.CancelledError) and str(record.msg).startswith("Exception in ASGI application"))
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -136,8 +147,8 @@ class GuardedProtocol(HttpToolsProtocol):
         """Answer without the application, then close: our side at once, theirs after LINGER_S at most."""
         self._answered_and_closing = True
         self._cancel_head_deadline()
-        head = b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
-        self.transport.write(head % (status, len(body)) + body)
+        head = b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n%s: %s\r\n\r\n"
+        self.transport.write(head % (status, len(body), *NOSNIFF) + body)
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self._linger = self.loop.call_later(LINGER_S, self.transport.close)
@@ -198,5 +209,6 @@ def guarded_protocol(
     `is_proxy` tells the peers exempt from the per-client cap (TRUSTED_PROXIES): behind a reverse proxy every
     connection comes from the proxy's address.
     """
+    logging.getLogger("uvicorn.error").addFilter(not_a_shutdown_cut)  # once: a logger holds a filter only once
     table: ConnectionTable[GuardedProtocol] = ConnectionTable(max_connections, max_per_client, is_proxy)
     return type("GuardedProtocol", (GuardedProtocol,), {"head_timeout": head_timeout, "table": table})

@@ -7,6 +7,9 @@ import orjson
 from api.asgi import Headers, Receive, Scope, Send
 from api.errors import ApiError
 
+#: On every response: browsers must take each Content-Type as sent and never guess (no JSON run as a script).
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
 
 class Response:
     """A status, headers and a body known in advance; Content-Type and Content-Length are set from them."""

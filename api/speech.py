@@ -112,9 +112,16 @@ class SpeechStream:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.stream(receive, send)
+        except anyio.get_cancelled_exc_class():
+            # Nothing of ours cancels this task from outside: uvicorn does, to cut the streams still running
+            # SHUTDOWN_TIMEOUT seconds after SIGTERM. Re-raised, so uvicorn breaks the connection (the client
+            # sees a broken transfer) and the task ends cancelled; api/protocol.py keeps its traceback out of the log.
+            self.outcome = "shutdown"
+            self.ticket.cancel.set()
+            raise
         finally:
             self.scheduler.release(self.ticket)
-        self.log()
+            self.log()
 
     def frame(self, chunk: bytes) -> bytes:
         return audio_delta(chunk) if self.sse else chunk

@@ -11,6 +11,10 @@ what `huggingface_hub` 2.4.0 uses for `snapshot_download(..., allow_patterns=...
   HEAD /<repo>/resolve/<commit>/<path>     file metadata: X-Repo-Commit, ETag, Content-Length
   GET  /<repo>/resolve/<commit>/<path>     the bytes
 
+The repo is served at one commit, the revision given, and under no other name (not even `main`): a client
+that does not ask for that exact revision gets the hub's 404 `RevisionNotFound`. So a download that works
+against the stand-in is pinned, and the recorded URLs show the revision it asked for.
+
 Anything else, such as the client's `/api/agent-harnesses` lookup, gets a 404, which the
 client tolerates. Every request is recorded so a test can also prove that none was made, and
 files named in `failing` answer GET with a 500, to break a download halfway.
@@ -42,16 +46,16 @@ def git_blob_id(data: bytes) -> str:
 
 
 @contextmanager
-def serve_repo(files_dir: Path, repo_id: str) -> Iterator[StandIn]:
-    """Serve every file under `files_dir` as model repo `repo_id` at one fixed commit."""
+def serve_repo(files_dir: Path, repo_id: str, commit: str) -> Iterator[StandIn]:
+    """Serve every file under `files_dir` as model repo `repo_id` at commit `commit` (40 hex digits)."""
     files = {p.relative_to(files_dir).as_posix(): p.read_bytes() for p in sorted(files_dir.rglob("*")) if p.is_file()}
-    commit = hashlib.sha1(json.dumps({path: git_blob_id(data) for path, data in files.items()}).encode()).hexdigest()
     folders = sorted({path.rsplit("/", n)[0] for path in files for n in range(1, path.count("/") + 1)})
     tree = [{"type": "directory", "oid": commit, "path": folder} for folder in folders] + [
         {"type": "file", "oid": git_blob_id(data), "size": len(data), "path": path} for path, data in files.items()
     ]
     info = {"id": repo_id, "sha": commit, "private": False, "siblings": [{"rfilename": path} for path in files]}
-    revisions = ("main", commit)
+    revisions = (commit,)
+    unknown_revision = {"X-Error-Code": "RevisionNotFound", "X-Error-Message": f"Invalid rev id: only {commit} is served"}
     standin = StandIn(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -67,13 +71,20 @@ def serve_repo(files_dir: Path, repo_id: str) -> Iterator[StandIn]:
             standin.requests.append(f"{self.command} {self.path}")
             path = unquote(urlsplit(self.path).path)
             for prefix in (f"/api/models/{repo_id}/revision/", f"/api/models/{repo_id}/tree/"):
-                if path.startswith(prefix) and path[len(prefix) :] in revisions:
+                if path.startswith(prefix):
+                    revision, _, rest = path[len(prefix) :].partition("/")
+                    if revision not in revisions:
+                        return self.send(404, b"", unknown_revision, head)
+                    if rest:
+                        break
                     body = json.dumps(info if "/revision/" in prefix else tree).encode()
                     return self.send(200, body, {"Content-Type": "application/json"}, head)
             prefix = f"/{repo_id}/resolve/"
             if path.startswith(prefix):
                 revision, _, filename = path[len(prefix) :].partition("/")
-                if revision not in revisions or filename not in files:
+                if revision not in revisions:
+                    return self.send(404, b"", unknown_revision, head)
+                if filename not in files:
                     return self.send(404, b"", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, head)
                 if filename in standin.failing and not head:
                     return self.send(500, b"", {}, head)

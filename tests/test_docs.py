@@ -36,7 +36,7 @@ def test_readme_links_resolve() -> None:
 
 def test_the_image_copies_everything_the_server_reads() -> None:
     """The image copies code folder by folder: a new folder the server needs must be listed in the Dockerfile."""
-    copy_lines = re.findall(r"^COPY --chown=user:user (.+) \S+$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    copy_lines = re.findall(r"^COPY ([^-].*) \S+$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)  # from the context
     copied = {source for line in copy_lines for source in line.split()}
     needed = {"server.py", "settings.py", "api/", "engine/", "wavstream/", "playground/", "models/"}
     assert needed <= copied, f"not copied into the image: {sorted(needed - copied)}"

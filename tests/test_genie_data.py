@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.tools.hub import HF_REVISION
 from tests.hub_standin import serve_repo
 
 pytestmark = pytest.mark.e2e
@@ -93,7 +94,7 @@ def write_repo(folder: Path, files: dict[str, bytes]) -> Path:
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator:
-    with serve_repo(write_repo(tmp_path / "hub_repo", REPO_FILES), HF_REPO) as standin:
+    with serve_repo(write_repo(tmp_path / "hub_repo", REPO_FILES), HF_REPO, HF_REVISION) as standin:
         yield standin
 
 
@@ -127,6 +128,24 @@ def test_downloads_only_genie_data_into_target(tmp_path: Path, hub, hf_home: Pat
     assert hub.requests == []
 
 
+def test_every_hub_request_names_the_pinned_revision(tmp_path: Path, hub, hf_home: Path) -> None:
+    """The stand-in serves only HF_REVISION (not `main`), and the URLs show the download asked for it."""
+    run_resolve(tmp_path / "GenieData", True, hub.url, hf_home)
+    repo_requests = [r for r in hub.requests if f"/{HF_REPO}/" in r]
+    assert repo_requests and all(f"/{HF_REVISION}" in r for r in repo_requests), repo_requests
+    assert not any("/main" in r for r in hub.requests)
+
+
+def test_a_repo_without_the_pinned_revision_fails_clearly(tmp_path: Path, hf_home: Path) -> None:
+    other = "0123456789abcdef0123456789abcdef01234567"
+    target = tmp_path / "models" / "GenieData"
+    with serve_repo(write_repo(tmp_path / "hub_repo", REPO_FILES), HF_REPO, other) as hub:
+        message = run_resolve(target, True, hub.url, hf_home)["missing"]
+    assert "downloading GenieData failed (RevisionNotFoundError" in message, message
+    assert f"at revision {HF_REVISION}" in message and f"--revision {HF_REVISION}" in message
+    assert not target.exists()
+
+
 def test_replaces_an_incomplete_folder(tmp_path: Path, hub, hf_home: Path) -> None:
     target = tmp_path / "GenieData"
     (target / "chinese-hubert-base").mkdir(parents=True)
@@ -136,7 +155,8 @@ def test_replaces_an_incomplete_folder(tmp_path: Path, hub, hf_home: Path) -> No
 
     assert (target / "speaker_encoder.onnx").read_bytes() == REPO_FILES["GenieData/speaker_encoder.onnx"]
     assert not (target / "leftover.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["GenieData", "hf_home", "hub_repo"]
+    # No staging folder left (huggingface_hub writes nothing to HF_HOME for a download pinned to a commit).
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf_home") == ["GenieData", "hub_repo"]
 
 
 def test_complete_folder_is_returned_without_network(tmp_path: Path, hub, hf_home: Path) -> None:
@@ -200,7 +220,7 @@ def test_download_lacking_required_files_is_refused(tmp_path: Path, hf_home: Pat
     files = {name: data for name, data in REPO_FILES.items() if name != "GenieData/speaker_encoder.onnx"}
     target = tmp_path / "models" / "GenieData"
 
-    with serve_repo(write_repo(tmp_path / "hub_repo", files), HF_REPO) as hub:
+    with serve_repo(write_repo(tmp_path / "hub_repo", files), HF_REPO, HF_REVISION) as hub:
         message = run_resolve(target, True, hub.url, hf_home)["missing"]
 
     assert "the download lacks speaker_encoder.onnx" in message and str(target) in message

@@ -27,6 +27,7 @@ FIGURE = re.compile(r"(\d+\.\d\d) s")
 SPEECH_URL = re.compile(r".*/v1/audio/speech$")
 # The demo voice plays at an RMS of about 0.008 (-42 dBFS); silence measures exactly 0.
 AUDIBLE_RMS = 1e-3
+CSP_REPORT = "Content Security Policy"
 
 # What the <audio> element really plays, measured outside the page's own code: on each "playing" event the
 # element's captureStream() (its tracks, whatever feeds it: a Web Audio stream, MSE or a file) goes into an
@@ -124,6 +125,9 @@ def open_playground(browser: Browser, base_url: str, width: int = 1280, height: 
     page = context.new_page()
     playground = Playground(page)
     page.on("pageerror", lambda error: playground.errors.append(str(error)))
+    # Chromium reports each Content-Security-Policy violation on the console: with the page's strict CSP
+    # (inline code allowed by hash only), any such report means the page lost part of its code or style.
+    page.on("console", lambda message: playground.errors.extend([message.text] if CSP_REPORT in message.text else []))
     page.goto(f"{base_url}/")
     expect(page.locator("#voice")).to_be_enabled(timeout=60_000)
     return playground
@@ -269,3 +273,21 @@ def test_api_key_field_when_the_server_requires_one(browser: Browser, strict_ser
         assert playground.errors == []
     finally:
         page.context.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_csp_is_enforced_and_the_page_breaks_none_of_it(playground: Playground) -> None:
+    """The page loaded and filled its voices without a CSP report (fixture); an injected inline script is blocked."""
+    page = playground.page
+    assert playground.errors == []
+    assert page.evaluate("getComputedStyle(document.querySelector('section')).borderRadius") == "12px"  # its style applied
+    page.evaluate(
+        """() => {
+            const injected = document.createElement("script");
+            injected.textContent = "window.injectedRan = true";
+            document.body.append(injected);
+        }"""
+    )
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.injectedRan === undefined")
+    assert any(CSP_REPORT in error for error in playground.errors), playground.errors

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.tools.hub import HF_REPO
+from engine.tools.hub import HF_REPO, HF_REVISION
 from engine.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, inspect_voice
 from tests.hub_standin import serve_repo
 from tests.server_process import ROOT
@@ -52,10 +52,12 @@ def install(names: list[str], models: Path, endpoint: str, hf_home: Path) -> sub
 
 def test_installs_a_character_as_a_voice_folder(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    with serve_repo(character_repo(tmp_path / "repo"), HF_REPO) as hub:
+    with serve_repo(character_repo(tmp_path / "repo"), HF_REPO, HF_REVISION) as hub:
         done = install(["mika"], models, hub.url, tmp_path / "hf")
         assert done.returncode == 0, done.stderr
         assert not any("feibi" in request for request in hub.requests)
+        repo_requests = [request for request in hub.requests if f"/{HF_REPO}/" in request]
+        assert repo_requests and all(f"/{HF_REVISION}" in request for request in repo_requests), repo_requests
         folder = inspect_voice(models / "mika")
         assert (folder.kind, folder.language, folder.reference.text) == ("V2ProPlus", "Japanese", "こんにちは、ミカです。")
         assert (models / "mika" / "tts_models" / "vits_fp16.bin").read_bytes() == b"vits_fp16.bin"
@@ -75,3 +77,11 @@ def test_unknown_character_and_offline_fail_clearly(tmp_path: Path) -> None:
     assert offline.returncode == 1
     assert HF_REPO in offline.stderr and "CharacterModels/v2ProPlus/thirtyseven/" in offline.stderr
     assert not (tmp_path / "models" / "thirtyseven").exists()
+
+
+def test_a_repo_without_the_pinned_revision_fails_clearly(tmp_path: Path) -> None:
+    with serve_repo(character_repo(tmp_path / "repo"), HF_REPO, "f" * 40) as hub:
+        done = install(["mika"], tmp_path / "models", hub.url, tmp_path / "hf")
+    assert done.returncode == 1
+    assert f"revision {HF_REVISION}" in done.stderr and "RevisionNotFoundError" in done.stderr, done.stderr
+    assert not (tmp_path / "models" / "mika").exists()

@@ -47,6 +47,7 @@ def test_beyond_max_connections_requests_get_an_openai_shaped_503(own_server: Se
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 503")
         assert b"retry-after: 5" in head.lower() and b"connection: close" in head.lower()
+        assert b"x-content-type-options: nosniff" in head.lower()
         assert json.loads(body)["error"]["code"] == "too_many_connections"
     finally:
         for sock in busy:
@@ -60,9 +61,19 @@ def test_sigterm_refuses_new_work_aborts_streams_honestly_and_exits_0(own_server
     server = own_server
     try:
         host, port = server.base_url.removeprefix("http://").split(":")
+        # A request whose body never comes: still unanswered when the streams are cut (BODY_TIMEOUT is 30 s).
+        waiting = socket.create_connection((host, int(port)), timeout=SHUTDOWN_TIMEOUT + 15)
+        waiting.sendall(
+            b"POST /v1/audio/speech HTTP/1.1\r\nHost: t\r\nX-Request-Id: cut-before-answer\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
         received = b""
         with httpx.stream(
-            "POST", f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": LONG}, timeout=60
+            "POST",
+            f"{server.base_url}/v1/audio/speech",
+            json={"model": "demo", "input": LONG},
+            headers={"x-request-id": "cut-stream"},
+            timeout=60,
         ) as response:
             assert response.status_code == 200
             chunks = response.iter_raw()
@@ -83,6 +94,23 @@ def test_sigterm_refuses_new_work_aborts_streams_honestly_and_exits_0(own_server
         assert time.monotonic() - signalled < SHUTDOWN_TIMEOUT + 15
         log = server.log()
         assert "Shutting down" in log and "Finished server process" in log
+
+        # The unanswered request got a clear 503 before its connection was closed.
+        answer = b""
+        while chunk := waiting.recv(4096):
+            answer += chunk
+        waiting.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), answer
+        assert json.loads(body)["error"]["code"] == "shutting_down"
+
+        # One request line for each request cut, and no traceback or uvicorn error for them.
+        cut = [line for line in log.splitlines() if "outcome=shutdown" in line]
+        assert len(cut) == 2, cut
+        assert "request_id=cut-stream " in cut[0] or "request_id=cut-stream " in cut[1], cut
+        assert any("request_id=cut-before-answer " in line and "status=503" in line for line in cut), cut
+        for sign in ("Traceback", "Exception in ASGI application", "ASGI callable returned"):
+            assert sign not in log, log
     finally:
         if server.process.poll() is None:
             server.stop()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.genie import GenieDataMissing, missing_data
-from engine.tools.hub import HF_REPO, fetch_folder
+from engine.tools.hub import HF_REPO, HF_REVISION, fetch_folder
 
 HF_FOLDER = "GenieData"
 logger = logging.getLogger("gsv.genie_data")
@@ -18,7 +18,8 @@ logger = logging.getLogger("gsv.genie_data")
 def instructions(target: Path) -> str:
     return (
         f"GenieData (about 391 MB) is needed at {target}. Download the folder '{HF_FOLDER}/' of the Hugging Face "
-        f"model repo {HF_REPO}, e.g. `hf download {HF_REPO} --include '{HF_FOLDER}/*' --local-dir .`, "
+        f"model repo {HF_REPO} at revision {HF_REVISION}, e.g. "
+        f"`hf download {HF_REPO} --revision {HF_REVISION} --include '{HF_FOLDER}/*' --local-dir .`, "
         f"and move it to {target}, or point GENIE_DATA_DIR at an existing copy. "
         f"Offline, `python server.py --demo` runs on a generated voice with stand-in data."
     )
@@ -27,7 +28,7 @@ def instructions(target: Path) -> str:
 def download(target: Path) -> None:
     """Fetch GenieData/ from the hub into `target` (progress bars from huggingface_hub)."""
     staging = target.parent / f".{target.name}.download"
-    logger.info("genie_data=downloading repo=%s target=%s", HF_REPO, target)
+    logger.info("genie_data=downloading repo=%s revision=%s target=%s", HF_REPO, HF_REVISION, target)
     try:
         fetched = fetch_folder(HF_FOLDER, staging)
     except Exception as error:  # network, auth and hub errors all mean the same thing to the user

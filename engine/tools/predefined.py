@@ -19,7 +19,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from engine.tools.hub import HF_REPO, fetch_folder
+from engine.tools.hub import HF_REPO, HF_REVISION, fetch_folder
 from engine.voice_folder import VoiceError, inspect_voice
 
 #: name -> language of its reference clip (Genie's CHARA_LANG)
@@ -78,7 +78,7 @@ def install(name: str, models_dir: Path) -> Path:
     except Exception as error:  # huggingface_hub raises many types for network and hub errors
         raise PredefinedVoiceError(
             f"could not download predefined voice {name!r} from the Hugging Face repo {HF_REPO} "
-            f"(folder {folder}/): {type(error).__name__}: {error}"
+            f"(folder {folder}/, revision {HF_REVISION}): {type(error).__name__}: {error}"
         ) from None
     try:
         scratch = _as_voice_folder(fetched, name, models_dir)
