@@ -509,12 +509,14 @@ def test_queue_full_is_a_documented_429(server: ServerProcess) -> None:
     server.wait_idle()
     capacity = server.health()["synthesis"]["workers"] + 8
     body = {"model": "demo", "input": "むかしむかし、ある山のふもとに、おじいさんとおばあさんが住んでいました。" * 4}
-    limits = httpx.Limits(max_connections=capacity + 2, max_keepalive_connections=0)
-    with httpx.Client(base_url=server.base_url, timeout=60, limits=limits) as client, contextlib.ExitStack() as streams:
-        for _ in range(capacity):  # each gets its 200 and headers at once; the audio is left unread
+    with contextlib.ExitStack() as streams:
+        for number in range(capacity):  # each gets its 200 and headers at once; the audio is left unread
+            # From addresses of their own: one address may have only MAX_STREAMS_PER_CLIENT (4) requests in progress.
+            transport = httpx.HTTPTransport(local_address=f"127.0.1.{number + 1}")
+            client = streams.enter_context(httpx.Client(base_url=server.base_url, timeout=60, transport=transport))
             response = streams.enter_context(client.stream("POST", SPEECH, json=body))
             assert response.status_code == 200
-        busy = client.post(SPEECH, json=body)
+        busy = httpx.post(f"{server.base_url}{SPEECH}", json=body, timeout=60)
     assert busy.status_code == 429, busy.content
     assert_conforms("POST", SPEECH, busy)
     assert busy.json()["error"]["code"] == "rate_limit_exceeded"

@@ -91,7 +91,7 @@ def test_first_audio_arrives_while_later_segments_are_still_synthesised(server: 
             received += chunk
     after = server.health()["synthesis"]["jobs_run"] - before
     assert jobs_when_first_audio_arrived < after
-    assert after >= 8  # two jobs (T2S, vocoder) per segment
+    assert after >= 12  # three jobs per segment: T2S, vocoder, and stretching/encoding
     assert wav_info(received)[3] > 10
 
 
@@ -187,8 +187,9 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
 
         def decoding_second_segment() -> bool:
             synthesis = server.health()["synthesis"]
-            assert synthesis["jobs_run"] - before == 2, f"the second segment's T2S job ended before we could leave: {synthesis}"
-            return synthesis["running"] == 1  # the first segment's two jobs are done: this is the second one's T2S
+            # The first segment's three jobs (T2S, vocoder, encoding) are done: the one running is the second one's T2S.
+            assert synthesis["jobs_run"] - before == 3, f"the second segment's T2S job ended before we could leave: {synthesis}"
+            return synthesis["running"] == 1
 
         wait_for(decoding_second_segment, 30, "decoding the second segment")
         left = time.monotonic()
@@ -196,7 +197,7 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
     state = server.wait_idle(timeout=120)
     stopped_s = time.monotonic() - left
     ran = state["synthesis"]["jobs_run"] - before
-    assert ran == 3, f"{ran} synthesis jobs ran: expected the first segment's two and the second one's cut-short T2S"
+    assert ran == 4, f"{ran} synthesis jobs ran: expected the first segment's three and the second one's cut-short T2S"
     assert stopped_s < segment_s / 5, (
         f"synthesis went on {stopped_s:.2f} s after the client left, against {segment_s:.2f} s for the whole segment "
         f"({steps} decoding steps and its vocoder): the decoding loop did not stop at the next step"
