@@ -65,8 +65,13 @@ class Settings:
     log_level: str = "info"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        environ = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+        """From `environ` (default: the process's environment, over the `.env` file of the working directory,
+        if there is one, as uvicorn and most servers do: a variable set in the environment wins)."""
+        if environ is None:
+            environ = {**read_dotenv(Path(".env") if dotenv is None else dotenv), **os.environ}
+        elif dotenv is not None:
+            environ = {**read_dotenv(dotenv), **environ}
         values: dict[str, object] = {}
         for item in fields(cls):
             raw = environ.get(item.name.upper())
@@ -128,6 +133,26 @@ class Settings:
                 except ValueError:
                     raise ValueError(f"TRUSTED_PROXIES: {item.strip()!r} is not an address, a network or *") from None
         return tuple(networks)
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """NAME=value lines of a .env file (blank lines, `# comments` and an `export ` prefix allowed, one pair of
+    quotes around a value removed); {} when there is no such file."""
+    if not path.is_file():
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name.replace("_", "").isalnum():
+            raise ValueError(f"{path}, line {number}: not NAME=value: {line[:60]!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[name] = value
+    return values
 
 
 def _convert(name: str, kind: object, raw: str) -> object:

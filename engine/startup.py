@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.genie import import_genie, missing_data
 from engine.tools import demo
-from engine.tools.genie_data import resolve_genie_data
+from engine.tools.genie_data import instructions, resolve_genie_data
 from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
 
 logger = logging.getLogger("gsv.startup")
@@ -34,7 +34,8 @@ def find_voices(
         return genie_data_dir, scan(models_dir, genie_data_dir)
 
     root = cache_dir / f"demo-{demo.BUILD_VERSION}"
-    if missing_data(genie_data_dir):
+    real_data_dir, stand_in = genie_data_dir, bool(missing_data(genie_data_dir))
+    if stand_in:
         voice_dir, genie_data_dir = demo.ensure_demo(root)  # with its stand-in GenieData
     else:
         import_genie(genie_data_dir)
@@ -46,16 +47,34 @@ def find_voices(
     except VoiceError as error:
         demo_voice = error
     folders = [entry for entry in scan(models_dir, genie_data_dir) if entry[0] != "demo"]
+    if stand_in:  # its random HuBERT and speaker encoder would make a real voice speak noise
+        refusal = VoiceError(
+            f"GenieData is missing at {real_data_dir}; only the demo voice runs on the generated stand-in. "
+            f"{instructions(real_data_dir)}"
+        )
+        folders = [(name, refusal) for name, _ in folders]
     return genie_data_dir, [*folders, ("demo", demo_voice)]
 
 
-def check_voices(models_dir: Path, genie_data_dir: Path) -> tuple[list[str], bool]:
-    """`server.py --check`: a line for GenieData and one per voice folder, and whether every voice can be served."""
+def check_voices(models_dir: Path, genie_data_dir: Path, allow_download: bool) -> tuple[list[str], bool]:
+    """`server.py --check`: a line for GenieData and one per voice folder, and whether every voice can be served.
+
+    Missing GenieData is an error unless the server may download it (GENIE_DOWNLOAD=1): then a warning that
+    says so, since the first start will fetch it.
+    """
     absent = missing_data(genie_data_dir)
-    lines = [f"GenieData {genie_data_dir}: {'ok' if not absent else 'missing ' + ', '.join(absent)}"]
+    if not absent:
+        lines = [f"OK   GenieData {genie_data_dir}"]
+    elif allow_download:
+        lines = [f"WARN GenieData {genie_data_dir}: missing {', '.join(absent)}; the server will download it at start"]
+    else:
+        lines = [
+            f"ERROR GenieData {genie_data_dir}: missing {', '.join(absent)} and GENIE_DOWNLOAD=0. {instructions(genie_data_dir)}"
+        ]
     entries = scan(models_dir, genie_data_dir)
     if not entries:
         return [*lines, f"ERROR no voice folders in {models_dir}"], False
     for name, folder in entries:
         lines.append(f"ERROR {name}: {folder}" if isinstance(folder, VoiceError) else verdict(folder))
-    return lines, not any(isinstance(folder, VoiceError) for _, folder in entries)
+    servable = not any(isinstance(folder, VoiceError) for _, folder in entries)
+    return lines, servable and (not absent or allow_download)

@@ -23,8 +23,8 @@ from tests.server_process import ROOT, ServerProcess, start_server
 pytestmark = pytest.mark.e2e
 
 
-def run_check(models: Path, genie_data: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GENIE_DATA_DIR": str(genie_data)}
+def run_check(models: Path, genie_data: Path, download: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GENIE_DATA_DIR": str(genie_data), "GENIE_DOWNLOAD": "1" if download else "0"}
     return subprocess.run(
         [sys.executable, "server.py", "--check", "--models", str(models)],
         cwd=ROOT,
@@ -65,6 +65,44 @@ def test_check_passes_on_a_good_voice_and_fails_on_a_broken_one(demo_root: Path,
     lines = bad.stdout.splitlines()
     assert any(line.startswith("OK   alice") for line in lines)
     assert any(line.startswith("ERROR bob:") and "klingon" in line for line in lines)
+
+
+def test_check_says_what_missing_genie_data_means(demo_root: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "alice").symlink_to(demo_root / "demo", target_is_directory=True)
+    present = run_check(models, demo_root / "GenieData", download=False)
+    assert present.returncode == 0 and present.stdout.startswith(f"OK   GenieData {demo_root / 'GenieData'}")
+
+    absent = tmp_path / "GenieData"
+    refused = run_check(models, absent, download=False)  # the server would not start: an error, exit 1
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stdout.startswith(f"ERROR GenieData {absent}: missing ") and "GENIE_DOWNLOAD=0" in refused.stdout
+    assert "High-Logic/Genie" in refused.stdout  # and how to get it
+
+    fetched = run_check(models, absent, download=True)  # the server would download it: a warning that says so
+    assert fetched.returncode == 0, fetched.stdout
+    assert fetched.stdout.startswith(f"WARN GenieData {absent}: missing ") and "will download" in fetched.stdout
+
+
+def test_a_real_voice_is_never_served_on_the_demos_stand_in_genie_data(demo_root: Path, tmp_path: Path) -> None:
+    """DEMO=1 without GenieData: the demo voice runs on its generated stand-in (random HuBERT and speaker encoder),
+    which would make a real voice speak noise, so the user's voices are refused with the usual instructions."""
+    from engine.startup import find_voices
+    from engine.voice_folder import VoiceError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "alice").symlink_to(demo_root / "demo", target_is_directory=True)
+    absent = tmp_path / "GenieData"
+    data_dir, found = find_voices(models, absent, allow_download=False, with_demo=True, cache_dir=CACHE)
+    voices = dict(found)
+    assert data_dir != absent and not isinstance(voices["demo"], VoiceError)  # the demo, on the stand-in
+    assert isinstance(voices["alice"], VoiceError)
+    assert f"GenieData is missing at {absent}" in str(voices["alice"]) and "High-Logic/Genie" in str(voices["alice"])
+
+    _, with_real_data = find_voices(models, demo_root / "GenieData", allow_download=False, with_demo=True, cache_dir=CACHE)
+    assert not isinstance(dict(with_real_data)["alice"], VoiceError)  # with GenieData in place, alice is served
 
 
 def test_check_on_an_empty_folder_fails(tmp_path: Path, demo_root: Path) -> None:

@@ -46,3 +46,44 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
             expected = {True: "1", False: "0"}.get(value, str(value)) if isinstance(value, bool) else str(value)
             assert documented[name] == expected, f"{name}: .env.example says {documented[name]!r}, default is {expected!r}"
     assert "GENIE_DATA_DIR" in documented
+
+
+def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# my Space's settings\n\nAPI_KEY='s3cret'\nexport WORKERS=3\nPORT = 9000\nALLOWED_ORIGINS=\"https://a.example\"\n"
+    )
+    settings = Settings.from_env({"PORT": "8000"}, dotenv=dotenv)
+    assert (settings.api_key, settings.workers, settings.port, settings.allowed_origins) == (
+        "s3cret",
+        3,
+        8000,
+        "https://a.example",
+    )
+    assert Settings.from_env({}, dotenv=tmp_path / "absent").port == 7860  # no file: the defaults
+
+
+def test_a_broken_dotenv_line_names_the_file_and_line(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("WORKERS=2\nthis is not a setting\n")
+    with pytest.raises(ValueError, match=r"\.env, line 2"):
+        Settings.from_env({}, dotenv=dotenv)
+
+
+def test_the_server_reads_dotenv_from_its_working_directory(tmp_path: Path) -> None:
+    """`python server.py --check` in a folder whose .env names the models folder: the server used it."""
+    import subprocess
+    import sys
+
+    (tmp_path / ".env").write_text(f"MODELS_DIR={tmp_path / 'voices-from-dotenv'}\nGENIE_DOWNLOAD=0\n")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "server.py"), "--check"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "no voice folders in " + str(tmp_path / "voices-from-dotenv") in result.stdout, result.stdout + result.stderr
+    assert "GENIE_DOWNLOAD=0" in result.stdout  # also from .env: missing GenieData is then an error
+    assert result.returncode == 1
