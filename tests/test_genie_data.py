@@ -241,3 +241,15 @@ def test_the_command_in_the_message_downloads_genie_data(tmp_path: Path, hub, hf
 
     assert done.returncode == 0, f"{command.group(1)!r} failed: {done.stderr}"
     assert files_under(workdir / "GenieData") == GENIE_FILES
+
+
+def test_the_instructions_download_straight_to_the_folder_named(tmp_path: Path) -> None:
+    """`hf download --include 'GenieData/*' --local-dir D` writes D/GenieData: D is the target's parent."""
+    from engine.tools.genie_data import instructions
+
+    target = tmp_path / "GenieData"
+    text = instructions(target)
+    assert f"--local-dir {tmp_path}`" in text and "rename" not in text and "--revision " in text
+    elsewhere = instructions(tmp_path / "genie-data")  # another name: the one rename is said
+    assert f"rename {tmp_path / 'GenieData'} to {tmp_path / 'genie-data'}" in elsewhere
+    assert "python -m engine.tools.demo DIR" in text  # the offline stand-in is named

@@ -16,12 +16,16 @@ logger = logging.getLogger("gsv.genie_data")
 
 
 def instructions(target: Path) -> str:
+    """What to run to put GenieData at `target`: the download lands in place, nothing to move afterwards."""
+    place = f"--local-dir {target.parent}"
+    if target.name != HF_FOLDER:
+        place += f" and rename {target.parent / HF_FOLDER} to {target}"
     return (
         f"GenieData (about 391 MB) is needed at {target}. Download the folder '{HF_FOLDER}/' of the Hugging Face "
-        f"model repo {HF_REPO} at revision {HF_REVISION}, e.g. "
-        f"`hf download {HF_REPO} --revision {HF_REVISION} --include '{HF_FOLDER}/*' --local-dir .`, "
-        f"and move it to {target}, or point GENIE_DATA_DIR at an existing copy. "
-        f"Offline, `python server.py --demo` runs on a generated voice with stand-in data."
+        f"model repo {HF_REPO} at revision {HF_REVISION}: "
+        f"`hf download {HF_REPO} --revision {HF_REVISION} --include '{HF_FOLDER}/*' {place}`, "
+        f"or point GENIE_DATA_DIR at an existing copy. Offline, `python server.py --demo` serves only the generated "
+        f"demo voice, on stand-in data (`python -m engine.tools.demo DIR` builds both)."
     )
 
 

@@ -1,0 +1,56 @@
+"""What docs/deployment-guide.md claims, checked against the code it describes (a new user follows it literally)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.server_process import ROOT
+
+GUIDE = (ROOT / "docs" / "deployment-guide.md").read_text(encoding="utf-8")
+
+
+def open_routes() -> set[str]:
+    """The paths the application serves without the API key, read from its route table."""
+    from api.app import Application
+    from settings import Settings
+
+    app = Application(Settings(api_key="k"), Path("GenieData"), [])
+    return {route.path for route in app.routes.routes if route.open}
+
+
+def test_the_guide_names_exactly_the_routes_open_without_the_key() -> None:
+    sentence = GUIDE[GUIDE.index("**Secret** `API_KEY`") :].split("\n- ", 1)[0]
+    open_part = sentence[sentence.index(";") : sentence.index("stay open")]
+    named = set(re.findall(r"`(/[^`]*)`", open_part))
+    assert named == open_routes()
+
+
+def test_every_curl_that_writes_a_wav_asks_for_wav() -> None:
+    commands = re.findall(r"curl [^`]*?-o (\S+)", GUIDE, re.DOTALL)
+    assert commands, "the guide shows no curl command"
+    for block in re.findall(r"(curl [^`]*?-o \S+\.wav)", GUIDE, re.DOTALL):
+        body = json.loads(re.search(r"-d '([^']*)'", block).group(1))
+        assert body.get("response_format") == "wav", block  # else DEFAULT_RESPONSE_FORMAT=mp3 writes MP3 into .wav
+
+
+def test_the_sample_request_line_has_every_field_the_server_logs() -> None:
+    source = (ROOT / "api" / "speech.py").read_text()
+    start = source.index("def log(self)")
+    logged = re.findall(r"(\w+)=%", source[start : source.index("self.request.id", start)]) + ["client"]
+    sample = next(line for line in GUIDE.splitlines() if line.startswith("INFO gsv.request "))
+    shown = re.findall(r"(\w+)=", sample)
+    assert shown == logged
+
+
+def test_the_python_examples_say_what_to_install() -> None:
+    examples = GUIDE.index("import requests")
+    assert "pip install openai requests" in GUIDE[:examples]
+
+
+def test_the_local_run_uses_the_servers_own_virtualenv() -> None:
+    local = GUIDE[GUIDE.index("### Try it locally") :]
+    local = local[: local.index("\n## ")]
+    assert "bash scripts/serve.sh --check" in local and "ModuleNotFoundError: anyio" in local
+    assert 'exec .venv/bin/python server.py "$@"' in (ROOT / "scripts" / "serve.sh").read_text()  # --check reaches server.py
