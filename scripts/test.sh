@@ -5,13 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# ffmpeg (ffprobe and ffmpeg decode every format), Debian's chromium (the playground's browser test) and
-# haproxy (the rate limit behind a real proxy) are needed; a Japanese font only makes the playground's
-# screenshots readable.
+# ffmpeg (ffprobe and ffmpeg decode every format), Debian's chromium (the playground's browser test),
+# haproxy (the rate limit behind a real proxy) and git-lfs (the deployment guide's push to a Space) are
+# needed; a Japanese font only makes the playground's screenshots readable.
 missing=()
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+git lfs version >/dev/null 2>&1 || missing+=(git-lfs)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     dpkg-query -W -f='${Status}' fonts-ipafont-gothic 2>/dev/null | grep -q "ok installed" || missing+=(fonts-ipafont-gothic)
