@@ -12,6 +12,8 @@ from pathlib import Path
 
 import soundfile as sf
 
+from engine.weight_files import is_lfs_pointer, lfs_pointer_message, weight_problem
+
 LANGUAGES = {
     "chinese": "Chinese",
     "zh": "Chinese",
@@ -92,6 +94,9 @@ def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder
         present, absent = PROMPT_ENCODER_FILES if prompt_files[0] else PROMPT_ENCODER_FILES[::-1]
         raise VoiceError(f"{models} has {present} but not {absent} (V2ProPlus needs both, V2 neither)")
     kind = "V2ProPlus" if all(prompt_files) else "V2"
+    problem = weight_problem(models, BASE_FILES + (PROMPT_ENCODER_FILES if kind == "V2ProPlus" else ()))
+    if problem:
+        raise VoiceError(problem)
 
     default, warnings = inspect_reference(path / "reference", None, genie_data_dir)
     styles: dict[str, ReferenceClip] = {}
@@ -133,6 +138,8 @@ def inspect_reference(folder: Path, default_language: str | None, genie_data_dir
 
     if not audio_path.is_file():
         raise VoiceError(f"missing {audio_path}")
+    if is_lfs_pointer(audio_path):
+        raise VoiceError(lfs_pointer_message(audio_path))
     try:
         info = sf.info(str(audio_path))
     except (sf.LibsndfileError, RuntimeError) as error:
