@@ -54,3 +54,11 @@ def test_the_local_run_uses_the_servers_own_virtualenv() -> None:
     local = local[: local.index("\n## ")]
     assert "bash scripts/serve.sh --check" in local and "ModuleNotFoundError: anyio" in local
     assert 'exec .venv/bin/python server.py "$@"' in (ROOT / "scripts" / "serve.sh").read_text()  # --check reaches server.py
+
+
+def test_the_readme_and_the_guide_say_how_to_get_a_c_compiler_on_each_platform() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    installs = ("apt-get install gcc python3-dev", "dnf install gcc python3-devel", "xcode-select --install", "C++ Build Tools")
+    for text in (readme, GUIDE):
+        for install in installs:
+            assert install in text
