@@ -52,7 +52,7 @@ def find_voices(
             f"GenieData is missing at {real_data_dir}; only the demo voice runs on the generated stand-in. "
             f"{instructions(real_data_dir)}"
         )
-        folders = [(name, refusal) for name, _ in folders]
+        folders = [(name, refusal if isinstance(folder, VoiceFolder) else folder) for name, folder in folders]
     return genie_data_dir, [*folders, ("demo", demo_voice)]
 
 

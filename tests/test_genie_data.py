@@ -229,10 +229,11 @@ def test_download_lacking_required_files_is_refused(tmp_path: Path, hf_home: Pat
 
 def test_the_command_in_the_message_downloads_genie_data(tmp_path: Path, hub, hf_home: Path) -> None:
     """The manual instructions must work with the installed huggingface_hub, not just read well."""
-    message = run_resolve(tmp_path / "GenieData", False, hub.url, hf_home)["missing"]
+    target = tmp_path / "GenieData"
+    message = run_resolve(target, False, hub.url, hf_home)["missing"]
     command = re.search(r"`([^`]*download[^`]*)`", message)
     assert command, message
-    workdir = tmp_path / "manual"
+    workdir = tmp_path / "elsewhere"  # wherever the user happens to be: the command names the folder itself
     workdir.mkdir()
 
     done = subprocess.run(
@@ -240,7 +241,8 @@ def test_the_command_in_the_message_downloads_genie_data(tmp_path: Path, hub, hf
     )
 
     assert done.returncode == 0, f"{command.group(1)!r} failed: {done.stderr}"
-    assert files_under(workdir / "GenieData") == GENIE_FILES
+    assert files_under(target) == GENIE_FILES  # in place: nothing to move
+    assert list(workdir.iterdir()) == []
 
 
 def test_the_instructions_download_straight_to_the_folder_named(tmp_path: Path) -> None:
