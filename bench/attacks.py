@@ -93,6 +93,16 @@ def answer_of(status: int, body: bytes) -> str:
     return f"answered {status} ({message.partition(';')[0].partition(':')[0]})"
 
 
+def connect_or_pause(base: str, stop: threading.Event, tally: Tally, **options: object) -> socket.socket | None:
+    """`connect`, or None after counting the failure and pausing a second (the server may be refusing us)."""
+    try:
+        return connect(base, **options)  # type: ignore[arg-type]
+    except OSError:
+        tally.add("connect failed")
+        stop.wait(1)
+        return None
+
+
 def run_threads(count: int, target: Callable[[int], None]) -> None:
     threads = [threading.Thread(target=target, args=(index,), daemon=True) for index in range(count)]
     for thread in threads:
@@ -124,11 +134,8 @@ def _read_slowly(base: str, stop: threading.Event, tally: Tally, text: str, spee
 
     def reader(_: int) -> None:
         while not stop.is_set():
-            try:
-                sock = connect(base, receive_buffer=4096)
-            except OSError:
-                tally.add("connect failed")
-                stop.wait(1)
+            sock = connect_or_pause(base, stop, tally, receive_buffer=4096)
+            if sock is None:
                 continue
             with sock:
                 try:
@@ -219,11 +226,8 @@ def huge_header(base: str, stop: threading.Event, tally: Tally) -> None:
     """One connection sends a 100 MB header at 10 MB/s; when the server ends it, the next one starts."""
     chunk = b"a" * HUGE_HEADER_CHUNK
     while not stop.is_set():
-        try:
-            sock = connect(base)
-        except OSError:
-            tally.add("connect failed")
-            stop.wait(1)
+        sock = connect_or_pause(base, stop, tally)
+        if sock is None:
             continue
         with sock:
             tally.add("connections")
@@ -310,11 +314,8 @@ def websocket_upgrade(base: str, stop: threading.Event, tally: Tally) -> None:
                 f"GET {path} HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
-            try:
-                sock = connect(base)
-            except OSError:
-                tally.add("connect failed")
-                stop.wait(1)
+            sock = connect_or_pause(base, stop, tally)
+            if sock is None:
                 continue
             try:
                 sock.sendall(head)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from engine.segmenter import units
+
 TOKENS_PER_SECOND = 25
 #: Fast speech in Japanese, Chinese or English takes about 24 length units a second or fewer (a kana or a
 #: hanzi is 2 units, a Latin letter or digit 1: the segmenter's measure), so 1/24 s per unit is a low estimate.
@@ -29,7 +31,7 @@ class AudioLimitReached(Exception):
 
 def fast_speech_seconds(text: str) -> float:
     """Seconds of audio the text takes at least, at speed 1: its letters, digits and characters, spoken fast."""
-    return SECONDS_PER_UNIT * sum((1 if ord(char) < 128 else 2) for char in text if char.isalnum())
+    return SECONDS_PER_UNIT * units("".join(char for char in text if char.isalnum()))
 
 
 def token_budget(max_seconds: float) -> int:
