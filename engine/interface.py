@@ -9,12 +9,13 @@ client left), `AudioLimitReached` (synthesis passed the request's audio limit).
 """
 
 from engine.audio_budget import AudioLimitReached, TooMuchAudio
+from engine.decoding import Cancelled
 from engine.genie import GenieDataMissing
 from engine.registry import VoiceRegistry, load_voices
 from engine.scheduler import QueueFull, Scheduler, Ticket
 from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, speak
 from engine.startup import FoundVoices, check_voices, find_voices
-from engine.synthesis import SAMPLE_RATE, Cancelled
+from engine.synthesis import SAMPLE_RATE
 from engine.voice import Voice
 
 __all__ = [

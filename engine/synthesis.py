@@ -1,8 +1,6 @@
-"""One segment's phonemes to float audio: our own T2S decoding loop, then the vocoder.
+"""One segment's phonemes to float audio: the T2S decoding (engine/decoding.py), then the vocoder.
 
-Runs in a worker thread. This replaces Genie's `GENIE.tts`, whose loop shares one global stop
-event, stops after a hard-coded 500 tokens, and replays the reference audio when decoding stops
-at step 0 (`y[:, -0:]` is the whole sequence).
+Runs in a worker thread, in place of Genie's `GENIE.tts`.
 """
 
 from __future__ import annotations
@@ -13,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.audio_budget import AudioLimitReached
+from engine.decoding import SegmentDecoder
 from engine.g2p import Phonemes
 from engine.voice import Reference, Voice
 
 SAMPLE_RATE = 32000
-EOS_TOKEN = 1024
 #: Real speech needs 2-3 semantic tokens (25 per second) per phoneme; a slow speaker about 5.
 #: The cap leaves twice that, to stop a model that would otherwise never emit EOS. Known gap: segments are
 #: bounded in characters, not phonemes, and a dense one (a 120-unit run of digits is about 650 phonemes)
@@ -25,10 +23,6 @@ EOS_TOKEN = 1024
 TOKENS_PER_PHONEME_CAP = 10
 TOKEN_CAP_FLOOR = 50
 HARD_TOKEN_CAP = 1500
-
-
-class Cancelled(Exception):
-    """The request this segment belonged to went away."""
 
 
 def token_cap(phoneme_count: int) -> int:
@@ -48,40 +42,17 @@ class Tokens:
 def text_to_tokens(
     voice: Voice, phonemes: Phonemes, reference: Reference, cancel: threading.Event, budget: int = HARD_TOKEN_CAP
 ) -> Tokens:
-    """Stage one: the T2S decoding loop, checking `cancel` between steps and stopping at the token cap.
+    """Stage one: the whole T2S decoding of a segment, checking `cancel` between steps and stopping at the cap.
 
     `budget` is what is left of the request's audio limit, in tokens: a segment that needs more raises
     AudioLimitReached, since cutting it short would send less than the text as if it were all.
     """
-    x, prompts = voice.encoder.run(
-        None,
-        {
-            "ref_seq": reference.phonemes,
-            "text_seq": phonemes.sequence,
-            "ref_bert": reference.bert,
-            "text_bert": phonemes.bert,
-            "ssl_content": reference.ssl,
-        },
-    )
-    prompt_length = prompts.shape[1]
-    y, y_emb, *cache = voice.first_stage_decoder.run(None, {"x": x, "prompts": prompts})
-    names = [item.name for item in voice.stage_decoder.get_inputs()]
-    cap = min(token_cap(phonemes.count), budget)
-    stopped = False
-    while y.shape[1] - prompt_length < cap:
-        if cancel.is_set():
-            raise Cancelled
-        y, y_emb, stop, *cache = voice.stage_decoder.run(None, dict(zip(names, [y, y_emb, *cache], strict=True)))
-        if stop:
-            stopped = True
-            break
-    if not stopped and cap < token_cap(phonemes.count):
+    cap = token_cap(phonemes.count)
+    decoder = SegmentDecoder(voice, phonemes, reference, min(cap, budget))
+    values = decoder.advance(cap, cancel)
+    if not decoder.stopped and budget < cap:
         raise AudioLimitReached
-    generated = y[0, prompt_length:]
-    eos = np.flatnonzero(generated >= EOS_TOKEN)
-    if eos.size:
-        generated = generated[: eos[0]]
-    return Tokens(phonemes, generated, not stopped, reference)
+    return Tokens(phonemes, values, not decoder.stopped, reference)
 
 
 def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:

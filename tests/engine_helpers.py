@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.decoding import Cancelled
 from engine.g2p import Phonemes
-from engine.synthesis import Cancelled, text_to_tokens, vocode
+from engine.synthesis import text_to_tokens, vocode
 from engine.voice import Reference, Voice
 
 

@@ -157,8 +157,8 @@ def test_a_slow_speaker_is_never_capped(slow_voice, kind: str) -> None:
 
 
 def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
+    from engine.decoding import Cancelled
     from engine.g2p import text_to_phonemes
-    from engine.synthesis import Cancelled
     from tests.engine_helpers import synthesize
 
     cancel = threading.Event()
