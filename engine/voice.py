@@ -9,6 +9,7 @@ encoder) are loaded only when a feature is not cached yet, and dropped once the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,8 @@ from engine.g2p import text_to_phonemes
 from engine.reference_cache import ReferenceCache
 from engine.sessions import SessionLoader, WeightPool, in_memory_session
 from engine.voice_folder import ReferenceClip, VoiceFolder
+
+logger = logging.getLogger("gsv.voices")
 
 
 def load_session(model: Path, fp16_weights: Path | None, threads: int) -> onnxruntime.InferenceSession:
@@ -55,6 +58,7 @@ class SharedModels:
 
     def _ensure(self) -> None:
         if self._hubert is None or self._speaker_encoder is None:
+            logger.info("loading HuBERT and the speaker encoder for reference features")
             self._hubert = self._loader.session(*self.hubert_files)
             self._speaker_encoder = self._loader.session(self.speaker_encoder_file, None)
             self.loads += 1
@@ -178,6 +182,7 @@ class ReferenceFeatures:
         if self.folder.kind != "V2ProPlus":
             return None
         if self._prompt_encoder is None:
+            logger.info("voice=%s loading its prompt encoder for reference features", self.folder.name)
             self._prompt_encoder = self.loader.session(*self.prompt_files)
         return self._prompt_encoder
 
