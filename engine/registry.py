@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from engine.model_cache import ModelCache
+from engine.reference_cache import ReferenceCache
+from engine.sessions import SessionLoader, release_freed_memory
 from engine.voice import SharedModels, Voice, load_voice
 from engine.voice_folder import VoiceError, VoiceFolder
 
@@ -38,9 +42,17 @@ class VoiceRegistry:
         return next(iter(self._voices.values())) if len(self._voices) == 1 else None
 
 
-def load_voices(folders: Iterable[tuple[str, VoiceFolder | VoiceError]], genie_data_dir: Path, threads: int) -> VoiceRegistry:
-    """Load every valid folder; report and skip the broken ones so the others still serve."""
-    shared = SharedModels.load(genie_data_dir, threads)
+def load_voices(
+    folders: Iterable[tuple[str, VoiceFolder | VoiceError]], genie_data_dir: Path, threads: int, cache_dir: Path | None = None
+) -> VoiceRegistry:
+    """Load every valid folder; report and skip the broken ones so the others still serve.
+
+    With `cache_dir`, optimised graphs (cache_dir/models) and reference features (cache_dir/references) are
+    written once and reused by later starts; the start-up-only models are released at the end either way.
+    """
+    loader = SessionLoader(threads, ModelCache(cache_dir / "models") if cache_dir is not None else None)
+    references = ReferenceCache(cache_dir / "references") if cache_dir is not None else None
+    shared = SharedModels.load(genie_data_dir, threads, loader)
     voices = []
     for name, folder in folders:
         if isinstance(folder, VoiceError):
@@ -49,16 +61,24 @@ def load_voices(folders: Iterable[tuple[str, VoiceFolder | VoiceError]], genie_d
         for warning in folder.warnings:
             logger.warning("voice=%s warning=%r", name, warning)
         started = time.perf_counter()
+        misses = references.misses if references is not None else 0
         try:
-            voices.append(load_voice(folder, shared, threads))
+            voices.append(load_voice(folder, shared, threads, loader, references))
         except Exception as error:  # onnxruntime and G2P raise many types; one bad voice must not stop the rest
             logger.error("voice=%s outcome=skipped reason=%r", name, f"failed to load: {error}")
             continue
+        finally:
+            gc.collect()
+            release_freed_memory()  # the prompt encoder and load-time buffers of this voice
         logger.info(
-            "voice=%s outcome=loaded kind=%s language=%s load_s=%.1f",
+            "voice=%s outcome=loaded kind=%s language=%s load_s=%.1f references=%s",
             name,
             folder.kind,
             folder.language,
             time.perf_counter() - started,
+            "cached" if references is not None and references.misses == misses else "computed",
         )
+    shared.release()
+    gc.collect()
+    release_freed_memory()
     return VoiceRegistry(voices)

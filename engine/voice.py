@@ -3,12 +3,16 @@
 We load sessions ourselves instead of through Genie's `model_manager`, whose LRU would evict
 (and slowly reload) voices beyond `Max_Cached_Character_Models`, and we compute reference
 features once instead of through Genie's `ReferenceAudio` cache, which mutates lazily.
+The models that only compute reference features (HuBERT, the speaker encoder, the voice's prompt
+encoder) are loaded only when a feature is not cached yet, and dropped once the voice is loaded.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnxruntime
@@ -16,44 +20,67 @@ import soxr
 
 from engine import genie
 from engine.g2p import text_to_phonemes
+from engine.reference_cache import ReferenceCache
+from engine.sessions import SessionLoader, WeightPool, in_memory_session
 from engine.voice_folder import ReferenceClip, VoiceFolder
 
-PROVIDERS = ["CPUExecutionProvider"]
-
-
-def session_options(threads: int) -> onnxruntime.SessionOptions:
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # Several workers share the cores: spinning threads would steal them from each other.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
+logger = logging.getLogger("gsv.voices")
 
 
 def load_session(model: Path, fp16_weights: Path | None, threads: int) -> onnxruntime.InferenceSession:
-    """Load a Genie template graph, expanding its fp16 weight file to fp32 in memory when there is one."""
-    if fp16_weights is not None and fp16_weights.exists():
-        return genie.load_fp16_session(model, fp16_weights, PROVIDERS, session_options(threads))
-    return onnxruntime.InferenceSession(str(model), session_options(threads), providers=PROVIDERS)
+    """Load a Genie template graph in memory (no cache), expanding its fp16 weight file to fp32 when there is one."""
+    return in_memory_session(model, fp16_weights, threads)
 
 
-@dataclass(frozen=True)
 class SharedModels:
-    """GenieData models every voice uses to compute its reference features."""
+    """GenieData models every voice uses to compute its reference features, loaded on first use.
 
-    hubert: onnxruntime.InferenceSession
-    speaker_encoder: onnxruntime.InferenceSession
+    A warm start (every feature cached) never loads them; `release` drops them once the voices are loaded.
+    """
+
+    def __init__(self, genie_data_dir: Path, threads: int, loader: SessionLoader | None = None) -> None:
+        hubert_dir = genie_data_dir / "chinese-hubert-base"
+        self.hubert_files = (hubert_dir / "chinese-hubert-base.onnx", hubert_dir / "chinese-hubert-base_weights_fp16.bin")
+        self.speaker_encoder_file = genie_data_dir / "speaker_encoder.onnx"
+        self._loader = loader or SessionLoader(threads, None)
+        self._hubert: onnxruntime.InferenceSession | None = None
+        self._speaker_encoder: onnxruntime.InferenceSession | None = None
+        self.loads = 0  # how many times the models were loaded (tests: a warm start loads none)
 
     @classmethod
-    def load(cls, genie_data_dir: Path, threads: int) -> SharedModels:
-        hubert_dir = genie_data_dir / "chinese-hubert-base"
-        return cls(
-            hubert=load_session(
-                hubert_dir / "chinese-hubert-base.onnx", hubert_dir / "chinese-hubert-base_weights_fp16.bin", threads
-            ),
-            speaker_encoder=load_session(genie_data_dir / "speaker_encoder.onnx", None, threads),
-        )
+    def load(cls, genie_data_dir: Path, threads: int, loader: SessionLoader | None = None) -> SharedModels:
+        return cls(genie_data_dir, threads, loader)
+
+    @property
+    def files(self) -> list[Path]:
+        """The files whose content the features depend on (part of the reference cache's key)."""
+        return [path for path in (*self.hubert_files, self.speaker_encoder_file) if path.exists()]
+
+    def _ensure(self) -> None:
+        if self._hubert is None or self._speaker_encoder is None:
+            logger.info("loading HuBERT and the speaker encoder for reference features")
+            self._hubert = self._loader.session(*self.hubert_files)
+            self._speaker_encoder = self._loader.session(self.speaker_encoder_file, None)
+            self.loads += 1
+
+    @property
+    def hubert(self) -> onnxruntime.InferenceSession:
+        self._ensure()
+        assert self._hubert is not None
+        return self._hubert
+
+    @property
+    def speaker_encoder(self) -> onnxruntime.InferenceSession:
+        self._ensure()
+        assert self._speaker_encoder is not None
+        return self._speaker_encoder
+
+    @property
+    def loaded(self) -> bool:
+        return self._hubert is not None
+
+    def release(self) -> None:
+        self._hubert = self._speaker_encoder = None
 
 
 @dataclass(frozen=True)
@@ -75,9 +102,9 @@ class Voice:
     first_stage_decoder: onnxruntime.InferenceSession
     stage_decoder: onnxruntime.InferenceSession
     vocoder: onnxruntime.InferenceSession
-    prompt_encoder: onnxruntime.InferenceSession | None
     reference: Reference
     styles: dict[str, Reference] = field(default_factory=dict)
+    weights: WeightPool | None = None  # the decoders' shared weights: must live as long as they do
 
     @property
     def name(self) -> str:
@@ -95,22 +122,69 @@ class Voice:
     def language(self) -> str:
         return self.folder.language
 
+    @property
+    def prompt_encoder(self) -> Literal[True] | None:
+        """True for a V2ProPlus voice (the vocoder takes `ge`/`ge_advanced`), None for V2 (it takes the clip).
 
-def load_voice(folder: VoiceFolder, shared: SharedModels, threads: int) -> Voice:
-    """Load sessions and compute reference features (about 15-20 s per voice on 2 cores)."""
+        The prompt encoder itself only computes reference features and is released after loading; this
+        stays for engine/synthesis.py, which tells the two kinds apart by it.
+        """
+        return True if self.folder.kind == "V2ProPlus" else None
+
+
+def load_voice(
+    folder: VoiceFolder,
+    shared: SharedModels,
+    threads: int,
+    loader: SessionLoader | None = None,
+    references: ReferenceCache | None = None,
+) -> Voice:
+    """Load sessions and reference features: through the caches in a few seconds, about 15-20 s on 2 cores without."""
+    loader = loader or SessionLoader(threads, None)
     models = folder.models
     shared_t2s = models / "t2s_shared_fp16.bin"
-    encoder = load_session(models / "t2s_encoder_fp32.onnx", None, threads)
-    first = load_session(models / "t2s_first_stage_decoder_fp32.onnx", shared_t2s, threads)
-    stage = load_session(models / "t2s_stage_decoder_fp32.onnx", shared_t2s, threads)
-    vocoder = load_session(models / "vits_fp32.onnx", models / "vits_fp16.bin", threads)
-    prompt_encoder = None
-    if folder.kind == "V2ProPlus":
-        prompt_encoder = load_session(models / "prompt_encoder_fp32.onnx", models / "prompt_encoder_fp16.bin", threads)
+    pool = WeightPool() if loader.cache is not None else None
+    encoder = loader.session(models / "t2s_encoder_fp32.onnx", None)
+    first = loader.session(models / "t2s_first_stage_decoder_fp32.onnx", shared_t2s, pool)
+    stage = loader.session(models / "t2s_stage_decoder_fp32.onnx", shared_t2s, pool)
+    vocoder = loader.session(models / "vits_fp32.onnx", models / "vits_fp16.bin")
+    features = ReferenceFeatures(folder, shared, loader, references)
+    reference = features.of(folder.reference)
+    styles = {name: features.of(clip) for name, clip in folder.styles.items()}
+    return Voice(folder, encoder, first, stage, vocoder, reference, styles, pool)
 
-    reference = compute_reference(folder.reference, shared, prompt_encoder)
-    styles = {name: compute_reference(clip, shared, prompt_encoder) for name, clip in folder.styles.items()}
-    return Voice(folder, encoder, first, stage, vocoder, prompt_encoder, reference, styles)
+
+class ReferenceFeatures:
+    """One voice's reference features: from the cache, or computed (loading the prompt encoder only then)."""
+
+    def __init__(self, folder: VoiceFolder, shared: SharedModels, loader: SessionLoader, cache: ReferenceCache | None) -> None:
+        self.folder = folder
+        self.shared = shared
+        self.loader = loader
+        self.cache = cache
+        self.prompt_files = (folder.models / "prompt_encoder_fp32.onnx", folder.models / "prompt_encoder_fp16.bin")
+        self._prompt_encoder: onnxruntime.InferenceSession | None = None
+
+    def of(self, clip: ReferenceClip) -> Reference:
+        key = None
+        if self.cache is not None:
+            speaker_files = list(self.prompt_files) if self.folder.kind == "V2ProPlus" else []
+            key = self.cache.key(clip.audio, clip.text, clip.language, [*self.shared.files, *speaker_files])
+            stored = self.cache.load(key)
+            if stored is not None:
+                return Reference(**{name: stored.get(name) for name in Reference.__dataclass_fields__})  # type: ignore[arg-type]
+        reference = compute_reference(clip, self.shared, self._prompt())
+        if self.cache is not None and key is not None:
+            self.cache.store(key, {name: getattr(reference, name) for name in Reference.__dataclass_fields__})
+        return reference
+
+    def _prompt(self) -> onnxruntime.InferenceSession | None:
+        if self.folder.kind != "V2ProPlus":
+            return None
+        if self._prompt_encoder is None:
+            logger.info("voice=%s loading its prompt encoder for reference features", self.folder.name)
+            self._prompt_encoder = self.loader.session(*self.prompt_files)
+        return self._prompt_encoder
 
 
 def compute_reference(
