@@ -79,7 +79,12 @@ class Application:
                     logger.info("%s", self.client_addresses.describe())
                     settings = self.settings
                     tasks.start_soon(
-                        self.voices.load, self.folders, self.genie_data_dir, settings.ort_threads, settings.models_dir
+                        self.voices.load,
+                        self.folders,
+                        self.genie_data_dir,
+                        settings.ort_threads,
+                        settings.models_dir,
+                        settings.t2s_precision,
                     )
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":

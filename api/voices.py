@@ -94,10 +94,14 @@ class ServedVoices:
         self.state = "loading"  # then "ready", or "no_voices" (until a restart)
         self.created = int(time.time())  # the `created` of every model object
 
-    async def load(self, folders: FoundVoices, genie_data_dir: Path, threads: int, models_dir: Path) -> None:
+    async def load(
+        self, folders: FoundVoices, genie_data_dir: Path, threads: int, models_dir: Path, t2s_precision: str = "fp32"
+    ) -> None:
         """Load every voice in a worker thread while /health answers 'loading'."""
         started = time.perf_counter()
-        self.registry = await anyio.to_thread.run_sync(load_voices, folders, genie_data_dir, threads, abandon_on_cancel=True)
+        self.registry = await anyio.to_thread.run_sync(
+            load_voices, folders, genie_data_dir, threads, t2s_precision, abandon_on_cancel=True
+        )
         if len(self.registry) == 0:
             self.state = "no_voices"
             logger.error(

@@ -38,7 +38,9 @@ class VoiceRegistry:
         return next(iter(self._voices.values())) if len(self._voices) == 1 else None
 
 
-def load_voices(folders: Iterable[tuple[str, VoiceFolder | VoiceError]], genie_data_dir: Path, threads: int) -> VoiceRegistry:
+def load_voices(
+    folders: Iterable[tuple[str, VoiceFolder | VoiceError]], genie_data_dir: Path, threads: int, t2s_precision: str = "fp32"
+) -> VoiceRegistry:
     """Load every valid folder; report and skip the broken ones so the others still serve."""
     shared = SharedModels.load(genie_data_dir, threads)
     voices = []
@@ -50,15 +52,16 @@ def load_voices(folders: Iterable[tuple[str, VoiceFolder | VoiceError]], genie_d
             logger.warning("voice=%s warning=%r", name, warning)
         started = time.perf_counter()
         try:
-            voices.append(load_voice(folder, shared, threads))
+            voices.append(load_voice(folder, shared, threads, t2s_precision))
         except Exception as error:  # onnxruntime and G2P raise many types; one bad voice must not stop the rest
             logger.error("voice=%s outcome=skipped reason=%r", name, f"failed to load: {error}")
             continue
         logger.info(
-            "voice=%s outcome=loaded kind=%s language=%s load_s=%.1f",
+            "voice=%s outcome=loaded kind=%s language=%s t2s=%s load_s=%.1f",
             name,
             folder.kind,
             folder.language,
+            t2s_precision,
             time.perf_counter() - started,
         )
     return VoiceRegistry(voices)

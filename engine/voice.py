@@ -16,6 +16,7 @@ import soxr
 
 from engine import genie
 from engine.g2p import text_to_phonemes
+from engine.t2s_precision import decoder_files
 from engine.voice_folder import ReferenceClip, VoiceFolder
 
 PROVIDERS = ["CPUExecutionProvider"]
@@ -96,13 +97,14 @@ class Voice:
         return self.folder.language
 
 
-def load_voice(folder: VoiceFolder, shared: SharedModels, threads: int) -> Voice:
+def load_voice(folder: VoiceFolder, shared: SharedModels, threads: int, t2s_precision: str = "fp32") -> Voice:
     """Load sessions and compute reference features (about 15-20 s per voice on 2 cores)."""
     models = folder.models
-    shared_t2s = models / "t2s_shared_fp16.bin"
     encoder = load_session(models / "t2s_encoder_fp32.onnx", None, threads)
-    first = load_session(models / "t2s_first_stage_decoder_fp32.onnx", shared_t2s, threads)
-    stage = load_session(models / "t2s_stage_decoder_fp32.onnx", shared_t2s, threads)
+    # T2S_PRECISION hook (engine/t2s_precision.py): fp32 templates + fp16 weights, or self-contained int8 graphs.
+    first_graph, stage_graph, t2s_weights = decoder_files(models, t2s_precision)
+    first = load_session(first_graph, t2s_weights, threads)
+    stage = load_session(stage_graph, t2s_weights, threads)
     vocoder = load_session(models / "vits_fp32.onnx", models / "vits_fp16.bin", threads)
     prompt_encoder = None
     if folder.kind == "V2ProPlus":

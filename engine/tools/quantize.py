@@ -99,8 +99,14 @@ def count_ops(model: onnx.ModelProto) -> Counter[str]:
     return Counter(node.op_type for node in model.graph.node)
 
 
-def quantize_decoder(template: Path, fp16_weights: Path, target: Path) -> QuantizeReport:
-    """Expand, fold and quantize one decoder into `target` (written whole, then renamed into place)."""
+def quantize_decoder(
+    template: Path, fp16_weights: Path, target: Path, min_int8_matmuls: int = MIN_INT8_MATMULS
+) -> QuantizeReport:
+    """Expand, fold and quantize one decoder into `target` (written whole, then renamed into place).
+
+    Fails unless at least `min_int8_matmuls` MatMuls run in int8: quantize_dynamic skips what it cannot
+    quantize without a word, which would leave an "int8" file that is fp32 in all but name.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415  (heavy; only this command needs it)
 
     with tempfile.TemporaryDirectory(prefix=".quantize-", dir=target.parent) as scratch:
@@ -117,9 +123,9 @@ def quantize_decoder(template: Path, fp16_weights: Path, target: Path) -> Quanti
         )
         ops = count_ops(onnx.load(partial, load_external_data=False))
         int8_matmuls = sum(ops[name] for name in INT8_MATMUL_OPS)
-        if int8_matmuls < MIN_INT8_MATMULS:
+        if int8_matmuls < min_int8_matmuls:
             raise QuantizeError(
-                f"{template.name}: only {int8_matmuls} MatMuls were quantized (expected at least {MIN_INT8_MATMULS}): "
+                f"{template.name}: only {int8_matmuls} MatMuls were quantized (expected at least {min_int8_matmuls}): "
                 "not the decoder graph this command knows"
             )
         os.replace(partial, target)
