@@ -19,7 +19,9 @@ Deliberate differences, each asserted as an exact relation rather than skipped:
    clip. Both are after the float audio compared here (tests/test_wavstream.py covers our clipping).
 
 Audio: the same tokens through Genie's vocoder feed (its G2P, its reference embeddings) and through ours give
-the same float samples within AUDIO_TOLERANCE; tokens must match exactly.
+the same float samples within AUDIO_TOLERANCE; tokens must match exactly. The demo voice's random vocoder barely
+depends on anything but the number of tokens (its speaker embeddings move the audio by about 1e-9), so the
+inputs of the encoder and the vocoder are also compared, call by call: that is what catches a wrong reference.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ pytestmark = pytest.mark.e2e
 #: embedding in different onnxruntime sessions (different graph optimisations), which may differ in the last
 #: float bits; the demo's audio peaks near 0.01, so 1e-6 is about -80 dB below it.
 AUDIO_TOLERANCE = 1e-6
+#: The same for the reference features (HuBERT output, speaker embeddings) fed to the encoder and the vocoder.
+FEATURE_TOLERANCE = 1e-5
 TEXTS = {
     "short": "こんにちは、",
     "sentence": "今日はとてもいい天気なので、公園まで散歩に行きましょう。",
@@ -67,6 +71,33 @@ def sides(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     clips = {"": folder.reference, **folder.styles}
     references = {name: ReferenceAudio(str(clip.audio), clip.text, "japanese") for name, clip in clips.items()}
     yield Sides(voice, references)
+
+
+class Recorder:
+    """An onnxruntime session that keeps the feed of every run."""
+
+    def __init__(self, session) -> None:
+        self.session, self.feeds = session, []
+
+    def run(self, names, feed):
+        self.feeds.append(feed)
+        return self.session.run(names, feed)
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
+
+
+def recording(voice):
+    """The voice with its encoder and vocoder recording their inputs."""
+    return dataclasses.replace(voice, encoder=Recorder(voice.encoder), vocoder=Recorder(voice.vocoder))
+
+
+def assert_same_inputs(ours_feed: dict, genies_feed: dict, skip: tuple[str, ...] = ()) -> None:
+    assert sorted(ours_feed) == sorted(genies_feed)
+    for name in sorted(set(ours_feed) - set(skip)):
+        mine, theirs = np.asarray(ours_feed[name]), np.asarray(genies_feed[name])
+        assert mine.shape == theirs.shape and mine.dtype == theirs.dtype, name
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=FEATURE_TOLERANCE, err_msg=name)
 
 
 def ours(voice, text: str, style: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +156,21 @@ def assert_same_audio(actual: np.ndarray, expected: np.ndarray) -> None:
     np.testing.assert_allclose(actual, expected, rtol=0, atol=AUDIO_TOLERANCE)
 
 
-@pytest.mark.parametrize(("text", "style"), [(TEXTS["short"], None), (TEXTS["sentence"], None), (TEXTS["sentence"], "calm")])
+@pytest.mark.parametrize(
+    ("text", "style"),
+    [(TEXTS["short"], None), (TEXTS["sentence"], None), (TEXTS["sentence"], "calm")],
+    ids=["short", "sentence", "sentence-calm-style"],
+)
 def test_our_tokens_and_audio_are_genies(sides: Sides, text: str, style: str | None) -> None:
-    voice, reference = sides.voice, sides.genie_reference[style or ""]
-    our_tokens, our_audio = ours(voice, text, style)
-    genie_tokens, genie_audio = genies(voice, reference, text)
+    reference = sides.genie_reference[style or ""]
+    mine, theirs = recording(sides.voice), recording(sides.voice)
+    our_tokens, our_audio = ours(mine, text, style)
+    genie_tokens, genie_audio = genies(theirs, reference, text)
+    voice = sides.voice
+
+    # The same text and reference reach the encoder and the vocoder (tokens aside: difference 1, below).
+    assert_same_inputs(mine.encoder.feeds[0], theirs.encoder.feeds[0])
+    assert_same_inputs(mine.vocoder.feeds[0], theirs.vocoder.feeds[0], skip=("pred_semantic",))
 
     assert our_tokens.size >= 3 and not np.any(our_tokens >= 1024)
     # Difference 1: Genie drops our first two tokens and vocodes a 0 in place of our last.
