@@ -73,7 +73,7 @@ class Decoded:
 
 def expose_logits(graph: Path) -> None:
     """Add the output projection's logits as the graph's last output (a scratch copy, never a served file)."""
-    model = onnx.load(graph)
+    model = onnx.load(graph, load_external_data=False)
     model.graph.output.append(onnx.helper.make_tensor_value_info(LOGITS, onnx.TensorProto.FLOAT, None))
     onnx.save(model, graph)
 

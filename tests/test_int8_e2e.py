@@ -87,4 +87,4 @@ def test_a_server_with_int8_decoders_speaks(int8_server: ServerProcess) -> None:
 def test_a_voice_without_int8_decoders_is_skipped_with_the_command_that_makes_them(int8_server: ServerProcess) -> None:
     line = int8_server.log_line("voice=plain outcome=skipped")
     assert "python -m engine.tools.quantize" in line and "T2S_PRECISION=fp32" in line
-    assert [model["id"] for model in client(int8_server).models.list().data] == ["demo"]
+    assert [model.id for model in client(int8_server).models.list().data] == ["demo"]
