@@ -43,7 +43,12 @@ def configure_logging(level: str) -> None:
 def create_app(settings: Settings) -> Application:
     """The application with its voices found (GenieData resolved, the demo voice built if asked); not loaded yet."""
     genie_data_dir, folders = find_voices(
-        settings.models_dir, settings.genie_data_dir, settings.genie_download, settings.demo, settings.cache_dir
+        settings.models_dir,
+        settings.genie_data_dir,
+        settings.genie_download,
+        settings.demo,
+        settings.cache_dir,
+        settings.t2s_precision,
     )
     return Application(settings, genie_data_dir, folders)
 

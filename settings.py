@@ -46,6 +46,7 @@ class Settings:
     workers: int = 2
     ort_threads: int = 2
     queue_size: int = 8
+    t2s_precision: str = "fp32"
     max_streams_per_client: int = 4
     max_audio_seconds: int = 1200
     min_read_rate: float = 0.5
@@ -104,6 +105,8 @@ class Settings:
             raise ValueError("HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT and SHUTDOWN_TIMEOUT must be at least 1 second")
         if self.default_response_format not in OPENAI_FORMATS:
             raise ValueError(f"DEFAULT_RESPONSE_FORMAT must be one of {', '.join(OPENAI_FORMATS)}")
+        if self.t2s_precision not in ("fp32", "int8"):
+            raise ValueError("T2S_PRECISION must be fp32 or int8")
         if self.proxy_hops < 1:
             raise ValueError("PROXY_HOPS must be at least 1")
         self.trusted_networks()

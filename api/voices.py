@@ -95,12 +95,18 @@ class ServedVoices:
         self.created = int(time.time())  # the `created` of every model object
 
     async def load(
-        self, folders: FoundVoices, genie_data_dir: Path, threads: int, models_dir: Path, cache_dir: Path | None = None
+        self,
+        folders: FoundVoices,
+        genie_data_dir: Path,
+        threads: int,
+        models_dir: Path,
+        cache_dir: Path | None = None,
+        t2s_precision: str = "fp32",
     ) -> None:
         """Load every voice in a worker thread while /health answers 'loading' (through the caches in `cache_dir`)."""
         started = time.perf_counter()
         self.registry = await anyio.to_thread.run_sync(
-            load_voices, folders, genie_data_dir, threads, cache_dir, abandon_on_cancel=True
+            load_voices, folders, genie_data_dir, threads, cache_dir, t2s_precision, abandon_on_cancel=True
         )
         if len(self.registry) == 0:
             self.state = "no_voices"

@@ -43,7 +43,11 @@ class VoiceRegistry:
 
 
 def load_voices(
-    folders: Iterable[tuple[str, VoiceFolder | VoiceError]], genie_data_dir: Path, threads: int, cache_dir: Path | None = None
+    folders: Iterable[tuple[str, VoiceFolder | VoiceError]],
+    genie_data_dir: Path,
+    threads: int,
+    cache_dir: Path | None = None,
+    t2s_precision: str = "fp32",
 ) -> VoiceRegistry:
     """Load every valid folder; report and skip the broken ones so the others still serve.
 
@@ -63,7 +67,7 @@ def load_voices(
         started = time.perf_counter()
         misses = references.misses if references is not None else 0
         try:
-            voices.append(load_voice(folder, shared, threads, loader, references))
+            voices.append(load_voice(folder, shared, threads, loader, references, t2s_precision))
         except Exception as error:  # onnxruntime and G2P raise many types; one bad voice must not stop the rest
             logger.error("voice=%s outcome=skipped reason=%r", name, f"failed to load: {error}")
             continue
@@ -71,10 +75,11 @@ def load_voices(
             gc.collect()
             release_freed_memory()  # the prompt encoder and load-time buffers of this voice
         logger.info(
-            "voice=%s outcome=loaded kind=%s language=%s load_s=%.1f references=%s",
+            "voice=%s outcome=loaded kind=%s language=%s t2s=%s load_s=%.1f references=%s",
             name,
             folder.kind,
             folder.language,
+            t2s_precision,
             time.perf_counter() - started,
             "cached" if references is not None and references.misses == misses else "computed",
         )

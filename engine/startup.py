@@ -21,12 +21,17 @@ FoundVoices = list[tuple[str, VoiceFolder | VoiceError]]
 
 
 def find_voices(
-    models_dir: Path, genie_data_dir: Path, allow_download: bool, with_demo: bool, cache_dir: Path
+    models_dir: Path,
+    genie_data_dir: Path,
+    allow_download: bool,
+    with_demo: bool,
+    cache_dir: Path,
+    t2s_precision: str = "fp32",
 ) -> tuple[Path, FoundVoices]:
     """The GenieData folder Genie was imported with, and every voice folder to load.
 
-    With `with_demo`, the generated demo voice is added (built once into `cache_dir`); without real
-    GenieData it brings its own stand-in, so the server runs offline.
+    With `with_demo`, the generated demo voice is added (built once into `cache_dir`, with int8 decoders
+    under T2S_PRECISION=int8); without real GenieData it brings its own stand-in, so the server runs offline.
     """
     if not with_demo:
         genie_data_dir = resolve_genie_data(genie_data_dir, allow_download)
@@ -35,11 +40,12 @@ def find_voices(
 
     root = cache_dir / f"demo-{demo.BUILD_VERSION}"
     real_data_dir, stand_in = genie_data_dir, bool(missing_data(genie_data_dir))
+    int8 = t2s_precision == "int8"
     if stand_in:
-        voice_dir, genie_data_dir = demo.ensure_demo(root)  # with its stand-in GenieData
+        voice_dir, genie_data_dir = demo.ensure_demo(root, int8=int8)  # with its stand-in GenieData
     else:
         import_genie(genie_data_dir)
-        voice_dir, _ = demo.ensure_demo(root)
+        voice_dir, _ = demo.ensure_demo(root, int8=int8)
     import_genie(genie_data_dir)
     logger.warning("voice 'demo' comes from %s: random weights, it produces noise, not speech", voice_dir)
     try:

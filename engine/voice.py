@@ -22,6 +22,7 @@ from engine import genie
 from engine.g2p import text_to_phonemes
 from engine.reference_cache import ReferenceCache
 from engine.sessions import SessionLoader, WeightPool, in_memory_session
+from engine.t2s_precision import decoder_files
 from engine.voice_folder import ReferenceClip, VoiceFolder
 
 logger = logging.getLogger("gsv.voices")
@@ -138,15 +139,17 @@ def load_voice(
     threads: int,
     loader: SessionLoader | None = None,
     references: ReferenceCache | None = None,
+    t2s_precision: str = "fp32",
 ) -> Voice:
     """Load sessions and reference features: through the caches in a few seconds, about 15-20 s on 2 cores without."""
     loader = loader or SessionLoader(threads, None)
     models = folder.models
-    shared_t2s = models / "t2s_shared_fp16.bin"
-    pool = WeightPool() if loader.cache is not None else None
+    # T2S_PRECISION (engine/t2s_precision.py): fp32 templates + fp16 weights, or self-contained int8 graphs.
+    first_graph, stage_graph, t2s_weights = decoder_files(models, t2s_precision)
+    pool = WeightPool() if loader.cache is not None and t2s_weights is not None else None
     encoder = loader.session(models / "t2s_encoder_fp32.onnx", None)
-    first = loader.session(models / "t2s_first_stage_decoder_fp32.onnx", shared_t2s, pool)
-    stage = loader.session(models / "t2s_stage_decoder_fp32.onnx", shared_t2s, pool)
+    first = loader.session(first_graph, t2s_weights, pool)
+    stage = loader.session(stage_graph, t2s_weights, pool)
     vocoder = loader.session(models / "vits_fp32.onnx", models / "vits_fp16.bin")
     features = ReferenceFeatures(folder, shared, loader, references)
     reference = features.of(folder.reference)

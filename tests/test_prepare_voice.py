@@ -199,6 +199,23 @@ def test_v2proplus_export_becomes_a_voice_that_loads_and_speaks(
     assert_speaks(speak(models / "plus", demo_root / "GenieData", shared_models))
 
 
+def test_int8_flag_adds_int8_decoders_that_load_and_speak(inputs: Inputs, demo_root: Path, shared_models, models: Path) -> None:
+    from engine.g2p import text_to_phonemes
+    from engine.tools.quantize import int8_paths
+    from engine.voice import load_voice
+    from engine.voice_folder import inspect_voice
+    from tests.engine_helpers import synthesize
+
+    result = run_command([*arguments(inputs, models), "--int8"], demo_root / "GenieData")
+
+    assert result.returncode == 0, result.stderr
+    assert "t2s_stage_decoder_int8.onnx: 97 MatMuls in int8" in result.stdout
+    assert all(path.is_file() for path in int8_paths(models / "voice" / "tts_models"))
+    voice = load_voice(inspect_voice(models / "voice", demo_root / "GenieData"), shared_models, 2, "int8")
+    assert str(voice.stage_decoder._model_path).endswith("t2s_stage_decoder_int8.onnx")  # loaded from the int8 file
+    assert_speaks(synthesize(voice, text_to_phonemes(SPOKEN, voice.language), threading.Event()))
+
+
 def test_a_failure_after_converting_leaves_the_old_voice_and_no_scratch(
     inputs: Inputs, genie_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -36,7 +36,7 @@ def test_bad_values_name_the_variable() -> None:
 
 
 def test_env_example_documents_every_setting_with_its_default() -> None:
-    documented = dict(re.findall(r"^#?\s*([A-Z_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    documented = dict(re.findall(r"^#?\s*([A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.MULTILINE))
     defaults = Settings()
     for item in fields(Settings):
         name = item.name.upper()
@@ -87,3 +87,11 @@ def test_the_server_reads_dotenv_from_its_working_directory(tmp_path: Path) -> N
     assert "no voice folders in " + str(tmp_path / "voices-from-dotenv") in result.stdout, result.stdout + result.stderr
     assert "GENIE_DOWNLOAD=0" in result.stdout  # also from .env: missing GenieData is then an error
     assert result.returncode == 1
+
+
+def test_t2s_precision_is_fp32_by_default_and_only_fp32_or_int8() -> None:
+    assert Settings().t2s_precision == "fp32"
+    assert Settings.from_env({"T2S_PRECISION": "int8"}).t2s_precision == "int8"
+    Settings(t2s_precision="int8").validate()
+    with pytest.raises(ValueError, match="T2S_PRECISION must be fp32 or int8"):
+        Settings.from_env({"T2S_PRECISION": "fp16"}).validate()

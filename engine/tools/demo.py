@@ -25,7 +25,8 @@ The stand-in GenieData holds a HuBERT-shaped model (same frame rate as chinese-h
 400-sample window, 320-sample hop at 16 kHz, 768 channels) and a speaker-encoder-shaped model
 (16 kHz waveform to a 20480-wide embedding). Japanese G2P needs no data, so the demo voice is Japanese.
 
-Run ``python -m engine.tools.demo DIR`` to write ``DIR/demo/`` and ``DIR/GenieData/``.
+Run ``python -m engine.tools.demo DIR`` to write ``DIR/demo/`` and ``DIR/GenieData/``; ``--int8`` also writes
+the int8 T2S decoders (engine/tools/quantize.py) for T2S_PRECISION=int8.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
 from engine import genie
+from engine.tools.quantize import int8_paths, quantize_voice
 
 #: Bump when the output of this module changes, so cached builds are rebuilt.
 BUILD_VERSION = "2"
@@ -262,12 +264,13 @@ def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0, tokens_per
     )
 
 
-def ensure_demo(root: Path, tokens_per_phoneme: int = TOKENS_PER_PHONEME) -> tuple[Path, Path]:
+def ensure_demo(root: Path, tokens_per_phoneme: int = TOKENS_PER_PHONEME, int8: bool = False) -> tuple[Path, Path]:
     """Build (once) the demo voice and stand-in GenieData under `root`; return (voice_dir, genie_data_dir).
 
     Each part is built in a scratch folder and renamed into place, so an interrupted or concurrent
     build never leaves a half-written voice behind. A voice with another `tokens_per_phoneme` has its
-    own stamp, so a root is rebuilt when asked for a rate other than the one it holds.
+    own stamp, so a root is rebuilt when asked for a rate other than the one it holds. With `int8`, the
+    int8 T2S decoders are added once (each file written whole, then renamed into place).
     """
     voice_dir, genie_data_dir = root / "demo", root / "GenieData"
     root.mkdir(parents=True, exist_ok=True)
@@ -281,6 +284,8 @@ def ensure_demo(root: Path, tokens_per_phoneme: int = TOKENS_PER_PHONEME) -> tup
         build_voice(scratch, genie_data_dir, tokens_per_phoneme=tokens_per_phoneme)
         (scratch / _STAMP).write_text(expected)
         _replace(scratch, voice_dir)
+    if int8 and not all(path.is_file() for path in int8_paths(voice_dir / "tts_models")):
+        quantize_voice(voice_dir / "tts_models")
     return voice_dir, genie_data_dir
 
 
@@ -303,9 +308,10 @@ def _replace(source: Path, target: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the demo voice to DIR/demo/ and stand-in GenieData to DIR/GenieData/.")
     parser.add_argument("dir", type=Path)
+    parser.add_argument("--int8", action="store_true", help="also write int8 T2S decoders (for T2S_PRECISION=int8)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    voice_dir, genie_data_dir = ensure_demo(args.dir)
+    voice_dir, genie_data_dir = ensure_demo(args.dir, int8=args.int8)
     print(f"demo voice: {voice_dir}\nstand-in GenieData: {genie_data_dir}\nbuilt in {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -1,11 +1,12 @@
 """One command from a GPT-SoVITS checkpoint pair and a reference clip to a voice folder.
 
     python -m engine.tools.prepare --ckpt my.ckpt --pth my.pth --reference clip.wav \\
-        --text "exact transcript of the clip" --language ja --name my-voice [--models models] [--force]
+        --text "exact transcript of the clip" --language ja --name my-voice [--models models] [--force] [--int8]
 
 It checks the inputs, converts the checkpoints with `genie_tts.convert_to_onnx`, writes the reference as
 32 kHz mono 16-bit WAV plus `config.json`, runs the validation of `server.py --check` on the result and
-prints its verdict. The folder is built next to the target under a dot-name (which the server ignores)
+prints its verdict. With `--int8` it also writes the int8 T2S decoders (engine/tools/quantize.py) that
+T2S_PRECISION=int8 loads. The folder is built next to the target under a dot-name (which the server ignores)
 and renamed into place only once it passes, so a failure never leaves a half-written voice.
 
 Checkpoints are checked first (engine/tools/checkpoints.py) because genie-tts converts wrong files silently.
@@ -35,6 +36,7 @@ from engine import genie
 from engine.g2p import text_to_phonemes
 from engine.tools.checkpoints import CheckpointError, check_gpt_checkpoint, check_sovits_checkpoint, require_torch
 from engine.tools.genie_data import resolve_genie_data
+from engine.tools.quantize import QuantizeError, quantize_voice
 from engine.voice_folder import (
     BASE_FILES,
     G2P_DATA,
@@ -189,7 +191,9 @@ def check_sources(sources: VoiceSources, target: Path, force: bool) -> tuple[Pre
     return clip, kind
 
 
-def build_voice(sources: VoiceSources, clip: PreparedClip, kind: str, target: Path, genie_data_dir: Path) -> None:
+def build_voice(
+    sources: VoiceSources, clip: PreparedClip, kind: str, target: Path, genie_data_dir: Path, int8: bool = False
+) -> None:
     """Convert and write the reference in a scratch folder beside `target`; rename it there once it passes."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
@@ -204,18 +208,27 @@ def build_voice(sources: VoiceSources, clip: PreparedClip, kind: str, target: Pa
             raise PrepareError(f"the converted voice fails the check: {error}") from None
         if converted.kind != kind:
             raise PrepareError(f"the converter wrote a {converted.kind} voice from {kind} weights")
+        if int8:
+            print("writing int8 T2S decoders (T2S_PRECISION=int8)")
+            try:
+                for report in quantize_voice(scratch / "tts_models"):
+                    print(report.line())
+            except QuantizeError as error:
+                raise PrepareError(f"int8 decoders: {error}") from None
         _install(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def prepare_voice(sources: VoiceSources, target: Path, genie_data_dir: Path, *, allow_download: bool, force: bool) -> VoiceFolder:
+def prepare_voice(
+    sources: VoiceSources, target: Path, genie_data_dir: Path, *, allow_download: bool, force: bool, int8: bool = False
+) -> VoiceFolder:
     """Write the voice folder `target`, checking everything cheap before GenieData and the conversion."""
     clip, kind = check_sources(sources, target, force)
     genie_data_dir = resolve_genie_data(genie_data_dir, allow_download)
     genie.import_genie(genie_data_dir)
     check_reference_text(sources.text.strip(), genie_language(sources.language), genie_data_dir)
-    build_voice(sources, clip, kind, target, genie_data_dir)
+    build_voice(sources, clip, kind, target, genie_data_dir, int8)
     return inspect_voice(target, genie_data_dir)
 
 
@@ -236,6 +249,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", required=True, help="voice name: the folder, and the `model` clients ask for")
     parser.add_argument("--models", type=Path, help="voice folders (MODELS_DIR, default ./models)")
     parser.add_argument("--force", action="store_true", help="replace an existing voice of that name")
+    parser.add_argument("--int8", action="store_true", help="also write int8 T2S decoders (for T2S_PRECISION=int8)")
     return parser.parse_args(argv)
 
 
@@ -263,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_name(args.name)  # before it is joined to a path: "../x" must not become "x"
         target = models_dir / args.name
-        folder = prepare_voice(sources, target, genie_data_dir, allow_download=allow_download, force=args.force)
+        folder = prepare_voice(sources, target, genie_data_dir, allow_download=allow_download, force=args.force, int8=args.int8)
     except (PrepareError, CheckpointError, genie.GenieDataMissing) as error:
         print(f"ERROR {args.name}: {error}", file=sys.stderr)
         return 1
