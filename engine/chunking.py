@@ -33,6 +33,8 @@ MAX_CHUNK_TOKENS = 200  # 8 s: bounds the vocoder's activation memory
 #: Plan to use this share of the audio buffered ahead of the listener, less a fixed margin, for the next chunk.
 BUFFER_SHARE = 0.9
 MARGIN_S = 0.05
+#: On a machine slower than real time, chunks as large as take this long to vocode.
+OVERLOAD_GAP_S = 1.0
 
 
 def chunk_size(
@@ -69,18 +71,28 @@ def chunk_cost_s(size: int, speed: SynthesisSpeed) -> float:
 
 def growing_chunk(speed: SynthesisSpeed) -> int:
     """The smallest chunk whose audio lasts a quarter longer than it takes to vocode: smaller ones would let the
-    buffer ahead of the listener shrink however they are timed. MAX_CHUNK_TOKENS when the vocoder is too slow."""
+    buffer ahead of the listener shrink however they are timed."""
     for size in range(MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS, 2):
         if (size - LOOKAHEAD_TOKENS) * TOKEN_S >= 1.25 * chunk_cost_s(size, speed):
             return size
-    return MAX_CHUNK_TOKENS
+    # Slower than real time (an overloaded machine): the listener waits whatever the plan, so keep each wait
+    # short, as clients that give up after a few seconds without audio need, with chunks large enough not to
+    # spend most of the time on the fixed cost and the context.
+    size = 2 * MIN_CHUNK_TOKENS
+    while size < MAX_CHUNK_TOKENS and chunk_cost_s(size + 2, speed) <= OVERLOAD_GAP_S:
+        size += 2
+    return size
 
 
 def first_chunk(first_chunk_tokens: int, speed: SynthesisSpeed) -> int:
-    """FIRST_CHUNK_TOKENS, or more on a machine so slow that its audio would not cover the next growing chunk."""
+    """FIRST_CHUNK_TOKENS, or up to twice that on a machine so slow that its audio would not cover the
+    vocoding of the next, growing chunk (not on an overloaded one, where only the first audio can still be early)."""
     size = first_chunk_tokens
-    needed = chunk_cost_s(growing_chunk(speed), speed)
-    while size < 4 * first_chunk_tokens and ((size - LOOKAHEAD_TOKENS) * TOKEN_S * BUFFER_SHARE - MARGIN_S) < needed:
+    growing = growing_chunk(speed)
+    if (growing - LOOKAHEAD_TOKENS) * TOKEN_S < 1.25 * chunk_cost_s(growing, speed):
+        return size
+    needed = chunk_cost_s(growing, speed)
+    while size < 2 * first_chunk_tokens and ((size - LOOKAHEAD_TOKENS) * TOKEN_S * BUFFER_SHARE - MARGIN_S) < needed:
         size += 2
     return size
 

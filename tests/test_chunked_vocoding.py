@@ -23,6 +23,8 @@ from engine.chunking import (
     SAMPLES_PER_TOKEN,
     SegmentAudio,
     chunk_size,
+    first_chunk,
+    growing_chunk,
 )
 from engine.synthesis_speed import SynthesisSpeed
 
@@ -79,9 +81,18 @@ def test_the_first_chunk_waits_for_first_chunk_tokens_and_no_more() -> None:
 
 def test_on_a_slower_machine_the_first_chunk_is_larger() -> None:
     """Its audio must cover the vocoding of the next chunk, one large enough to let the buffer grow."""
-    slow = SynthesisSpeed(decode_s_per_token=0.02, vocode_fixed_s=0.1, vocode_s_per_token=0.03)
+    slow = SynthesisSpeed(decode_s_per_token=0.02, vocode_fixed_s=0.05, vocode_s_per_token=0.024)
+    assert 16 < first_chunk(16, slow) <= 32
     assert chunk_size(16, False, None, slow, 16) == 0
-    assert chunk_size(64, False, None, slow, 16) == 64
+    assert chunk_size(32, False, None, slow, 16) == first_chunk(16, slow)
+
+
+def test_on_an_overloaded_machine_the_first_chunk_stays_small_and_later_ones_short() -> None:
+    """Slower than real time: waits are unavoidable, so the first audio stays early and no wait is long."""
+    overloaded = SynthesisSpeed(decode_s_per_token=0.05, vocode_fixed_s=0.1, vocode_s_per_token=0.05)
+    assert first_chunk(16, overloaded) == 16
+    size = growing_chunk(overloaded)
+    assert size >= 2 * MIN_CHUNK_TOKENS and overloaded.vocode_s(size + CONTEXT_TOKENS) <= 1.0 + 0.1
 
 
 def test_a_segment_whose_tokens_are_all_decoded_is_vocoded_at_once() -> None:
