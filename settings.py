@@ -52,6 +52,7 @@ class Settings:
     min_read_rate: float = 0.5
     first_segment_chars: int = 24
     segment_chars: int = 120
+    first_chunk_tokens: int = 16
     default_response_format: str = "wav"
     voice_aliases: str = ""
     rate_limit_per_minute: int = 0
@@ -94,6 +95,8 @@ class Settings:
             raise ValueError("QUEUE_SIZE must be >= 0, MAX_INPUT_CHARS >= 1, MAX_BODY_BYTES >= 1024")
         if self.first_segment_chars < 4 or self.segment_chars < self.first_segment_chars:
             raise ValueError("need 4 <= FIRST_SEGMENT_CHARS <= SEGMENT_CHARS")
+        if self.first_chunk_tokens != 0 and self.first_chunk_tokens < 8:
+            raise ValueError("FIRST_CHUNK_TOKENS must be 0 (no chunking) or at least 8")
         if self.max_streams_per_client < 1 or self.max_audio_seconds < 1 or self.min_read_rate < 0:
             raise ValueError("MAX_STREAMS_PER_CLIENT and MAX_AUDIO_SECONDS must be at least 1, MIN_READ_RATE >= 0 (0: off)")
         if self.rate_limit_per_minute < 0 or self.max_connections < 1:

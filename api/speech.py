@@ -75,6 +75,8 @@ class SpeechEndpoint:
                 request.id,
                 choice.style,
                 max_seconds=settings.max_audio_seconds * speech.speed,  # the limit is on the audio after the speed change
+                first_chunk_tokens=settings.first_chunk_tokens,
+                speed=speech.speed,
             )
             output = AudioOutput(speech.response_format, SAMPLE_RATE, speech.speed)
         except BaseException:
@@ -194,8 +196,8 @@ class SpeechStream:
     def log(self) -> None:
         first = f"{self.first_audio_s:.3f}" if self.first_audio_s is not None else "-"
         request_log.info(
-            "request_id=%s voice=%s chars=%d format=%s stream=%s speed=%g segments=%d skipped=%d ttfa_s=%s total_s=%.3f "
-            "audio_s=%.2f outcome=%s %s",
+            "request_id=%s voice=%s chars=%d format=%s stream=%s speed=%g segments=%d skipped=%d chunks=%d ttfa_s=%s "
+            "total_s=%.3f audio_s=%.2f outcome=%s %s",
             self.request.id,
             field(self.choice.id),
             len(self.speech.input),
@@ -204,6 +206,7 @@ class SpeechStream:
             self.speech.speed,
             self.report.segments_done,
             self.report.segments_skipped,
+            self.report.chunks,
             first,
             time.perf_counter() - self.started,
             self.output.seconds,

@@ -21,6 +21,8 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from engine.synthesis_speed import SynthesisSpeed
+
 T = TypeVar("T")
 
 
@@ -66,6 +68,7 @@ class Scheduler:
         self._arrivals = itertools.count()
         self._mean_request_s = 5.0
         self.jobs_run = 0
+        self.speed = SynthesisSpeed()  # measured by the jobs of every request, for the chunk plan
 
     @property
     def active(self) -> int:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import anyio.to_thread
 import numpy as np
 
-from engine.audio_budget import TooMuchAudio, fast_speech_seconds, token_budget
+from engine.audio_budget import AudioLimitReached, TooMuchAudio, fast_speech_seconds, token_budget
+from engine.chunking import SegmentAudio, chunk_size
+from engine.decoding import SegmentDecoder
 from engine.g2p import Phonemes, text_to_phonemes
 from engine.scheduler import Scheduler, Ticket
 from engine.segmenter import segment
-from engine.synthesis import HARD_TOKEN_CAP, Tokens, text_to_tokens, vocode
+from engine.synthesis import HARD_TOKEN_CAP, SAMPLE_RATE, token_cap, vocode_values
+from engine.synthesis_speed import SynthesisSpeed
 from engine.voice import Reference, Voice
 
 logger = logging.getLogger("gsv.speech")
@@ -32,6 +38,8 @@ class SpeechPlan:
     first_phonemes: Phonemes
     reference: Reference  # the voice's default clip or one of its styles
     token_budget: int | None  # semantic tokens the whole request may decode (its audio limit); None: no limit
+    first_chunk_tokens: int = 0  # tokens of the request's first vocoder chunk; 0: whole segments (no chunking)
+    speed: float = 1.0  # the listener's playback speed (the audio's duration is divided by it)
 
 
 @dataclass
@@ -40,6 +48,7 @@ class SpeechReport:
 
     segments_done: int = 0
     segments_skipped: int = 0
+    chunks: int = 0  # vocoder runs
     phonemes: int = 0  # the SSE `usage`: phonemes in...
     tokens: int = 0  # ...and semantic tokens out
 
@@ -61,6 +70,8 @@ async def plan_speech(
     request_id: str,
     style: str | None = None,
     max_seconds: float | None = None,
+    first_chunk_tokens: int = 0,
+    speed: float = 1.0,
 ) -> SpeechPlan:
     """Check the text's likely length, segment it and run G2P until a speakable segment is found, before any
     byte is sent. `max_seconds` is the request's audio limit at the model's own pace (speed 1)."""
@@ -74,20 +85,54 @@ async def plan_speech(
     for index, piece in enumerate(segments):
         phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id)
         if phonemes is not None:
-            return SpeechPlan(voice, segments, index, phonemes, voice.reference_for(style), tokens_allowed)
+            reference = voice.reference_for(style)
+            return SpeechPlan(voice, segments, index, phonemes, reference, tokens_allowed, first_chunk_tokens, speed)
     raise NothingToSay(f"the input has nothing pronounceable in {voice.language}")
 
 
-def _tokens_for_segment(plan: SpeechPlan, index: int, ticket: Ticket, request_id: str, budget: int) -> Tokens | None:
-    """Stage one in a worker: G2P (unless planned already) and the T2S decoding loop; None to skip the segment."""
-    phonemes = (
-        plan.first_phonemes
-        if index == plan.first_index
-        else _phonemes_or_none(plan.segments[index], plan.voice.language, request_id)
-    )
-    if phonemes is None:
-        return None
-    return text_to_tokens(plan.voice, phonemes, plan.reference, ticket.cancel, budget)
+class _SegmentDecoding:
+    """One segment's T2S side: its G2P (unless planned already), then its resumable decoding, job by job."""
+
+    def __init__(self, plan: SpeechPlan, index: int, request_id: str, budget: int) -> None:
+        self.plan, self.index, self.request_id, self.budget = plan, index, request_id, budget
+        self.phonemes: Phonemes | None = None
+        self.decoder: SegmentDecoder | None = None
+        self.skipped = False
+        self.finished = False  # set by the event loop, after the job's tokens are in `tokens`
+        self.capped = False
+        self.cap_lowered = False
+        self.tokens: list[np.ndarray] = []  # decoded so far, appended by the event loop after each job
+
+    @property
+    def decoded(self) -> int:
+        return sum(int(values.size) for values in self.tokens)
+
+    def step(self, count: int, cancel: threading.Event, speed: SynthesisSpeed) -> np.ndarray:
+        """A scheduler job: decode at least `count` more tokens (fewer at the segment's end)."""
+        began = time.perf_counter()
+        if self.decoder is None:
+            plan = self.plan
+            self.phonemes = (
+                plan.first_phonemes
+                if self.index == plan.first_index
+                else _phonemes_or_none(plan.segments[self.index], plan.voice.language, self.request_id)
+            )
+            if self.phonemes is None:
+                self.skipped = True
+                return np.zeros(0, dtype=np.int64)
+            cap = token_cap(self.phonemes.count)
+            self.cap_lowered = self.budget < cap  # by the request's audio limit
+            self.decoder = SegmentDecoder(plan.voice, self.phonemes, plan.reference, min(cap, self.budget))
+        values = self.decoder.advance(count, cancel)
+        if self.decoder.finished and not self.decoder.stopped and self.cap_lowered:
+            raise AudioLimitReached  # cutting the segment short would send less than the text as if it were all
+        speed.decoded(int(values.size), time.perf_counter() - began)
+        return values
+
+
+#: Tokens per T2S job after the first chunk's: short jobs let the vocoder start a chunk as soon as it has enough,
+#: and other requests get their turn between them.
+DECODE_JOB_TOKENS = 8
 
 
 async def speak(
@@ -100,52 +145,109 @@ async def speak(
 ) -> None:
     """Synthesise every segment and `deliver` its float audio (32 kHz), in order, as soon as it is ready.
 
-    Two stages, pipelined: the T2S loop of segment k+1 runs while the vocoder turns segment k into audio
-    (from the second segment on: the first one has the cores to itself, for the earliest first audio).
-    The T2S loop barely uses a second core and the vocoder does, so the overlap makes one long request
-    about 10% faster on 2 cores (bench/). Each stage is one scheduler job, so other requests still get
-    their turn between them; at most one segment's tokens wait for the vocoder (the stream's buffer).
+    Two sides, pipelined: the T2S decoding, in jobs of a few tokens, and the vocoder, in chunks
+    (engine/chunking.py) planned so that each is out before the listener has played what came before. The
+    decoding runs ahead of the vocoder by at most one segment. The T2S step barely uses a second core and the
+    vocoder does, so the overlap shortens a long request on 2 cores. Every job is one scheduler job, so other
+    requests get their turn between them.
     """
-    send, receive = anyio.create_memory_object_stream[tuple[int, Tokens]](1)
-    first_audio_out = anyio.Event()
+    speed = scheduler.speed
+    decodings: list[_SegmentDecoding] = []
+    changed = anyio.Event()
+    state = {"vocoding": 0, "decoding_done": False}
     report.segments_skipped = plan.first_index
     failures: list[Exception] = []  # raised after the task group, so callers see the error itself, not a group
+
+    def notify() -> None:
+        nonlocal changed
+        changed.set()
+        changed = anyio.Event()
 
     async def decode_all() -> None:
         decoded = 0
         try:
-            async with send:
-                for index in range(plan.first_index, len(plan.segments)):
-                    left = HARD_TOKEN_CAP if plan.token_budget is None else plan.token_budget - decoded
-                    tokens = await scheduler.run(ticket, _tokens_for_segment, plan, index, ticket, request_id, left)
-                    if tokens is None:
-                        report.segments_skipped += 1
-                        continue
-                    if tokens.capped:
-                        logger.warning(
-                            "request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, tokens.values.size
-                        )
-                    decoded += int(tokens.values.size)
-                    await send.send((index, tokens))
-                    # The first segment's vocoder gets both cores: decoding the next one beside it would
-                    # delay the first audio, which is what the listener waits for.
-                    await first_audio_out.wait()
+            for index in range(plan.first_index, len(plan.segments)):
+                while len(decodings) - state["vocoding"] >= 2:  # one segment ahead of the vocoder at most
+                    await changed.wait()
+                left = HARD_TOKEN_CAP if plan.token_budget is None else plan.token_budget - decoded
+                decoding = _SegmentDecoding(plan, index, request_id, left)
+                decodings.append(decoding)
+                first = index == plan.first_index and plan.first_chunk_tokens > 0
+                count = plan.first_chunk_tokens if first else DECODE_JOB_TOKENS
+                while not decoding.finished:
+                    values = await scheduler.run(ticket, decoding.step, count, ticket.cancel, speed)
+                    # Set here, not in the worker: the vocoder side must never see `finished` before the tokens.
+                    decoding.tokens.append(values)
+                    decoding.finished = decoding.skipped or (decoding.decoder is not None and decoding.decoder.finished)
+                    decoding.capped = decoding.finished and decoding.decoder is not None and not decoding.decoder.stopped
+                    decoded += int(values.size)
+                    count = DECODE_JOB_TOKENS
+                    notify()
+                if decoding.capped:
+                    logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, decoding.decoded)
         except Exception as error:  # ends the stream; the vocoder side re-raises it
             failures.append(error)
+        finally:
+            state["decoding_done"] = True
+            notify()
+
+    first_audio_at: float | None = None
+    audio_out_s = 0.0  # listener seconds sent
+
+    def buffered_s() -> float | None:
+        return None if first_audio_at is None else audio_out_s - (time.monotonic() - first_audio_at)
+
+    async def vocode_segment(decoding: _SegmentDecoding) -> None:
+        nonlocal first_audio_at, audio_out_s
+        assert decoding.phonemes is not None
+        vocode = partial(vocode_values, plan.voice, decoding.phonemes, plan.reference)
+        audio = SegmentAudio(vocode, speed)
+        taken = 0
+        while True:
+            for values in decoding.tokens[taken:]:
+                audio.add(values)
+            taken = len(decoding.tokens)
+            finished = decoding.finished
+            count = chunk_size(audio.pending, finished, buffered_s(), speed, plan.first_chunk_tokens)
+            if count == 0:
+                if finished or failures:
+                    break
+                await changed.wait()
+                continue
+            final = finished and count == audio.pending
+            samples = await scheduler.run(ticket, audio.vocode, count, final)
+            if samples.size:
+                await deliver(samples)
+                if first_audio_at is None:
+                    first_audio_at = time.monotonic()
+                audio_out_s += samples.size / SAMPLE_RATE / plan.speed
+            ticket.streaming = True
+            if final:
+                break
+        report.chunks += audio.chunks
+        report.segments_done += 1
+        report.phonemes += decoding.phonemes.count
+        report.tokens += int(audio.tokens.size)
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(decode_all)
         try:
-            async with receive:
-                async for _, tokens in receive:
-                    audio = await scheduler.run(ticket, vocode, plan.voice, tokens)
-                    report.segments_done += 1
-                    report.phonemes += tokens.phonemes.count
-                    report.tokens += int(tokens.values.size)
-                    if audio.size:
-                        await deliver(audio)
-                    ticket.streaming = True
-                    first_audio_out.set()
+            while not failures:
+                if state["vocoding"] >= len(decodings):
+                    if state["decoding_done"]:
+                        break
+                    await changed.wait()
+                    continue
+                decoding = decodings[state["vocoding"]]
+                if decoding.phonemes is None and not decoding.finished:
+                    await changed.wait()  # its first job (G2P) has not run yet
+                    continue
+                if decoding.skipped:
+                    report.segments_skipped += 1
+                else:
+                    await vocode_segment(decoding)
+                state["vocoding"] += 1
+                notify()
         except Exception as error:
             failures.append(error)
             ticket.cancel.set()  # stop the decoding side within one step

@@ -57,11 +57,15 @@ def text_to_tokens(
 
 def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:
     """Stage two: semantic tokens to float32 mono audio at SAMPLE_RATE (empty for no tokens)."""
-    if tokens.values.size == 0:
+    return vocode_values(voice, tokens.phonemes, tokens.reference, tokens.values)
+
+
+def vocode_values(voice: Voice, phonemes: Phonemes, reference: Reference, values: np.ndarray) -> np.ndarray:
+    """Some of a segment's tokens to audio; the vocoder always sees the whole segment's phonemes."""
+    if values.size == 0:
         return np.zeros(0, dtype=np.float32)
-    semantic = tokens.values[None, None, :].astype(np.int64)
-    sequence = tokens.phonemes.sequence
-    reference = tokens.reference
+    semantic = values[None, None, :].astype(np.int64)
+    sequence = phonemes.sequence
     if voice.prompt_encoder is None:
         feed = {"text_seq": sequence, "pred_semantic": semantic, "ref_audio": reference.audio_32k}
     else:

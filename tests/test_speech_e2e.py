@@ -91,7 +91,7 @@ def test_first_audio_arrives_while_later_segments_are_still_synthesised(server: 
             received += chunk
     after = server.health()["synthesis"]["jobs_run"] - before
     assert jobs_when_first_audio_arrived < after
-    assert after >= 12  # three jobs per segment: T2S, vocoder, and stretching/encoding
+    assert after >= 12  # at least three jobs per segment: T2S, vocoder, and stretching/encoding
     assert wav_info(received)[3] > 10
 
 
@@ -147,7 +147,7 @@ TOKEN_SAMPLES = 1280  # audio samples per semantic token at 32 kHz
 def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
     """A client that leaves while a long segment is being decoded stops that decoding loop within about one step.
 
-    The client reads the first segment's audio, waits until /health shows the second segment's T2S job running,
+    The client reads the first segment's audio, waits until /health shows the second segment's jobs running,
     and leaves. A server that checks the cancel flag at every decoding step is idle again after a small fraction
     of that segment's synthesis time; one that stops only between jobs first decodes the rest of the segment,
     half or more of it (the vocoder is the rest). The yardstick is the same segment synthesised to the end,
@@ -163,6 +163,7 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
     server.wait_idle()
     received = bytearray()
     first_done: float | None = None
+    jobs_before = server.health()["synthesis"]["jobs_run"]
     with httpx.stream("POST", url, json={"model": "demo", "input": text}, timeout=120) as response:
         for chunk in response.iter_raw():
             received += chunk
@@ -170,6 +171,7 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
                 first_done = time.monotonic()
     assert first_done is not None
     segment_s = time.monotonic() - first_done
+    whole_request_jobs = server.wait_idle()["synthesis"]["jobs_run"] - jobs_before
     assert received.startswith(first_segment)
     steps = (len(received) - len(first_segment)) // (2 * TOKEN_SAMPLES)  # one token per decoding step
     assert steps > 100
@@ -183,21 +185,22 @@ def test_client_disconnect_stops_synthesis(server: ServerProcess) -> None:
         chunks = response.iter_raw()
         while len(received) < len(first_segment):
             received += next(chunks)
-        assert received == first_segment  # the second segment's audio comes only after its decoding loop
+        assert received[: len(first_segment)] == first_segment
 
-        def decoding_second_segment() -> bool:
+        def second_segment_in_progress() -> bool:
             synthesis = server.health()["synthesis"]
-            # The first segment's three jobs (T2S, vocoder, encoding) are done: the one running is the second one's T2S.
-            assert synthesis["jobs_run"] - before == 3, f"the second segment's T2S job ended before we could leave: {synthesis}"
-            return synthesis["running"] == 1
+            # The second segment is decoded in jobs of a few tokens beside the first one's vocoder (chunked
+            # vocoding), so the stop is checked by how little of the request ran, not by an exact job count.
+            assert synthesis["jobs_run"] - before < whole_request_jobs / 2, f"the request ran on: {synthesis}"
+            return synthesis["running"] >= 1
 
-        wait_for(decoding_second_segment, 30, "decoding the second segment")
+        wait_for(second_segment_in_progress, 30, "synthesising the second segment")
         left = time.monotonic()
     # Closing the unfinished stream closed the connection. The server must notice and stop at the next step.
     state = server.wait_idle(timeout=120)
     stopped_s = time.monotonic() - left
     ran = state["synthesis"]["jobs_run"] - before
-    assert ran == 4, f"{ran} synthesis jobs ran: expected the first segment's three and the second one's cut-short T2S"
+    assert ran < whole_request_jobs / 2, f"{ran} synthesis jobs ran, against {whole_request_jobs} for the whole request"
     assert stopped_s < segment_s / 5, (
         f"synthesis went on {stopped_s:.2f} s after the client left, against {segment_s:.2f} s for the whole segment "
         f"({steps} decoding steps and its vocoder): the decoding loop did not stop at the next step"
