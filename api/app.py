@@ -84,8 +84,8 @@ class Application:
                         self.genie_data_dir,
                         settings.ort_threads,
                         settings.models_dir,
-                        cache_dir=settings.cache_dir,
-                        t2s_precision=settings.t2s_precision,
+                        settings.cache_dir,
+                        settings.t2s_precision,
                     )
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
