@@ -66,7 +66,7 @@ def vocode_values(voice: Voice, phonemes: Phonemes, reference: Reference, values
         return np.zeros(0, dtype=np.float32)
     semantic = values[None, None, :].astype(np.int64)
     sequence = phonemes.sequence
-    if voice.prompt_encoder is None:
+    if reference.ge is None:  # a V2 voice: its vocoder takes the clip itself
         feed = {"text_seq": sequence, "pred_semantic": semantic, "ref_audio": reference.audio_32k}
     else:
         feed = {"text_seq": sequence, "pred_semantic": semantic, "ge": reference.ge, "ge_advanced": reference.ge_advanced}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnxruntime
@@ -122,15 +121,6 @@ class Voice:
     @property
     def language(self) -> str:
         return self.folder.language
-
-    @property
-    def prompt_encoder(self) -> Literal[True] | None:
-        """True for a V2ProPlus voice (the vocoder takes `ge`/`ge_advanced`), None for V2 (it takes the clip).
-
-        The prompt encoder itself only computes reference features and is released after loading; this
-        stays for engine/synthesis.py, which tells the two kinds apart by it.
-        """
-        return True if self.folder.kind == "V2ProPlus" else None
 
 
 def load_voice(

@@ -37,7 +37,7 @@ def deterministic_vocoder(template: Path, fp16_weights: Path, scratch: Path) -> 
 
 
 def load_deterministic_vocoder(models: Path, scratch: Path, threads: int = 2) -> onnxruntime.InferenceSession:
-    from engine.voice import PROVIDERS, session_options  # noqa: PLC0415
+    from engine.sessions import PROVIDERS, session_options  # noqa: PLC0415
 
     path = deterministic_vocoder(models / "vits_fp32.onnx", models / "vits_fp16.bin", scratch)
     return onnxruntime.InferenceSession(str(path), session_options(threads), providers=PROVIDERS)

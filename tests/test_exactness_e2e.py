@@ -53,11 +53,13 @@ TEXTS = {
 class Sides:
     voice: object  # engine.voice.Voice on the deterministic copy
     genie_reference: dict  # style name ("" for the default) -> Genie's ReferenceAudio
+    prompt_encoder: object  # the session Genie computes its speaker embeddings with (ours releases it after loading)
 
 
 @pytest.fixture(scope="module")
 def sides(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sides]:
     from engine.genie import import_genie
+    from engine.sessions import in_memory_session
     from engine.tools.deterministic import deterministic_voice
     from engine.voice import SharedModels, load_voice
     from engine.voice_folder import inspect_voice
@@ -70,7 +72,9 @@ def sides(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     voice = load_voice(folder, SharedModels.load(genie_data, 2), 2)
     clips = {"": folder.reference, **folder.styles}
     references = {name: ReferenceAudio(str(clip.audio), clip.text, "japanese") for name, clip in clips.items()}
-    yield Sides(voice, references)
+    models = folder.models
+    prompt_encoder = in_memory_session(models / "prompt_encoder_fp32.onnx", models / "prompt_encoder_fp16.bin", 2)
+    yield Sides(voice, references, prompt_encoder)
 
 
 class Recorder:
@@ -109,7 +113,7 @@ def ours(voice, text: str, style: str | None = None) -> tuple[np.ndarray, np.nda
     return tokens.values, vocode(voice, tokens)
 
 
-def genies(voice, reference, text: str) -> tuple[np.ndarray, np.ndarray]:
+def genies(voice, reference, text: str, prompt_encoder) -> tuple[np.ndarray, np.ndarray]:
     """Genie's tokens (what its `t2s_cpu` returned inside `GENIE.tts`) and audio."""
     from genie_tts.Core.Inference import GENIE
 
@@ -128,19 +132,19 @@ def genies(voice, reference, text: str) -> tuple[np.ndarray, np.ndarray]:
         voice.first_stage_decoder,
         voice.stage_decoder,
         voice.vocoder,
-        voice.prompt_encoder,
+        prompt_encoder,
         "japanese",
     )
     (tokens,) = seen
     return tokens.reshape(-1).copy(), np.asarray(audio, dtype=np.float32).reshape(-1)
 
 
-def genie_vocoder(voice, reference, text: str, tokens: np.ndarray) -> np.ndarray:
+def genie_vocoder(voice, reference, text: str, tokens: np.ndarray, prompt_encoder) -> np.ndarray:
     """Genie's vocoder call (its G2P of the text, its reference embeddings) on given tokens."""
     from genie_tts.GetPhonesAndBert import get_phones_and_bert
 
     text_seq, _ = get_phones_and_bert("。" + text, language="japanese")
-    reference.update_global_emb(prompt_encoder=voice.prompt_encoder)
+    reference.update_global_emb(prompt_encoder=prompt_encoder)
     feed = {
         "text_seq": text_seq,
         "pred_semantic": tokens[None, None, :].astype(np.int64),
@@ -165,7 +169,7 @@ def test_our_tokens_and_audio_are_genies(sides: Sides, text: str, style: str | N
     reference = sides.genie_reference[style or ""]
     mine, theirs = recording(sides.voice), recording(sides.voice)
     our_tokens, our_audio = ours(mine, text, style)
-    genie_tokens, genie_audio = genies(theirs, reference, text)
+    genie_tokens, genie_audio = genies(theirs, reference, text, sides.prompt_encoder)
     voice = sides.voice
 
     # The same text and reference reach the encoder and the vocoder (tokens aside: difference 1, below).
@@ -177,7 +181,7 @@ def test_our_tokens_and_audio_are_genies(sides: Sides, text: str, style: str | N
     np.testing.assert_array_equal(genie_tokens, [*our_tokens[2:-1], 0])
     # Its audio is its tokens through our vocoder feed, and our audio is ours through its feed.
     assert_same_audio(genie_audio, ours_vocoder(voice, text, genie_tokens, style))
-    assert_same_audio(our_audio, genie_vocoder(voice, reference, text, our_tokens))
+    assert_same_audio(our_audio, genie_vocoder(voice, reference, text, our_tokens, sides.prompt_encoder))
 
 
 def ours_vocoder(voice, text: str, tokens: np.ndarray, style: str | None) -> np.ndarray:
@@ -215,7 +219,7 @@ def test_a_stop_at_step_zero_replays_the_reference_in_genie_and_not_in_ours(side
     reference = sides.genie_reference[""]
     text = TEXTS["sentence"]
     our_tokens, our_audio = ours(voice, text)
-    genie_tokens, genie_audio = genies(voice, reference, text)
+    genie_tokens, genie_audio = genies(voice, reference, text, sides.prompt_encoder)
 
     prompts = voice.encoder.run(
         None,
@@ -230,7 +234,7 @@ def test_a_stop_at_step_zero_replays_the_reference_in_genie_and_not_in_ours(side
     assert our_tokens.size == 2  # the first stage's token and the one the stopping step made
     np.testing.assert_array_equal(genie_tokens, [*prompts, our_tokens[0], 0])
     assert genie_audio.size > 20 * our_audio.size  # seconds of the reference against two tokens' worth
-    assert_same_audio(our_audio, genie_vocoder(voice, reference, text, our_tokens))
+    assert_same_audio(our_audio, genie_vocoder(voice, reference, text, our_tokens, sides.prompt_encoder))
 
 
 def voice_phonemes(voice, text: str):
