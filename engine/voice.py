@@ -15,6 +15,7 @@ import onnxruntime
 import soxr
 
 from engine import genie
+from engine.decoder_graph import load_stage_decoder
 from engine.g2p import text_to_phonemes
 from engine.voice_folder import ReferenceClip, VoiceFolder
 
@@ -102,7 +103,7 @@ def load_voice(folder: VoiceFolder, shared: SharedModels, threads: int) -> Voice
     shared_t2s = models / "t2s_shared_fp16.bin"
     encoder = load_session(models / "t2s_encoder_fp32.onnx", None, threads)
     first = load_session(models / "t2s_first_stage_decoder_fp32.onnx", shared_t2s, threads)
-    stage = load_session(models / "t2s_stage_decoder_fp32.onnx", shared_t2s, threads)
+    stage = load_stage_decoder(models / "t2s_stage_decoder_fp32.onnx", lambda graph: load_session(graph, shared_t2s, threads))
     vocoder = load_session(models / "vits_fp32.onnx", models / "vits_fp16.bin", threads)
     prompt_encoder = None
     if folder.kind == "V2ProPlus":
