@@ -18,6 +18,7 @@ import onnxruntime
 import soxr
 
 from engine import genie
+from engine.decoder_graph import load_stage_decoder
 from engine.g2p import text_to_phonemes
 from engine.reference_cache import ReferenceCache
 from engine.sessions import SessionLoader, WeightPool, in_memory_session
@@ -139,7 +140,7 @@ def load_voice(
     pool = WeightPool() if loader.cache is not None and t2s_weights is not None else None
     encoder = loader.session(models / "t2s_encoder_fp32.onnx", None)
     first = loader.session(first_graph, t2s_weights, pool)
-    stage = loader.session(stage_graph, t2s_weights, pool)
+    stage = load_stage_decoder(stage_graph, lambda graph: loader.session(graph, t2s_weights, pool))
     vocoder = loader.session(models / "vits_fp32.onnx", models / "vits_fp16.bin")
     features = ReferenceFeatures(folder, shared, loader, references)
     reference = features.of(folder.reference)

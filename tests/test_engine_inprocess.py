@@ -59,7 +59,11 @@ def slow_voice(demo_root: Path, shared_models):
 
 
 class CountingDecoder:
-    """Delegates to the real stage decoder; counts steps and can act at a given step."""
+    """Delegates to the real stage decoder; counts steps and can act at a given step.
+
+    The demo's stage decoder is the rewritten one (engine/decoder_graph.py), stepped through IO binding:
+    `on_step(step, outputs)` gets the bound outputs (y, y_emb, stop first) and returns what the decoder sees.
+    """
 
     def __init__(self, real, on_step=None) -> None:
         self.real, self.on_step, self.steps = real, on_step, 0
@@ -67,10 +71,27 @@ class CountingDecoder:
     def get_inputs(self):
         return self.real.get_inputs()
 
-    def run(self, outputs, feed):
+    def io_binding(self):
+        return StepBinding(self.real.io_binding())
+
+    def run_with_iobinding(self, binding) -> None:
         self.steps += 1
-        result = self.real.run(outputs, feed)
-        return self.on_step(self.steps, result) if self.on_step else result
+        self.real.run_with_iobinding(binding.real)
+        outputs = binding.real.get_outputs()
+        binding.outputs = self.on_step(self.steps, outputs) if self.on_step else outputs
+
+
+class StepBinding:
+    """An IO binding whose outputs CountingDecoder may replace after each step."""
+
+    def __init__(self, real) -> None:
+        self.real, self.outputs = real, []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def get_outputs(self):
+        return self.outputs
 
 
 def test_length_rule_gives_two_tokens_per_phoneme(demo_voice) -> None:
@@ -176,12 +197,14 @@ def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
 
 
 def test_stop_at_step_zero_never_replays_the_reference(demo_voice) -> None:
+    import onnxruntime
+
     from engine.g2p import text_to_phonemes
     from tests.engine_helpers import synthesize
 
-    def stop_now(step, result):
-        y, y_emb, _, *cache = result
-        return [y, y_emb, np.array(True), *cache]
+    def stop_now(step, outputs):
+        y, y_emb, _, *cache = outputs
+        return [y, y_emb, onnxruntime.OrtValue.ortvalue_from_numpy(np.array(True)), *cache]
 
     voice = dataclasses.replace(demo_voice, stage_decoder=CountingDecoder(demo_voice.stage_decoder, stop_now))
     result = synthesize(voice, text_to_phonemes("こんにちは。", "Japanese"), threading.Event())
@@ -277,6 +300,16 @@ class RecordingSession:
         start = time.perf_counter()
         try:
             return self.real.run(outputs, feed)
+        finally:
+            self.runs.append((start, time.perf_counter(), self.request, self.stage))
+
+    def io_binding(self):
+        return self.real.io_binding()
+
+    def run_with_iobinding(self, binding) -> None:
+        start = time.perf_counter()
+        try:
+            self.real.run_with_iobinding(binding)
         finally:
             self.runs.append((start, time.perf_counter(), self.request, self.stage))
 
