@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.contenders import ROOT, GenieServer, OurServer, run_genie_direct
 from bench.measure import Sample, median, percentile, spread, stream_request
+from bench.report import fmt
 from bench.targets import ratio, targets
 from bench.texts import CONCURRENT, TEXTS
 from tests.server_process import ServerProcess
@@ -97,6 +98,11 @@ def one(contender, running: ServerProcess, text: str, mode: Mode, voice: str = "
     return stream_request(url, payload, contender.header_bytes, mode.timeout_s)
 
 
+def worst_gap(samples: list[Sample]) -> float | None:
+    """The longest gap any served client of one concurrent round saw (None when none was served)."""
+    return max((sample.max_gap_s for sample in samples if sample.ok), default=None)
+
+
 def concurrent(
     contender, running: ServerProcess, clients: int, repeats: int, mode: Mode, expected: dict[str, int]
 ) -> dict[str, object]:
@@ -125,9 +131,9 @@ def concurrent(
         for thread in threads:
             thread.join()
         wall += time.perf_counter() - started
-        served = [sample for sample in results if sample is not None and sample.ok]
-        if served:
-            gaps.append(max(sample.max_gap_s for sample in served))
+        gap = worst_gap([sample for sample in results if sample is not None])
+        if gap is not None:
+            gaps.append(gap)
         for text, sample in zip(texts, results, strict=True):
             assert sample is not None
             hung += sample.hung
@@ -205,7 +211,7 @@ class ServerRounds:
             self.tally.peak_rss_mb = max(self.tally.peak_rss_mb, running.peak_rss_mb())
         finally:
             running.stop()
-        figures = {name: f"{found[-1].ttfa_s}/{found[-1].total_s:.2f}" for name, found in self.tally.samples.items()}
+        figures = {name: f"{fmt(found[-1].ttfa_s)}/{fmt(found[-1].total_s)}" for name, found in self.tally.samples.items()}
         log(f"{self.contender.name} round {repeat + 1}: ready in {running.cold_start_s:.1f} s; TTFA/total s {figures}")
         if not self.cached:
             shutil.rmtree(cache, ignore_errors=True)
@@ -307,25 +313,35 @@ def require_int8() -> None:
         raise RuntimeError("settings.py has no T2S_PRECISION: the int8 T2S work is not in this checkout (or use --without-int8)")
 
 
-def measure_fidelity(voice_dir: Path, genie_data: Path, scratch: Path) -> dict[str, float]:
+def bench_voice(with_int8: bool) -> tuple[Path, Path]:
+    """The demo voice (and its GenieData) every contender speaks with; with its int8 T2S decoders if asked."""
+    if with_int8:
+        from bench.fidelity import demo_voice  # noqa: PLC0415  (comes with the int8 T2S work; without it the run fails here)
+
+        return demo_voice()
+    from engine.tools.demo import BUILD_VERSION, ensure_demo  # noqa: PLC0415
+
+    return ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
+
+
+def measure_fidelity(voice_dir: Path, genie_data: Path) -> dict[str, float]:
     """int8 against fp32 T2S with deterministic sampling, over the bench texts (bench/fidelity.py)."""
     from bench import fidelity  # noqa: PLC0415  (comes with the int8 T2S work; without it the run fails here)
 
-    measured = fidelity.measure(voice_dir=voice_dir, genie_data=genie_data, texts=list(TEXTS.values()), scratch=scratch)
+    measured = fidelity.int8_figures(voice_dir, genie_data)
     return {key: measured[key] for key in ("top1_agreement", "sequence_agreement", "step_ms_fp32", "step_ms_int8")}
 
 
 def run(mode: Mode, scratch: Path, log: Log, baseline: str | None = None, with_int8: bool = True) -> dict[str, object]:
     """Every contender, in one run; with `baseline`, also our server at that git revision, as one more contender."""
-    from engine.tools.demo import BUILD_VERSION, ensure_demo
-
-    voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
+    if with_int8:
+        require_int8()
+    voice_dir, genie_data = bench_voice(with_int8)
     scratch.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.UTC)
     fidelity = None
     if with_int8:
-        require_int8()
-        fidelity = measure_fidelity(voice_dir, genie_data, scratch)
+        fidelity = measure_fidelity(voice_dir, genie_data)
         log(f"int8 fidelity: {fidelity}")
 
     texts = tuple(TEXTS)

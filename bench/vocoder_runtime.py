@@ -35,8 +35,9 @@ from engine.voice_folder import inspect_voice
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 THREADS = 2
-#: Largest allowed |difference| between the two runtimes' samples (audio in [-1, 1]): about 33 steps of
-#: 16-bit PCM, -60 dBFS; fp32 kernels that sum in another order differ by far less.
+#: Largest allowed |difference| between the two runtimes' samples, relative to the loudest sample (-60 dB):
+#: relative, since the demo voice's random weights make quiet audio. fp32 kernels that only sum in another
+#: order differ by far less.
 TOLERANCE = 1e-3
 SPEEDUP_TO_ADOPT = 1.3
 TOKENS_PER_PHONEME = 2  # the demo voice's length rule: a realistic amount of audio for the text
@@ -135,7 +136,8 @@ def measure(voice_dir: Path, genie_data: Path, scratch: Path, repeats: int) -> d
     medians = {name: statistics.median(found) for name, found in times.items()}
     audio_s = outputs["onnxruntime"].size / 32000
     speedup = medians["onnxruntime"] / medians["openvino"]
-    equal = difference <= TOLERANCE
+    peak = float(np.max(np.abs(outputs["onnxruntime"])))
+    equal = difference <= TOLERANCE * peak
     return {
         "when_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": {"onnxruntime": version("onnxruntime"), "openvino": version("openvino")},
@@ -150,8 +152,8 @@ def measure(voice_dir: Path, genie_data: Path, scratch: Path, repeats: int) -> d
         "s_per_audio_s": {name: value / audio_s for name, value in medians.items()},
         "speedup_openvino": speedup,
         "max_abs_difference": difference,
-        "peak_abs_sample": float(np.max(np.abs(outputs["onnxruntime"]))),
-        "tolerance": TOLERANCE,
+        "peak_abs_sample": peak,
+        "tolerance_relative_to_peak": TOLERANCE,
         "equal_within_tolerance": equal,
         "openvino_installed_mb": installed_mb("openvino"),
         "adopt": speedup >= SPEEDUP_TO_ADOPT and equal,
@@ -177,8 +179,9 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"- OpenVINO speed-up: {result['speedup_openvino']:.2f}x (adopt only at >= {SPEEDUP_TO_ADOPT}x).",
-        f"- Largest sample difference: {result['max_abs_difference']:.2e} (tolerance {result['tolerance']:.0e}; "
-        f"largest sample {result['peak_abs_sample']:.3f}): {'equal' if result['equal_within_tolerance'] else 'NOT equal'}.",
+        f"- Largest sample difference: {result['max_abs_difference']:.2e}, against a tolerance of "
+        f"{result['tolerance_relative_to_peak']:.0e} x the largest sample ({result['peak_abs_sample']:.3g}): "
+        f"{'equal' if result['equal_within_tolerance'] else 'NOT equal'}.",
         f"- Cost: the openvino wheel installs {result['openvino_installed_mb']:.0f} MB into site-packages.",
         "",
         f"**Decision: {'adopt OpenVINO for the vocoder' if result['adopt'] else 'keep onnxruntime'}.**",
@@ -189,7 +192,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The demo voice's vocoder on onnxruntime vs OpenVINO.")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     from engine.tools.demo import BUILD_VERSION, ensure_demo  # noqa: PLC0415

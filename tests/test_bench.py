@@ -408,3 +408,18 @@ def test_the_vocoder_comparison_replaces_the_noise_with_zeros(tmp_path) -> None:
     assert np.array_equal(run(quiet), x) and np.array_equal(run(quiet), run(quiet))
     with pytest.raises(RuntimeError, match="expected one RandomNormalLike"):
         without_noise(quiet, tmp_path / "again.onnx")
+
+
+def test_a_concurrency_level_reports_the_worst_gap_of_its_clients() -> None:
+    from bench.run import worst_gap
+
+    clients = [sample(1.0, 3.0, 0.5), sample(1.5, 4.0, 2.2), sample(2.0, 4.0, 1.0), sample(0.1, 9.0, 5.0, ok=False)]
+    assert worst_gap(clients) == pytest.approx(2.2)  # a failed request's gap is counted as a failure instead
+    assert worst_gap([sample(0.1, 9.0, 5.0, ok=False)]) is None and worst_gap([]) is None
+
+
+def test_the_many_voices_server_is_only_started_when_its_memory_fits() -> None:
+    from bench.run import predicted_mb
+
+    assert predicted_mb(3800.0, 9100.0, 8) == pytest.approx(3800 + 7 * 2650)  # today's figures: about 22 GB
+    assert predicted_mb(1000.0, 900.0, 8) == 1000.0  # shared weights could make more voices cost nothing extra
