@@ -137,12 +137,19 @@ def baseline_section(baseline: dict) -> list[str]:
     now, then = baseline["current"], baseline
     rows = []
     for text, row in now["single"].items():
-        for key, label in (("ttfa_s", "TTFA s"), ("total_s", "total s"), ("rtf", "RTF"), ("stall_s", "stall s")):
-            rows.append((f"{text}, 1 client: {label}", row[key], then["single"][text][key]))
+        for key, label in (
+            ("ttfa_s", "TTFA s"),
+            ("total_s", "total s"),
+            ("rtf", "RTF"),
+            ("stall_s", "stall s"),
+            ("max_gap_s", "max gap s"),
+        ):
+            rows.append((f"{text}, 1 client: {label}", row.get(key), then["single"][text].get(key)))
     for clients, row in now["concurrency"].items():
         previous = then["concurrency"][clients]
-        for key, label in (("p50_ttfa_s", "p50 TTFA s"), ("p95_ttfa_s", "p95 TTFA s"), ("throughput_audio_s_per_s", "audio s/s")):
-            rows.append((f"{clients} clients: {label}", row[key], previous[key]))
+        figures = (("p50_ttfa_s", "p50 TTFA s"), ("p95_ttfa_s", "p95 TTFA s"), ("throughput_audio_s_per_s", "audio s/s"))
+        for key, label in (*figures, ("max_gap_s", "max gap s")):
+            rows.append((f"{clients} clients: {label}", row.get(key), previous.get(key)))
         bad = ("failures", "wrong", "hung")
         rows.append((f"{clients} clients: failures + wrong + hung", sum(row[k] for k in bad), sum(previous[k] for k in bad)))
     for key, label in (("memory_mb_1_voice", "peak RSS MB, 1 voice"), ("memory_mb_3_voices", "peak RSS MB, 3 voices")):

@@ -40,7 +40,7 @@ def test_the_baseline_section_compares_each_figure() -> None:
     from bench.report import baseline_section
 
     def server(ttfa: float, failures: int) -> dict:
-        single = {"ttfa_s": ttfa, "total_s": 2.0, "rtf": 1.0, "stall_s": 0.0}
+        single = {"ttfa_s": ttfa, "total_s": 2.0, "rtf": 1.0, "stall_s": 0.0, "max_gap_s": ttfa / 2}
         level = {
             "p50_ttfa_s": ttfa,
             "p95_ttfa_s": ttfa,
@@ -61,6 +61,7 @@ def test_the_baseline_section_compares_each_figure() -> None:
     assert lines[1] == "## Against `main` (`abc1234`), measured in this run"
     assert "| short, 1 client: TTFA s | 1.00 | 2.00 | 0.50 |" in lines
     assert "| 2 clients: failures + wrong + hung | 1 | 0 | - |" in lines
+    assert "| short, 1 client: max gap s | 0.50 | 1.00 | 0.50 |" in lines
     assert "| peak RSS MB, 3 voices | 300.00 | 300.00 | 1.00 |" in lines
 
 
