@@ -128,6 +128,7 @@ def measure(voice_dir: Path, genie_data: Path, scratch: Path, repeats: int) -> d
         raise RuntimeError(f"output shapes differ: {outputs['onnxruntime'].shape} vs {outputs['openvino'].shape}")
     difference = float(np.max(np.abs(outputs["onnxruntime"] - outputs["openvino"])))
     times: dict[str, list[float]] = {name: [] for name in runtimes}
+    load_before = os.getloadavg()[0]
     for _ in range(repeats):
         for name, run in runtimes.items():  # interleaved: drift of a shared machine hits both alike
             started = time.perf_counter()
@@ -143,6 +144,8 @@ def measure(voice_dir: Path, genie_data: Path, scratch: Path, repeats: int) -> d
         "versions": {"onnxruntime": version("onnxruntime"), "openvino": version("openvino")},
         "graph": "demo voice vits, fp16 weights expanded to fp32, ORT basic optimisation, RandomNormalLike -> zeros",
         "threads": THREADS,
+        "cores": os.cpu_count(),
+        "load_average_1min": [load_before, os.getloadavg()[0]],  # before and after the timed repeats: others' work
         "input": {key: list(value.shape) for key, value in feed.items()},
         "audio_s": audio_s,
         "repeats": repeats,
@@ -167,6 +170,8 @@ def markdown(result: dict) -> str:
         "",
         f"Run {result['when_utc']}: {result['graph']}; {result['threads']} threads each, the same input "
         f"({result['audio_s']:.2f} s of audio), {result['repeats']} interleaved repeats, medians (min–max).",
+        f"The machine's 1-minute load average was {result['load_average_1min'][0]:.1f} before the timed repeats and "
+        f"{result['load_average_1min'][1]:.1f} after (on {result['cores']} cores): a higher load slows both runtimes.",
         f"onnxruntime {result['versions']['onnxruntime']}, openvino {result['versions']['openvino']} "
         "(CPU plugin, f32 inference precision).",
         "",
