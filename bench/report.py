@@ -18,9 +18,10 @@ def fmt(value: object, digits: int = 2) -> str:
 
 def with_spread(value: object, spread: list[float] | None, digits: int = 2) -> str:
     """A median with the range of its repeats beside it, when they differ: "1.20 (1.10-1.35)"."""
-    if value is None or not spread or spread[0] == spread[1]:
+    low, high = (fmt(bound, digits) for bound in spread) if value is not None and spread else ("", "")
+    if low == high:  # one repeat, or repeats that differ below the digits shown
         return fmt(value, digits)
-    return f"{fmt(value, digits)} ({fmt(spread[0], digits)}–{fmt(spread[1], digits)})"
+    return f"{fmt(value, digits)} ({low}–{high})"
 
 
 def target_lines(targets: list[dict]) -> list[str]:

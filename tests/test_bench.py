@@ -196,6 +196,7 @@ def test_a_median_is_shown_with_the_range_of_its_repeats() -> None:
 
     assert with_spread(1.2, [1.1, 1.35]) == "1.20 (1.10–1.35)"
     assert with_spread(1.2, [1.2, 1.2]) == "1.20" and with_spread(1.2, None) == "1.20" and with_spread(None, None) == "-"
+    assert with_spread(0.0001, [0.0001, 0.0002]) == "0.00"  # a range that would read "0.00–0.00" says nothing
 
 
 def run_results(**changes: object) -> dict:
