@@ -1,4 +1,4 @@
-"""python -m bench [--quick]: run every contender in one run and write bench/results/.
+"""python -m bench [--quick] [--baseline REV] [--without-int8]: run every contender in one run, write bench/results/.
 
 Results are never merged across runs: each run writes a complete latest.json/latest.md/plots,
 so every ratio compares figures taken on the same machine, minutes apart.
@@ -21,12 +21,23 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark our server against Genie-TTS's own server and direct calls.")
-    parser.add_argument("--quick", action="store_true", help="1 repeat, fewer concurrency levels (a few minutes)")
+    parser.add_argument("--quick", action="store_true", help="1 repeat instead of 3 interleaved rounds (for development)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench/results)")
     parser.add_argument(
         "--baseline",
         metavar="REVISION",
         help="also measure our server at this git revision (e.g. main, HEAD~3), in the same run: a regression check",
+    )
+    parser.add_argument(
+        "--without-int8",
+        action="store_true",
+        help="leave out the T2S_PRECISION=int8 contender and its fidelity check (its target is then reported as not measured)",
+    )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / ".cache" / "bench" / "run",
+        help="emptied at start; server logs and CACHE_DIRs stay there (default: .cache/bench/run)",
     )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
@@ -36,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:7.1f} s] {message}", flush=True)
 
-    scratch = Path(__file__).resolve().parent.parent / ".cache" / "bench" / "run"  # server logs stay here
-    shutil.rmtree(scratch, ignore_errors=True)
-    results = run(mode, scratch, log, args.baseline)
+    shutil.rmtree(args.scratch, ignore_errors=True)
+    results = run(mode, args.scratch, log, args.baseline, with_int8=not args.without_int8)
     write(results, args.out)
     print()
     print(markdown(results))
     for target in results["targets"]:
-        print(f"{'MET ' if target['met'] else 'MISS'}  {target['target']}: {fmt(target['measured'])}")
+        verdict = "MET " if target["met"] else "MISS"
+        print(f"{verdict}  {target['target']}: {fmt(target['measured'])} (limit {fmt(target['limit'])})")
     print(f"\nwrote {args.out / 'latest.md'} in {time.monotonic() - started:.0f} s")
     return 0
 

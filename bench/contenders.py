@@ -11,6 +11,7 @@ Both servers are started by `tests/server_process.py`, the harness the tests use
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -43,11 +44,15 @@ class OurServer:
         self.checkout, self.name = checkout, name
 
     def start(self, voices: int, settings: dict[str, str] | None = None) -> ServerProcess:
+        """With an empty CACHE_DIR of its own unless `settings` names one: a first start, as after a deployment."""
+        cache = self.scratch / f"cache-{self.name}-{voices}v"
+        shutil.rmtree(cache, ignore_errors=True)
         env = {
             "MODELS_DIR": str(voice_folders(self.voice_dir, voices, self.scratch)),
             "GENIE_DATA_DIR": str(self.genie_data),
             "GENIE_DOWNLOAD": "0",
             "DEMO": "0",
+            "CACHE_DIR": str(cache),
             **(settings or {}),
         }
         return start_server(self.scratch / f"{self.name}-{voices}v.log", env, cwd=self.checkout)

@@ -38,6 +38,10 @@ class Sample:
     def stall_s(self) -> float:
         return playback_stall(self.arrivals)
 
+    @property
+    def max_gap_s(self) -> float:
+        return max_gap(self.arrivals)
+
 
 def playback_stall(arrivals: list[tuple[float, int]]) -> float:
     """Seconds a listener who starts playing at the first audio byte spends waiting for data later.
@@ -53,6 +57,16 @@ def playback_stall(arrivals: list[tuple[float, int]]) -> float:
         worst = max(worst, arrived - t0 - before / BYTES_PER_SECOND)
         before = total
     return max(0.0, worst)
+
+
+def max_gap(arrivals: list[tuple[float, int]]) -> float:
+    """The longest wait between two body chunks after the first audio byte, by the client's receive times.
+
+    Unlike the stall, this ignores how much audio is buffered: a client that gives up after some seconds
+    without bytes (pipecat ends a TTS turn after 3 s) sees exactly this.
+    """
+    times = [arrived for arrived, _ in arrivals]
+    return max((later - earlier for earlier, later in zip(times, times[1:], strict=False)), default=0.0)
 
 
 def stream_request(url: str, payload: dict, header_bytes: int, timeout_s: float, headers: dict | None = None) -> Sample:
@@ -92,6 +106,11 @@ def stream_request(url: str, payload: dict, header_bytes: int, timeout_s: float,
 
 def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
+
+
+def spread(values: list[float]) -> list[float] | None:
+    """[min, max] of the repeats behind a median: how noisy the figure is."""
+    return [min(values), max(values)] if values else None
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+SINGLE_FIGURES = ("ttfa_s", "total_s", "audio_s", "rtf", "stall_s", "max_gap_s")
+
 
 def fmt(value: object, digits: int = 2) -> str:
     if value is None:
@@ -14,12 +16,31 @@ def fmt(value: object, digits: int = 2) -> str:
     return str(value)
 
 
+def with_spread(value: object, spread: list[float] | None, digits: int = 2) -> str:
+    """A median with the range of its repeats beside it, when they differ: "1.20 (1.10-1.35)"."""
+    low, high = (fmt(bound, digits) for bound in spread) if value is not None and spread else ("", "")
+    if low == high:  # one repeat, or repeats that differ below the digits shown
+        return fmt(value, digits)
+    return f"{fmt(value, digits)} ({low}–{high})"
+
+
+def target_lines(targets: list[dict]) -> list[str]:
+    lines = ["| target | measured | limit | |", "|---|---|---|---|"]
+    for target in targets:
+        verdict = "MET" if target["met"] else "**MISS**"
+        note = f" ({target['note']})" if target.get("note") else ""
+        lines.append(f"| {target['target']} | {fmt(target['measured'])}{note} | {fmt(target['limit'])} | {verdict} |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     run, machine, paragraph = results["run"], results["machine"], results["paragraph_1_client"]
     lines = [
         "# Benchmark results",
         "",
-        f"One run, `{run['mode']}` mode, started {run['started_utc']} ({run['repeats']} repeat(s) per point, medians).",
+        f"One run, `{run['mode']}` mode, started {run['started_utc']}: {run['repeats']} repeat(s) per point, medians with",
+        "the min–max of the repeats in brackets where they differ. Single-client figures come from interleaved rounds",
+        f"(repeat 1 of {', '.join(run['rounds'])}, then repeat 2 of each, ...), each contender freshly started per round.",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB; Python {machine['python']},",
         f"genie-tts {machine['genie_tts']}, onnxruntime {machine['onnxruntime']}, uvicorn {machine['uvicorn']}, "
         f"ours at `{machine['ours_revision']}`.",
@@ -28,28 +49,25 @@ def markdown(results: dict) -> str:
         "",
         "## Targets",
         "",
-        "| target | measured | met |",
-        "|---|---|---|",
-    ]
-    for target in results["targets"]:
-        lines.append(f"| {target['target']} | {fmt(target['measured'])} | {'yes' if target['met'] else '**no**'} |")
-    lines += [
+        *target_lines(results["targets"]),
         "",
         "## One client",
         "",
-        "| contender | text | TTFA s | total s | audio s | RTF | stall s |",
-        "|---|---|---|---|---|---|---|",
+        "Max gap: the longest wait between two body chunks after the first audio byte, by the client's clock.",
+        "",
+        "| contender | text | TTFA s | total s | audio s | RTF | stall s | max gap s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for contender in ("ours", "genie_server"):
-        for text, row in results["single"][contender].items():
-            lines.append(
-                f"| {contender} | {text} | {fmt(row['ttfa_s'])} | {fmt(row['total_s'])} | {fmt(row['audio_s'])} "
-                f"| {fmt(row['rtf'])} | {fmt(row['stall_s'])} |"
-            )
+    for contender, texts in results["single"].items():
+        if contender == "genie_direct":
+            continue
+        for text, row in texts.items():
+            cells = [with_spread(row[key], row.get("spread", {}).get(key)) for key in SINGLE_FIGURES]
+            lines.append(f"| {contender} | {text} | {' | '.join(cells)} |")
     for text, row in results["single"]["genie_direct"].items():
         lines.append(
-            f"| genie_direct | {text} | - | {fmt(row['total_s'])} | {fmt(row['audio_s'])} "
-            f"| {fmt(row['total_s'] / row['audio_s'] if row['audio_s'] else None)} | - |"
+            f"| genie_direct | {text} | - | {with_spread(row['total_s'], row.get('spread', {}).get('total_s'))} "
+            f"| {fmt(row['audio_s'])} | {fmt(row['total_s'] / row['audio_s'] if row['audio_s'] else None)} | - | - |"
         )
     lines += [
         "",
@@ -61,33 +79,58 @@ def markdown(results: dict) -> str:
         "",
         "## Concurrency",
         "",
-        "| contender | clients | requests | failures | wrong | hung | p50 TTFA s | p95 TTFA s | audio s per s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| contender | clients | requests | failures | wrong | hung | p50 TTFA s | p95 TTFA s | audio s per s | max gap s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for contender, key in (("ours", "concurrency"), ("genie_server", "genie_server_concurrency")):
         for clients, row in results[key].items():
+            gap = with_spread(row.get("max_gap_s"), row.get("spread", {}).get("max_gap_s"))
             lines.append(
                 f"| {contender} | {clients} | {row['requests']} | {row['failures']} | {row['wrong']} | {row['hung']} | "
-                f"{fmt(row['p50_ttfa_s'])} | {fmt(row['p95_ttfa_s'])} | {fmt(row['throughput_audio_s_per_s'])} |"
+                f"{fmt(row['p50_ttfa_s'])} | {fmt(row['p95_ttfa_s'])} | {fmt(row['throughput_audio_s_per_s'])} | {gap} |"
             )
     lines += [
         "",
         "A response counts as wrong when it has no RIFF header or its length differs by more than 1% from the",
         "same text served alone. Genie's server sends raw PCM labelled audio/wav, so all its responses lack RIFF.",
+        "TTFA percentiles pool every request of a level; its max gap is the worst over the clients of one repeat",
+        "(median over repeats).",
         "",
-        "## Memory and cold start (reported; targets come later)",
+        "## Memory and cold start",
+        "",
+        "Peak RSS is the highest over every process of that kind in the run; each first start has an empty CACHE_DIR.",
+        '"cached" is a second start on the CACHE_DIR a first start filled.',
         "",
         "| | peak RSS MB | cold start s |",
         "|---|---|---|",
     ]
-    for key in ("ours_1_voice", "ours_3_voices", "genie_server_1_voice", "genie_server_3_voices"):
-        lines.append(
-            f"| {key.replace('_', ' ')} | {fmt(results['memory_mb'][key], 0)} | {fmt(results['cold_start_s'][key], 1)} |"
-        )
+    spreads = results.get("cold_start_spread_s", {})
+    for key in dict.fromkeys([*results["memory_mb"], *results["cold_start_s"]]):
+        start = with_spread(results["cold_start_s"].get(key), spreads.get(key), 1)
+        note = results.get("not_measured", {}).get(key)
+        rss = fmt(results["memory_mb"].get(key), 0) if not note else f"- ({note})"
+        lines.append(f"| {key.replace('_', ' ')} | {rss} | {start} |")
+    lines += int8_lines(results)
     if results.get("baseline"):
         lines += baseline_section(results["baseline"])
     lines += ["", "![TTFA vs concurrency](ttfa_vs_concurrency.png)", "", "![Paragraph timeline](paragraph_timeline.png)", ""]
     return "\n".join(lines)
+
+
+def int8_lines(results: dict) -> list[str]:
+    int8 = results.get("int8")
+    if not int8:
+        return ["", f"## int8 T2S: not measured ({results.get('not_measured', {}).get('int8', 'no figures')})"]
+    return [
+        "",
+        "## int8 T2S (T2S_PRECISION=int8)",
+        "",
+        f"Paragraph: {fmt(int8['ours_total_s'])} s for {fmt(int8['ours_audio_s'])} s of audio, "
+        f"{fmt(int8['total_ratio_per_audio_s'])} x Genie direct's time per audio second. Against fp32 with deterministic",
+        f"sampling over the bench texts: top-1 agreement per step {fmt(int8['top1_agreement'], 3)}, token-sequence agreement "
+        f"{fmt(int8['sequence_agreement'], 3)}; decoding step {fmt(int8['step_ms_fp32'], 1)} ms fp32, "
+        f"{fmt(int8['step_ms_int8'], 1)} ms int8.",
+    ]
 
 
 def baseline_section(baseline: dict) -> list[str]:
@@ -95,12 +138,19 @@ def baseline_section(baseline: dict) -> list[str]:
     now, then = baseline["current"], baseline
     rows = []
     for text, row in now["single"].items():
-        for key, label in (("ttfa_s", "TTFA s"), ("total_s", "total s"), ("rtf", "RTF"), ("stall_s", "stall s")):
-            rows.append((f"{text}, 1 client: {label}", row[key], then["single"][text][key]))
+        for key, label in (
+            ("ttfa_s", "TTFA s"),
+            ("total_s", "total s"),
+            ("rtf", "RTF"),
+            ("stall_s", "stall s"),
+            ("max_gap_s", "max gap s"),
+        ):
+            rows.append((f"{text}, 1 client: {label}", row.get(key), then["single"][text].get(key)))
     for clients, row in now["concurrency"].items():
         previous = then["concurrency"][clients]
-        for key, label in (("p50_ttfa_s", "p50 TTFA s"), ("p95_ttfa_s", "p95 TTFA s"), ("throughput_audio_s_per_s", "audio s/s")):
-            rows.append((f"{clients} clients: {label}", row[key], previous[key]))
+        figures = (("p50_ttfa_s", "p50 TTFA s"), ("p95_ttfa_s", "p95 TTFA s"), ("throughput_audio_s_per_s", "audio s/s"))
+        for key, label in (*figures, ("max_gap_s", "max gap s")):
+            rows.append((f"{clients} clients: {label}", row.get(key), previous.get(key)))
         bad = ("failures", "wrong", "hung")
         rows.append((f"{clients} clients: failures + wrong + hung", sum(row[k] for k in bad), sum(previous[k] for k in bad)))
     for key, label in (("memory_mb_1_voice", "peak RSS MB, 1 voice"), ("memory_mb_3_voices", "peak RSS MB, 3 voices")):

@@ -40,7 +40,7 @@ def test_the_baseline_section_compares_each_figure() -> None:
     from bench.report import baseline_section
 
     def server(ttfa: float, failures: int) -> dict:
-        single = {"ttfa_s": ttfa, "total_s": 2.0, "rtf": 1.0, "stall_s": 0.0}
+        single = {"ttfa_s": ttfa, "total_s": 2.0, "rtf": 1.0, "stall_s": 0.0, "max_gap_s": ttfa / 2}
         level = {
             "p50_ttfa_s": ttfa,
             "p95_ttfa_s": ttfa,
@@ -61,6 +61,7 @@ def test_the_baseline_section_compares_each_figure() -> None:
     assert lines[1] == "## Against `main` (`abc1234`), measured in this run"
     assert "| short, 1 client: TTFA s | 1.00 | 2.00 | 0.50 |" in lines
     assert "| 2 clients: failures + wrong + hung | 1 | 0 | - |" in lines
+    assert "| short, 1 client: max gap s | 0.50 | 1.00 | 0.50 |" in lines
     assert "| peak RSS MB, 3 voices | 300.00 | 300.00 | 1.00 |" in lines
 
 
@@ -144,3 +145,283 @@ def test_an_attacker_is_told_which_limit_refused_it() -> None:
     assert answer_of(429, limited) == "answered 429 (too many requests from 127.0.0.3)"
     assert answer_of(429, b'{"error": {"message": "the server is busy; retry after 3 s"}}') == "answered 429 (the server is busy)"
     assert answer_of(200, b"RIFF") == "answered 200" and answer_of(502, b"<html>") == "answered 502"
+
+
+def test_max_gap_is_the_longest_wait_between_chunks_after_the_first_audio() -> None:
+    from bench.measure import Sample, max_gap
+
+    second = BYTES_PER_SECOND
+    # Plenty of audio is buffered at 3.5 s, so there is no stall, but the client saw no byte for 2.5 s.
+    arrivals = [(1.0, 4 * second), (1.2, 8 * second), (3.7, 9 * second), (3.8, 10 * second)]
+    assert abs(max_gap(arrivals) - 2.5) < 1e-9 and playback_stall(arrivals) == 0.0
+    assert abs(Sample(ok=True, arrivals=arrivals).max_gap_s - 2.5) < 1e-9
+    assert max_gap([(1.0, second)]) == 0.0 and max_gap([]) == 0.0  # one lump: no wait after the first byte
+
+
+def sample(ttfa: float, total: float, gap: float, ok: bool = True) -> object:
+    from bench.measure import Sample
+
+    arrivals = [(ttfa, BYTES_PER_SECOND), (ttfa + gap, 2 * BYTES_PER_SECOND)]
+    return Sample(ok=ok, ttfa_s=ttfa, total_s=total, audio_bytes=2 * BYTES_PER_SECOND, arrivals=arrivals)
+
+
+def test_a_single_client_figure_is_the_median_of_its_repeats_with_their_range() -> None:
+    from bench.run import summarize
+
+    figures = summarize([sample(1.0, 3.0, 0.5), sample(3.0, 5.0, 2.0), sample(2.0, 4.0, 1.0), sample(0.1, 0.2, 0.0, ok=False)])
+    assert (figures["n"], figures["failures"]) == (4, 1)  # the failed repeat counts, but not in the figures
+    assert (figures["ttfa_s"], figures["total_s"], figures["max_gap_s"], figures["audio_s"]) == (2.0, 4.0, 1.0, 2.0)
+    assert figures["spread"]["ttfa_s"] == [1.0, 3.0] and figures["spread"]["max_gap_s"] == [0.5, 2.0]
+    assert figures["spread"]["total_s"] == [3.0, 5.0] and figures["spread"]["rtf"] == [1.5, 2.5]
+    nothing = summarize([sample(0.1, 0.2, 0.0, ok=False)])
+    assert nothing["ttfa_s"] is None and nothing["spread"]["ttfa_s"] is None
+
+
+def test_rounds_interleave_the_contenders() -> None:
+    from bench.run import interleaved
+
+    assert interleaved(["ours", "genie_server", "genie_direct"], 2) == [
+        (0, "ours"),
+        (0, "genie_server"),
+        (0, "genie_direct"),
+        (1, "ours"),
+        (1, "genie_server"),
+        (1, "genie_direct"),
+    ]
+    assert interleaved(["ours"], 1) == [(0, "ours")]
+
+
+def test_a_median_is_shown_with_the_range_of_its_repeats() -> None:
+    from bench.report import with_spread
+
+    assert with_spread(1.2, [1.1, 1.35]) == "1.20 (1.10–1.35)"
+    assert with_spread(1.2, [1.2, 1.2]) == "1.20" and with_spread(1.2, None) == "1.20" and with_spread(None, None) == "-"
+    assert with_spread(0.0001, [0.0001, 0.0002]) == "0.00"  # a range that would read "0.00–0.00" says nothing
+
+
+def run_results(**changes: object) -> dict:
+    """A run's results as bench/run.py writes them, every target met by a little; `changes` set figures by path."""
+    single = {"n": 3, "failures": 0, "ttfa_s": 0.5, "total_s": 3.0, "audio_s": 5.0, "rtf": 0.6, "stall_s": 0.0, "max_gap_s": 0.9}
+    level = {"clients": 4, "requests": 12, "failures": 0, "wrong": 0, "hung": 0, "p50_ttfa_s": 1.0, "p95_ttfa_s": 1.5,
+             "throughput_audio_s_per_s": None}  # fmt: skip
+    results = {
+        "run": {"mode": "full", "started_utc": "now", "repeats": 3, "rounds": ["ours", "genie_server"], "many_voices": 8},
+        "machine": {
+            "cpu": "x",
+            "cores": 2,
+            "memory_gb": 24,
+            "python": "3.11",
+            "genie_tts": "2",
+            "onnxruntime": "1",
+            "uvicorn": "0",
+            "ours_revision": "abc",
+        },  # fmt: skip
+        "sentence_1_client": {"ours_ttfa_s": 0.7, "genie_server_ttfa_s": 5.0},  # 0.14 x, under 0.8 s
+        "short_1_client": {"ours_ttfa_s": 0.4, "genie_server_ttfa_s": 1.0},
+        "paragraph_1_client": {
+            "ttfa_ratio": 0.2,
+            "ours_stall_s": 0.0,
+            "total_ratio_per_audio_s": 0.7,
+            "ours_ttfa_s": 0.5,
+            "genie_server_ttfa_s": 5.0,
+            "ours_total_s": 20.0,
+            "genie_direct_total_s": 28.0,
+            "total_ratio": 0.7,
+            "ours_audio_s": 29.0,
+            "genie_direct_audio_s": 29.0,
+        },  # fmt: skip
+        "single": {
+            "ours": {text: dict(single) for text in ("short", "sentence", "paragraph")},
+            "genie_server": {"short": dict(single)},
+            "genie_direct": {"short": {"total_s": 1.0, "audio_s": 1.0}},
+        },
+        "concurrency": {"1": {**level, "clients": 1, "p50_ttfa_s": 0.6, "max_gap_s": 0.5}, "4": {**level, "max_gap_s": 2.4}},
+        "genie_server_concurrency": {},
+        "memory_mb": {
+            "ours_1_voice": 1400.0,
+            "ours_3_voices": 3000.0,
+            "ours_8_voices": 6000.0,
+            "genie_server_1_voice": 4000.0,
+            "genie_server_3_voices": 9000.0,
+        },  # fmt: skip
+        "cold_start_s": {
+            "ours_1_voice": 9.0,
+            "ours_1_voice_cached": 4.0,
+            "ours_3_voices": 20.0,
+            "ours_8_voices": 50.0,
+            "genie_server_1_voice": 9.0,
+            "genie_server_3_voices": 23.0,
+        },  # fmt: skip
+        "int8": {
+            "total_ratio_per_audio_s": 0.55,
+            "top1_agreement": 0.99,
+            "sequence_agreement": 0.9,
+            "step_ms_fp32": 20.0,
+            "step_ms_int8": 12.0,
+            "ours_total_s": 15.0,
+            "ours_audio_s": 29.0,
+        },  # fmt: skip
+        "not_measured": {},
+        "timeline": {"ours": [], "genie_server": []},
+        "baseline": None,
+    }
+    for path, value in changes.items():
+        *parents, key = path.split("__")
+        target = results
+        for parent in parents:
+            target = target[parent]
+        target[key] = value
+    return results
+
+
+FP32_RATIO = "paragraph: our time per audio second (fp32) <= 0.75 x Genie direct's"
+INT8_RATIO = "paragraph: our time per audio second with T2S_PRECISION=int8 <= 0.6 x Genie direct's"
+CACHED_START = "cold start, 1 voice, second start on a filled CACHE_DIR: ours <= 0.5 x Genie server's"
+
+
+def verdicts(results: dict) -> dict[str, tuple[object, bool]]:
+    from bench.targets import targets
+
+    return {row["target"]: (row["measured"], row["met"]) for row in targets(results)}
+
+
+def test_every_target_of_the_issue_has_a_row() -> None:
+    rows = verdicts(run_results())
+    assert all(met for _, met in rows.values()), rows
+    assert rows["sentence, 1 client: our TTFA <= 0.15 x Genie server's"][0] == pytest.approx(0.14)
+    assert rows["sentence, 1 client: our TTFA <= 0.8 s"] == (0.7, True)
+    assert rows["short, 1 client: our TTFA <= 0.5 x Genie server's"] == (0.4, True)
+    for text in ("short", "sentence", "paragraph"):
+        assert rows[f"{text}, 1 client: our longest gap between audio bytes <= 1.0 s"] == (0.9, True)
+    assert rows["4 clients: our longest gap between audio bytes <= 2.5 s"] == (2.4, True)
+    assert rows["paragraph, 1 client: no playback stall (s)"] == (0.0, True)
+    assert rows[FP32_RATIO] == (0.7, True)
+    assert rows[INT8_RATIO] == (0.55, True)
+    assert rows["4 clients: failures + wrong + hung = 0"] == (0, True)
+    assert rows["4 clients: p95 TTFA <= 3 x single-client TTFA"] == (2.5, True)
+    assert rows["peak RSS, 1 voice: ours <= 1500 MB"] == (1400.0, True)
+    assert rows["peak RSS, 1 voice: ours <= 0.4 x Genie server's"] == (0.35, True)
+    assert rows["peak RSS, 8 voices: ours <= 6500 MB"] == (6000.0, True)
+    assert rows[CACHED_START][0] == pytest.approx(4 / 9)
+
+
+@pytest.mark.parametrize(
+    ("change", "target"),
+    [
+        (
+            {"sentence_1_client__ours_ttfa_s": 0.85, "sentence_1_client__genie_server_ttfa_s": 10.0},
+            "sentence, 1 client: our TTFA <= 0.8 s",
+        ),
+        ({"sentence_1_client__genie_server_ttfa_s": 4.0}, "sentence, 1 client: our TTFA <= 0.15 x Genie server's"),
+        ({"short_1_client__ours_ttfa_s": 0.51}, "short, 1 client: our TTFA <= 0.5 x Genie server's"),
+        ({"concurrency__4__max_gap_s": 2.6}, "4 clients: our longest gap between audio bytes <= 2.5 s"),
+        ({"paragraph_1_client__ours_stall_s": 0.01}, "paragraph, 1 client: no playback stall (s)"),
+        (
+            {"paragraph_1_client__total_ratio_per_audio_s": 0.76},
+            FP32_RATIO,
+        ),
+        (
+            {"int8__total_ratio_per_audio_s": 0.61},
+            INT8_RATIO,
+        ),
+        ({"concurrency__4__hung": 1}, "4 clients: failures + wrong + hung = 0"),
+        ({"concurrency__4__p95_ttfa_s": 1.9}, "4 clients: p95 TTFA <= 3 x single-client TTFA"),
+        ({"memory_mb__ours_1_voice": 1501.0}, "peak RSS, 1 voice: ours <= 1500 MB"),
+        ({"memory_mb__genie_server_1_voice": 3000.0}, "peak RSS, 1 voice: ours <= 0.4 x Genie server's"),
+        ({"memory_mb__ours_8_voices": 6600.0}, "peak RSS, 8 voices: ours <= 6500 MB"),
+        (
+            {"cold_start_s__ours_1_voice_cached": 4.6},
+            CACHED_START,
+        ),
+    ],
+)
+def test_a_target_is_missed_by_a_figure_past_its_limit(change: dict, target: str) -> None:
+    rows = verdicts(run_results(**change))
+    assert rows[target][1] is False
+    assert sum(not met for _, met in rows.values()) == 1  # only that one
+
+
+def test_a_gap_of_one_text_misses_only_its_row() -> None:
+    results = run_results()
+    results["single"]["ours"]["sentence"]["max_gap_s"] = 1.2
+    rows = verdicts(results)
+    assert rows["sentence, 1 client: our longest gap between audio bytes <= 1.0 s"] == (1.2, False)
+    assert rows["paragraph, 1 client: our longest gap between audio bytes <= 1.0 s"] == (0.9, True)
+
+
+def test_a_figure_not_measured_misses_its_target_and_says_why() -> None:
+    from bench.report import markdown
+    from bench.targets import targets
+
+    results = run_results(int8=None, memory_mb__ours_8_voices=None)
+    results["not_measured"] = {"int8": "run with --without-int8", "ours_8_voices": "not started: 30000 MB needed"}
+    rows = {row["target"]: row for row in targets(results)}
+    int8 = rows[INT8_RATIO]
+    assert (int8["measured"], int8["met"], int8["note"]) == (None, False, "run with --without-int8")
+    assert rows["peak RSS, 8 voices: ours <= 6500 MB"]["met"] is False
+    results["targets"] = list(rows.values())
+    page = markdown(results)
+    assert "| peak RSS, 8 voices: ours <= 6500 MB | - (not started: 30000 MB needed) | 6500 | **MISS** |" in page
+    assert "## int8 T2S: not measured (run with --without-int8)" in page
+
+
+def test_latest_md_shows_each_target_and_each_spread() -> None:
+    from bench.report import markdown
+    from bench.targets import targets
+
+    results = run_results(memory_mb__ours_1_voice=1600.0)
+    results["single"]["ours"]["short"]["spread"] = {"ttfa_s": [0.4, 0.7], "max_gap_s": [0.8, 1.1]}
+    results["concurrency"]["4"]["spread"] = {"max_gap_s": [2.0, 2.9]}
+    results["cold_start_spread_s"] = {"ours_1_voice_cached": [3.5, 4.5]}
+    results["targets"] = targets(results)
+    page = markdown(results)
+    assert "| sentence, 1 client: our TTFA <= 0.8 s | 0.70 | 0.80 | MET |" in page
+    assert "| peak RSS, 1 voice: ours <= 1500 MB | 1600.00 | 1500 | **MISS** |" in page
+    assert "| ours | short | 0.50 (0.40–0.70) | 3.00 | 5.00 | 0.60 | 0.00 | 0.90 (0.80–1.10) |" in page
+    assert "| 12 | 0 | 0 | 0 | 1.00 | 1.50 | - | 2.40 (2.00–2.90) |" in page
+    assert "| ours 1 voice cached | - | 4.0 (3.5–4.5) |" in page
+    assert "top-1 agreement per step 0.990, token-sequence agreement 0.900" in page
+
+
+def test_the_vocoder_comparison_replaces_the_noise_with_zeros(tmp_path) -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from bench.vocoder_runtime import without_noise
+
+    nodes = [helper.make_node("RandomNormalLike", ["x"], ["noise"], name="noise"), helper.make_node("Add", ["x", "noise"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "noisy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])],
+    )
+    source = tmp_path / "noisy.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(source))
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+
+    def run(path) -> np.ndarray:
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    assert not np.array_equal(run(source), x)  # the original adds noise
+    quiet = without_noise(source, tmp_path / "quiet.onnx")
+    assert np.array_equal(run(quiet), x) and np.array_equal(run(quiet), run(quiet))
+    with pytest.raises(RuntimeError, match="expected one RandomNormalLike"):
+        without_noise(quiet, tmp_path / "again.onnx")
+
+
+def test_a_concurrency_level_reports_the_worst_gap_of_its_clients() -> None:
+    from bench.run import worst_gap
+
+    clients = [sample(1.0, 3.0, 0.5), sample(1.5, 4.0, 2.2), sample(2.0, 4.0, 1.0), sample(0.1, 9.0, 5.0, ok=False)]
+    assert worst_gap(clients) == pytest.approx(2.2)  # a failed request's gap is counted as a failure instead
+    assert worst_gap([sample(0.1, 9.0, 5.0, ok=False)]) is None and worst_gap([]) is None
+
+
+def test_the_many_voices_server_is_only_started_when_its_memory_fits() -> None:
+    from bench.run import predicted_mb
+
+    assert predicted_mb(3800.0, 9100.0, 8) == pytest.approx(3800 + 7 * 2650)  # today's figures: about 22 GB
+    assert predicted_mb(1000.0, 900.0, 8) == 1000.0  # shared weights could make more voices cost nothing extra
