@@ -29,7 +29,8 @@ from onnx import helper, numpy_helper
 from bench.texts import SENTENCE
 from engine import genie
 from engine.g2p import text_to_phonemes
-from engine.voice import PROVIDERS, SharedModels, compute_reference, load_session, session_options
+from engine.sessions import PROVIDERS, session_options
+from engine.voice import SharedModels, compute_reference, load_session
 from engine.voice_folder import inspect_voice
 
 ROOT = Path(__file__).resolve().parent.parent
