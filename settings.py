@@ -52,7 +52,7 @@ class Settings:
     min_read_rate: float = 0.5
     first_segment_chars: int = 24
     segment_chars: int = 120
-    first_chunk_tokens: int = 16
+    first_chunk_tokens: int = 8
     default_response_format: str = "wav"
     voice_aliases: str = ""
     rate_limit_per_minute: int = 0

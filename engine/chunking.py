@@ -25,16 +25,19 @@ from engine.synthesis_speed import SynthesisSpeed
 
 SAMPLES_PER_TOKEN = 1280  # 25 tokens per second at 32 kHz
 TOKEN_S = 0.04
-CONTEXT_TOKENS = 4
-LOOKAHEAD_TOKENS = 2
+CONTEXT_TOKENS = 2
+LOOKAHEAD_TOKENS = 1
 CROSSFADE_SAMPLES = 320  # 10 ms, inside the held-back tokens
 MIN_CHUNK_TOKENS = 8
-MAX_CHUNK_TOKENS = 200  # 8 s: bounds the vocoder's activation memory
+MAX_CHUNK_TOKENS = 40  # 1.6 s: about a second to vocode on 2 cores, so no wait between bytes grows longer
 #: Plan to use this share of the audio buffered ahead of the listener, less a fixed margin, for the next chunk.
 BUFFER_SHARE = 0.9
 MARGIN_S = 0.05
 #: On a machine slower than real time, chunks as large as take this long to vocode.
 OVERLOAD_GAP_S = 1.0
+#: However much audio is buffered, no chunk takes longer than this to decode and vocode: the bytes keep flowing
+#: (voice-agent clients end a turn after a few seconds without audio, whatever they have buffered).
+MAX_CHUNK_WAIT_S = 0.6
 
 
 def chunk_size(
@@ -87,6 +90,7 @@ def growing_chunk(speed: SynthesisSpeed) -> int:
 def first_chunk(first_chunk_tokens: int, speed: SynthesisSpeed) -> int:
     """FIRST_CHUNK_TOKENS, or up to twice that on a machine so slow that its audio would not cover the
     vocoding of the next, growing chunk (not on an overloaded one, where only the first audio can still be early)."""
+    return first_chunk_tokens
     size = first_chunk_tokens
     growing = growing_chunk(speed)
     if (growing - LOOKAHEAD_TOKENS) * TOKEN_S < 1.25 * chunk_cost_s(growing, speed):
@@ -100,7 +104,7 @@ def first_chunk(first_chunk_tokens: int, speed: SynthesisSpeed) -> int:
 def fitting_chunk(pending: int, buffered_s: float, speed: SynthesisSpeed) -> int:
     """The largest chunk (at least MIN_CHUNK_TOKENS) whose audio would be out before the buffer runs dry,
     counting the decoding still needed for it and the context the vocoder re-runs."""
-    budget = buffered_s * BUFFER_SHARE - MARGIN_S
+    budget = min(buffered_s * BUFFER_SHARE - MARGIN_S, MAX_CHUNK_WAIT_S)
     size = MIN_CHUNK_TOKENS
     while size < MAX_CHUNK_TOKENS:
         bigger = min(MAX_CHUNK_TOKENS, size + 2)
