@@ -58,9 +58,8 @@ def chunk_size(
         return pending
     if first_chunk_tokens <= 0:
         return 0
-    if buffered_s is None:
-        first = first_chunk(first_chunk_tokens, speed)
-        return first if pending >= first else 0
+    if buffered_s is None:  # the first chunk: FIRST_CHUNK_TOKENS whatever the speed, the first audio comes first
+        return first_chunk_tokens if pending >= first_chunk_tokens else 0
     size = max(fitting_chunk(pending, buffered_s, speed), growing_chunk(speed))
     if finished:
         # At once when it is ready in time; otherwise what fits now, and the rest at once next.
@@ -83,20 +82,6 @@ def growing_chunk(speed: SynthesisSpeed) -> int:
     # spend most of the time on the fixed cost and the context.
     size = 2 * MIN_CHUNK_TOKENS
     while size < MAX_CHUNK_TOKENS and chunk_cost_s(size + 2, speed) <= OVERLOAD_GAP_S:
-        size += 2
-    return size
-
-
-def first_chunk(first_chunk_tokens: int, speed: SynthesisSpeed) -> int:
-    """FIRST_CHUNK_TOKENS, or up to twice that on a machine so slow that its audio would not cover the
-    vocoding of the next, growing chunk (not on an overloaded one, where only the first audio can still be early)."""
-    return first_chunk_tokens
-    size = first_chunk_tokens
-    growing = growing_chunk(speed)
-    if (growing - LOOKAHEAD_TOKENS) * TOKEN_S < 1.25 * chunk_cost_s(growing, speed):
-        return size
-    needed = chunk_cost_s(growing, speed)
-    while size < 2 * first_chunk_tokens and ((size - LOOKAHEAD_TOKENS) * TOKEN_S * BUFFER_SHARE - MARGIN_S) < needed:
         size += 2
     return size
 

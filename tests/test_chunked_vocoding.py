@@ -19,11 +19,11 @@ from engine.chunking import (
     CONTEXT_TOKENS,
     CROSSFADE_SAMPLES,
     LOOKAHEAD_TOKENS,
+    MAX_CHUNK_TOKENS,
     MIN_CHUNK_TOKENS,
     SAMPLES_PER_TOKEN,
     SegmentAudio,
     chunk_size,
-    first_chunk,
     growing_chunk,
 )
 from engine.synthesis_speed import SynthesisSpeed
@@ -79,18 +79,17 @@ def test_the_first_chunk_waits_for_first_chunk_tokens_and_no_more() -> None:
     assert chunk_size(20, False, None, fast, 16) == 16
 
 
-def test_on_a_slower_machine_the_first_chunk_is_larger() -> None:
-    """Its audio must cover the vocoding of the next chunk, one large enough to let the buffer grow."""
+def test_the_first_chunk_is_first_chunk_tokens_whatever_the_speed() -> None:
+    """The first audio comes first: on a slow machine too (later chunks keep their waits short instead)."""
     slow = SynthesisSpeed(decode_s_per_token=0.02, vocode_fixed_s=0.05, vocode_s_per_token=0.024)
-    assert 16 < first_chunk(16, slow) <= 32
-    assert chunk_size(16, False, None, slow, 16) == 0
-    assert chunk_size(32, False, None, slow, 16) == first_chunk(16, slow)
+    assert chunk_size(7, False, None, slow, 8) == 0
+    assert chunk_size(8, False, None, slow, 8) == 8
 
 
 def test_on_an_overloaded_machine_the_first_chunk_stays_small_and_later_ones_short() -> None:
     """Slower than real time: waits are unavoidable, so the first audio stays early and no wait is long."""
     overloaded = SynthesisSpeed(decode_s_per_token=0.05, vocode_fixed_s=0.1, vocode_s_per_token=0.05)
-    assert first_chunk(16, overloaded) == 16
+    assert chunk_size(16, False, None, overloaded, 16) == 16
     size = growing_chunk(overloaded)
     assert size >= 2 * MIN_CHUNK_TOKENS and overloaded.vocode_s(size + CONTEXT_TOKENS) <= 1.0 + 0.1
 
@@ -99,8 +98,11 @@ def test_a_segment_whose_tokens_are_all_decoded_is_vocoded_at_once() -> None:
     speed = SynthesisSpeed()
     # A short text: 11 tokens, all decoded, fewer than the first chunk: vocoded at once, not held for 16.
     assert chunk_size(11, True, None, speed, 16) == 11
-    # Later, with audio enough ahead of the listener: the whole rest at once, whatever its size.
-    assert chunk_size(90, True, 10.0, speed, 16) == 90
+    # Later, with audio enough ahead of the listener: the whole rest at once when it fits one chunk; a longer
+    # rest in chunks of MAX_CHUNK_TOKENS, one after the other without waiting (all its tokens are there).
+    fast = SynthesisSpeed(decode_s_per_token=0.01, vocode_fixed_s=0.02, vocode_s_per_token=0.01)
+    assert chunk_size(30, True, 10.0, fast, 16) == 30
+    assert chunk_size(90, True, 10.0, fast, 16) == MAX_CHUNK_TOKENS
     assert chunk_size(3, True, 0.0, speed, 16) == 3
     # Chunking off: only whole segments.
     assert chunk_size(40, False, 5.0, speed, 0) == 0
@@ -108,9 +110,9 @@ def test_a_segment_whose_tokens_are_all_decoded_is_vocoded_at_once() -> None:
 
 
 def test_chunks_grow_and_the_last_ends_exactly_at_the_segment_end() -> None:
-    sizes, stall = run_plan(total=300, decode_s=0.015, vocode_per_token_s=0.015, first=16)
-    assert sizes[0] == 16
-    assert max(sizes) > 4 * sizes[0]
+    sizes, stall = run_plan(total=300, decode_s=0.015, vocode_per_token_s=0.015, first=8)
+    assert sizes[0] == 8
+    assert 4 * sizes[0] <= max(sizes) <= MAX_CHUNK_TOKENS  # grown, but none long to wait for
     assert sizes[:-1] == sorted(sizes[:-1])
     assert all(size >= MIN_CHUNK_TOKENS for size in sizes[:-1])
     covered = sum(size - LOOKAHEAD_TOKENS for size in sizes[:-1]) + sizes[-1]
@@ -131,7 +133,8 @@ def test_segment_audio_plumbing_keeps_every_sample_in_place() -> None:
     whole = fake_vocoder(values)
     audio = SegmentAudio(fake_vocoder)
     out = []
-    for start, stop, count in ((0, 16, 16), (16, 40, 26), (40, 100, 62)):
+    second, third = 40 - 16 + LOOKAHEAD_TOKENS, 100 - 40 + LOOKAHEAD_TOKENS  # held-back tokens come again
+    for start, stop, count in ((0, 16, 16), (16, 40, second), (40, 100, third)):
         audio.add(values[start:stop])
         final = stop == 100
         assert audio.pending == count
