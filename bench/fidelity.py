@@ -145,7 +145,10 @@ def measure(voice_dir: Path, genie_data_dir: Path, threads: int = 2, log: Callab
                 expose_logits(folder.models / name)
         log(f"loading {voice_dir} (fp32 and int8 decoders)")
         voice = load_voice(folder, SharedModels.load(genie_data_dir, threads), threads)
-        fp32 = Decoders(voice.first_stage_decoder, voice.stage_decoder)
+        # Genie's form of the stage decoder, as the int8 one: the served fp32 graph attends through an in-place
+        # cache (engine/decoder_graph.py), which would make the step times compare two changes at once.
+        stage_fp32 = load_session(folder.models / "t2s_stage_decoder_fp32.onnx", folder.models / "t2s_shared_fp16.bin", threads)
+        fp32 = Decoders(voice.first_stage_decoder, stage_fp32)
         first, stage, _ = decoder_files(folder.models, "int8")
         int8 = Decoders(load_session(first, None, threads), load_session(stage, None, threads))
 
