@@ -61,21 +61,10 @@ def test_a_graph_without_a_cache_is_refused() -> None:
 
 
 def pin_random(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Test only: each RandomNormalLike becomes ones of its input's shape (greedy sampling)."""
-    nodes = []
-    for node in model.graph.node:
-        if node.op_type != "RandomNormalLike":
-            nodes.append(node)
-            continue
-        shape = f"{node.output[0]}_shape"
-        one = helper.make_tensor(f"{node.output[0]}_one", TensorProto.FLOAT, [1], [1.0])
-        nodes += [
-            helper.make_node("Shape", [node.input[0]], [shape]),
-            helper.make_node("ConstantOfShape", [shape], [node.output[0]], value=one),
-        ]
-    assert len(nodes) > len(model.graph.node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
+    """Test only: greedy sampling (every RandomNormalLike becomes ones), as engine/tools/deterministic.py does."""
+    from engine.tools.deterministic import pin_random as pin
+
+    assert pin(model, 1.0) > 0
     return model
 
 
