@@ -67,7 +67,7 @@ def load_voices(
         started = time.perf_counter()
         misses = references.misses if references is not None else 0
         try:
-            voices.append(load_voice(folder, shared, threads, loader, references, t2s_precision))
+            voices.append(load_voice(folder, shared, threads, loader=loader, references=references, t2s_precision=t2s_precision))
         except Exception as error:  # onnxruntime and G2P raise many types; one bad voice must not stop the rest
             logger.error("voice=%s outcome=skipped reason=%r", name, f"failed to load: {error}")
             continue

@@ -128,6 +128,7 @@ def load_voice(
     folder: VoiceFolder,
     shared: SharedModels,
     threads: int,
+    *,
     loader: SessionLoader | None = None,
     references: ReferenceCache | None = None,
     t2s_precision: str = "fp32",

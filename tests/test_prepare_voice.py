@@ -211,7 +211,7 @@ def test_int8_flag_adds_int8_decoders_that_load_and_speak(inputs: Inputs, demo_r
     assert result.returncode == 0, result.stderr
     assert "t2s_stage_decoder_int8.onnx: 97 MatMuls in int8" in result.stdout
     assert all(path.is_file() for path in int8_paths(models / "voice" / "tts_models"))
-    voice = load_voice(inspect_voice(models / "voice", demo_root / "GenieData"), shared_models, 2, "int8")
+    voice = load_voice(inspect_voice(models / "voice", demo_root / "GenieData"), shared_models, 2, t2s_precision="int8")
     assert str(voice.stage_decoder._model_path).endswith("t2s_stage_decoder_int8.onnx")  # loaded from the int8 file
     assert_speaks(synthesize(voice, text_to_phonemes(SPOKEN, voice.language), threading.Event()))
 
