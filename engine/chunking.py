@@ -33,8 +33,9 @@ MAX_CHUNK_TOKENS = 40  # 1.6 s: about a second to vocode on 2 cores, so no wait 
 #: Plan to use this share of the audio buffered ahead of the listener, less a fixed margin, for the next chunk.
 BUFFER_SHARE = 0.9
 MARGIN_S = 0.05
-#: On a machine slower than real time, chunks as large as take this long to vocode.
-OVERLOAD_GAP_S = 1.0
+#: On a machine slower than real time, chunks as large as take this long to decode and vocode, other requests'
+#: turns included: the longest wait between audio bytes (voice agents end a turn after a few silent seconds).
+OVERLOAD_GAP_S = 0.8
 #: However much audio is buffered, no chunk takes longer than this to decode and vocode: the bytes keep flowing
 #: (voice-agent clients end a turn after a few seconds without audio, whatever they have buffered).
 MAX_CHUNK_WAIT_S = 0.6
@@ -46,11 +47,14 @@ def chunk_size(
     buffered_s: float | None,
     speed: SynthesisSpeed,
     first_chunk_tokens: int,
+    load: float = 1.0,
 ) -> int:
     """How many of the `pending` tokens (decoded, not yet vocoded) to vocode now; 0 to wait for more.
 
     `finished`: the segment has no more tokens to come. `buffered_s`: listener seconds sent and not yet played,
     None before the request's first audio. `first_chunk_tokens` 0 turns chunking off (whole segments).
+    `load`: admitted requests per worker. Above 1, each job of this request waits for others' turns; one request
+    alone (0.5 on 2 workers) decodes one chunk while it vocodes the one before.
     """
     if pending <= 0:
         return 0
@@ -60,7 +64,7 @@ def chunk_size(
         return 0
     if buffered_s is None:  # the first chunk: FIRST_CHUNK_TOKENS whatever the speed, the first audio comes first
         return first_chunk_tokens if pending >= first_chunk_tokens else 0
-    size = max(fitting_chunk(pending, buffered_s, speed), growing_chunk(speed))
+    size = max(fitting_chunk(pending, buffered_s, speed, load), growing_chunk(speed, load))
     if finished:
         # At once when it is ready in time; otherwise what fits now, and the rest at once next.
         return pending if pending <= max(size, MIN_CHUNK_TOKENS) else size
@@ -71,30 +75,35 @@ def chunk_cost_s(size: int, speed: SynthesisSpeed) -> float:
     return speed.vocode_s(size + CONTEXT_TOKENS)
 
 
-def growing_chunk(speed: SynthesisSpeed) -> int:
-    """The smallest chunk whose audio lasts a quarter longer than it takes to vocode: smaller ones would let the
-    buffer ahead of the listener shrink however they are timed."""
+def chunk_turn_s(size: int, speed: SynthesisSpeed) -> float:
+    """Decoding and vocoding one chunk, one after the other."""
+    return size * speed.decode_s_per_token + chunk_cost_s(size, speed)
+
+
+def growing_chunk(speed: SynthesisSpeed, load: float = 1.0) -> int:
+    """The smallest chunk whose audio lasts a quarter longer than it takes to vocode (other requests' turns
+    included): smaller ones would let the buffer ahead of the listener shrink however they are timed."""
     for size in range(MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS, 2):
-        if (size - LOOKAHEAD_TOKENS) * TOKEN_S >= 1.25 * chunk_cost_s(size, speed):
+        if (size - LOOKAHEAD_TOKENS) * TOKEN_S >= 1.25 * max(1.0, load) * chunk_cost_s(size, speed):
             return size
-    # Slower than real time (an overloaded machine): the listener waits whatever the plan, so keep each wait
-    # short, as clients that give up after a few seconds without audio need, with chunks large enough not to
-    # spend most of the time on the fixed cost and the context.
-    size = 2 * MIN_CHUNK_TOKENS
-    while size < MAX_CHUNK_TOKENS and chunk_cost_s(size + 2, speed) <= OVERLOAD_GAP_S:
+    # Slower than real time (an overloaded machine, or one shared by several streams): the listener waits
+    # whatever the plan, so keep each wait short, as clients that give up after a few seconds without audio
+    # need: the longest wait is about one turn of this chunk per request sharing a worker.
+    size = MIN_CHUNK_TOKENS
+    while size < MAX_CHUNK_TOKENS and load * chunk_turn_s(size + 2, speed) <= OVERLOAD_GAP_S:
         size += 2
     return size
 
 
-def fitting_chunk(pending: int, buffered_s: float, speed: SynthesisSpeed) -> int:
+def fitting_chunk(pending: int, buffered_s: float, speed: SynthesisSpeed, load: float = 1.0) -> int:
     """The largest chunk (at least MIN_CHUNK_TOKENS) whose audio would be out before the buffer runs dry,
-    counting the decoding still needed for it and the context the vocoder re-runs."""
+    counting the decoding still needed for it, the context the vocoder re-runs and other requests' turns."""
     budget = min(buffered_s * BUFFER_SHARE - MARGIN_S, MAX_CHUNK_WAIT_S)
     size = MIN_CHUNK_TOKENS
     while size < MAX_CHUNK_TOKENS:
         bigger = min(MAX_CHUNK_TOKENS, size + 2)
         wait = max(0, bigger - pending) * speed.decode_s_per_token
-        if wait + chunk_cost_s(bigger, speed) > budget:
+        if max(1.0, load) * (wait + chunk_cost_s(bigger, speed)) > budget:
             break
         size = bigger
     return size

@@ -3,8 +3,10 @@
 Each request holds a `Ticket` and asks for one worker slot per job. When a slot frees up it goes,
 first, to requests whose first audio is not out yet, oldest first: a new client never waits behind
 another client's long text, only behind the jobs already running, and a request about to send its
-first audio is not overtaken by newer ones. Among requests already streaming it goes to the one
-served the fewest jobs. A bounded number of requests may be admitted, and a bounded number per client
+first audio is not overtaken by newer ones. Among requests already streaming it goes to one whose
+listener has run out of audio, the one whose last audio went out the longest ago (under load every
+listener waits: this spreads the waits between audio bytes evenly instead of piling them on one), and
+then to the one whose listener will run out first. A bounded number of requests may be admitted, and a bounded number per client
 (so one address cannot take every place); beyond either, `QueueFull` says when to retry.
 """
 
@@ -44,10 +46,14 @@ class Ticket:
     client: str = ""
     served: int = 0
     streaming: bool = False  # its first audio has been sent
+    audio_at: float = 0.0  # when (time.monotonic) its last audio went out
+    dry_at: float = 0.0  # when its listener will have played all the audio sent so far
     cancel: threading.Event = field(default_factory=threading.Event)
 
-    def priority(self) -> tuple[bool, int, int]:
-        return (self.streaming, self.served if self.streaming else 0, self.arrival)
+    def priority(self, now: float) -> tuple[bool, float, int]:
+        if not self.streaming:
+            return (False, 0.0, self.arrival)
+        return (True, self.audio_at if self.dry_at <= now else self.dry_at, self.arrival)
 
 
 @dataclass(eq=False)
@@ -140,6 +146,7 @@ class Scheduler:
         if not self._waiters:
             self._free += 1
             return
-        chosen = min(self._waiters, key=lambda waiter: waiter.ticket.priority())
+        now = time.monotonic()
+        chosen = min(self._waiters, key=lambda waiter: waiter.ticket.priority(now))
         self._waiters.remove(chosen)
         chosen.granted.set()

@@ -148,8 +148,9 @@ async def speak(
     Two sides, pipelined: the T2S decoding, in jobs of a few tokens, and the vocoder, in chunks
     (engine/chunking.py) planned so that each is out before the listener has played what came before. The
     decoding runs ahead of the vocoder by at most one segment. The T2S step barely uses a second core and the
-    vocoder does, so the overlap shortens a long request on 2 cores. Every job is one scheduler job, so other
-    requests get their turn between them.
+    vocoder does, so the overlap shortens a long request on 2 cores. Only the first chunk is not overlapped:
+    the decoding waits for the first audio, so the first vocoder run has both cores (about 0.15 s sooner on 2).
+    Every job is one scheduler job, so other requests get their turn between them.
     """
     speed = scheduler.speed
     decodings: list[_SegmentDecoding] = []
@@ -183,6 +184,10 @@ async def speak(
                     decoded += int(values.size)
                     count = DECODE_JOB_TOKENS
                     notify()
+                    if first:
+                        first = False
+                        while first_audio_at is None and not decoding.finished and not failures:
+                            await changed.wait()
                 if decoding.capped:
                     logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, decoding.decoded)
         except Exception as error:  # ends the stream; the vocoder side re-raises it
@@ -208,7 +213,8 @@ async def speak(
                 audio.add(values)
             taken = len(decoding.tokens)
             finished = decoding.finished
-            count = chunk_size(audio.pending, finished, buffered_s(), speed, plan.first_chunk_tokens)
+            load = scheduler.active / scheduler.workers
+            count = chunk_size(audio.pending, finished, buffered_s(), speed, plan.first_chunk_tokens, load)
             if count == 0:
                 if finished or failures:
                     break
@@ -220,7 +226,9 @@ async def speak(
                 await deliver(samples)
                 if first_audio_at is None:
                     first_audio_at = time.monotonic()
+                    notify()  # the decoding waits for it
                 audio_out_s += samples.size / SAMPLE_RATE / plan.speed
+                ticket.audio_at, ticket.dry_at = time.monotonic(), first_audio_at + audio_out_s
             ticket.streaming = True
             if final:
                 break

@@ -21,9 +21,11 @@ from engine.chunking import (
     LOOKAHEAD_TOKENS,
     MAX_CHUNK_TOKENS,
     MIN_CHUNK_TOKENS,
+    OVERLOAD_GAP_S,
     SAMPLES_PER_TOKEN,
     SegmentAudio,
     chunk_size,
+    chunk_turn_s,
     growing_chunk,
 )
 from engine.synthesis_speed import SynthesisSpeed
@@ -90,8 +92,19 @@ def test_on_an_overloaded_machine_the_first_chunk_stays_small_and_later_ones_sho
     """Slower than real time: waits are unavoidable, so the first audio stays early and no wait is long."""
     overloaded = SynthesisSpeed(decode_s_per_token=0.05, vocode_fixed_s=0.1, vocode_s_per_token=0.05)
     assert chunk_size(16, False, None, overloaded, 16) == 16
-    size = growing_chunk(overloaded)
-    assert size >= 2 * MIN_CHUNK_TOKENS and overloaded.vocode_s(size + CONTEXT_TOKENS) <= 1.0 + 0.1
+    # One request alone decodes a chunk while the one before is vocoded: a turn of both is about two gaps.
+    size = growing_chunk(overloaded, load=0.5)
+    assert size > MIN_CHUNK_TOKENS and 0.5 * chunk_turn_s(size, overloaded) <= OVERLOAD_GAP_S
+    assert 0.5 * chunk_turn_s(size + 2, overloaded) > OVERLOAD_GAP_S
+
+
+def test_the_more_requests_share_the_workers_the_smaller_the_chunks() -> None:
+    """Each request's chunk waits for the others' turns, so chunks shrink as requests per worker grow, down to
+    MIN_CHUNK_TOKENS: 4 clients on 2 workers each get a chunk about every OVERLOAD_GAP_S, not one long wait."""
+    speed = SynthesisSpeed(decode_s_per_token=0.025, vocode_fixed_s=0.05, vocode_s_per_token=0.04)  # overloaded
+    sizes = [chunk_size(MAX_CHUNK_TOKENS, False, 0.0, speed, 8, load) for load in (0.5, 1.0, 2.0)]
+    assert sizes[0] > sizes[1] > sizes[2] == MIN_CHUNK_TOKENS, sizes
+    assert all(load * chunk_turn_s(size, speed) <= OVERLOAD_GAP_S for size, load in zip(sizes, (0.5, 1.0), strict=False))
 
 
 def test_a_segment_whose_tokens_are_all_decoded_is_vocoded_at_once() -> None:

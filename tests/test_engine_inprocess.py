@@ -426,3 +426,40 @@ def test_a_style_uses_its_own_reference_in_both_stages(demo_voice) -> None:
 
     vocode(dataclasses.replace(demo_voice, vocoder=Recording()), calm_tokens)
     assert fed[0]["ge"] is calm.ge and fed[0]["ge_advanced"] is calm.ge_advanced
+
+
+def test_the_first_vocoder_chunk_runs_alone_and_later_ones_beside_the_decoding(demo_voice) -> None:
+    """The decoding waits for the request's first audio, so the first vocoder run has the cores to itself; after
+    it the two sides overlap again (the pipelining that keeps a long text near real time)."""
+    import anyio
+
+    from engine import speech
+    from engine.scheduler import Scheduler
+
+    runs: list[tuple[float, float, str, str]] = []
+    stages = ("stage_decoder", "vocoder")
+    proxies = {stage: RecordingSession(getattr(demo_voice, stage), "A", stage, runs) for stage in stages}
+    voice = dataclasses.replace(demo_voice, **proxies)
+    text = "今日はとてもいい天気なので、公園まで散歩に行きましょう。"
+
+    async def request() -> None:
+        scheduler = Scheduler(workers=2, queue_size=0)
+        plan = await speech.plan_speech(voice, text, 24, 120, "hold", first_chunk_tokens=8)
+        ticket = scheduler.admit()
+
+        async def deliver(audio: np.ndarray) -> None:
+            pass
+
+        try:
+            await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), "hold", deliver)
+        finally:
+            scheduler.release(ticket)
+
+    anyio.run(request)
+    vocoder = sorted((start, end) for start, end, _, stage in runs if stage == "vocoder")
+    steps = [(start, end) for start, end, _, stage in runs if stage == "stage_decoder"]
+    assert len(vocoder) > 2 and len(steps) > 20
+    first_start, first_end = vocoder[0]
+    assert not [step for step in steps if step[0] < first_end and first_start < step[1]], "a step ran beside the first chunk"
+    later = [step for step in steps for start, end in vocoder[1:] if step[0] < end and start < step[1]]
+    assert later, "no decoding step overlaps a later vocoder run"

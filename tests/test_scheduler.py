@@ -127,3 +127,32 @@ async def test_requests_before_their_first_audio_go_first_oldest_first() -> None
         release.set()
     # older_new was admitted before newer_new; both beat the request that is already streaming.
     assert order == ["older", "newer", "streaming"]
+
+
+@pytest.mark.anyio
+async def test_among_streaming_requests_the_one_silent_longest_goes_first_then_the_one_running_dry_first() -> None:
+    """Under load every listener waits; the slot goes to the listener who has waited longest since its last audio
+    (so the waits are spread evenly), and a listener with audio still buffered waits behind every silent one."""
+    scheduler = Scheduler(workers=1, queue_size=8)
+    holder = scheduler.admit()
+    now = time.monotonic()
+    tickets = {}
+    for label, audio_at, dry_at in (
+        ("silent 1 s", now - 1.0, now - 0.5),
+        ("silent 3 s", now - 3.0, now - 2.9),
+        ("buffered 2 s", now - 0.1, now + 2.0),
+        ("buffered 1 s", now - 0.2, now + 1.0),
+    ):
+        ticket = scheduler.admit()
+        ticket.streaming, ticket.audio_at, ticket.dry_at = True, audio_at, dry_at
+        tickets[label] = ticket
+    order: list[str] = []
+    release = threading.Event()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(scheduler.run, holder, release.wait, 5)
+        await anyio.sleep(0.05)
+        for label, ticket in tickets.items():
+            tasks.start_soon(scheduler.run, ticket, order.append, label)
+            await anyio.sleep(0.02)
+        release.set()
+    assert order == ["silent 3 s", "silent 1 s", "buffered 1 s", "buffered 2 s"]
