@@ -129,11 +129,13 @@ def bench_segments() -> list[str]:
 def measure(voice_dir: Path, genie_data_dir: Path, threads: int = 2, log: Callable[[str], None] = print) -> dict:
     """Both precisions on the deterministic copy of `voice_dir`; the figures and the per-segment detail."""
     from engine import genie  # noqa: PLC0415
+    from engine.decoding import encode  # noqa: PLC0415
     from engine.g2p import text_to_phonemes  # noqa: PLC0415
+    from engine.sessions import in_memory_session  # noqa: PLC0415
     from engine.synthesis import token_cap  # noqa: PLC0415
     from engine.t2s_precision import decoder_files  # noqa: PLC0415
     from engine.tools.deterministic import DECODER_FILES, deterministic_voice  # noqa: PLC0415
-    from engine.voice import SharedModels, load_session, load_voice  # noqa: PLC0415
+    from engine.voice import SharedModels, load_voice  # noqa: PLC0415
     from engine.voice_folder import inspect_voice  # noqa: PLC0415
 
     genie.import_genie(genie_data_dir)
@@ -147,25 +149,18 @@ def measure(voice_dir: Path, genie_data_dir: Path, threads: int = 2, log: Callab
         voice = load_voice(folder, SharedModels.load(genie_data_dir, threads), threads)
         # Genie's form of the stage decoder, as the int8 one: the served fp32 graph attends through an in-place
         # cache (engine/decoder_graph.py), which would make the step times compare two changes at once.
-        stage_fp32 = load_session(folder.models / "t2s_stage_decoder_fp32.onnx", folder.models / "t2s_shared_fp16.bin", threads)
+        stage_fp32 = in_memory_session(
+            folder.models / "t2s_stage_decoder_fp32.onnx", folder.models / "t2s_shared_fp16.bin", threads
+        )
         fp32 = Decoders(voice.first_stage_decoder, stage_fp32)
         first, stage, _ = decoder_files(folder.models, "int8")
-        int8 = Decoders(load_session(first, None, threads), load_session(stage, None, threads))
+        int8 = Decoders(in_memory_session(first, None, threads), in_memory_session(stage, None, threads))
 
         segments, steps, margins, errors = [], {"fp32": [], "int8": []}, [], []
         for index, text in enumerate(bench_segments()):
             phonemes = text_to_phonemes(text, voice.language)
             reference = voice.reference
-            x, prompts = voice.encoder.run(
-                None,
-                {
-                    "ref_seq": reference.phonemes,
-                    "text_seq": phonemes.sequence,
-                    "ref_bert": reference.bert,
-                    "text_bert": phonemes.bert,
-                    "ssl_content": reference.ssl,
-                },
-            )
+            x, prompts = encode(voice, phonemes, reference)
             cap = token_cap(phonemes.count)
             order = [("fp32", fp32), ("int8", int8)] if index % 2 == 0 else [("int8", int8), ("fp32", fp32)]
             decoded = {name: greedy(decoders, x, prompts, cap) for name, decoders in order}

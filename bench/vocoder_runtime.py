@@ -29,8 +29,8 @@ from onnx import helper, numpy_helper
 from bench.texts import SENTENCE
 from engine import genie
 from engine.g2p import text_to_phonemes
-from engine.sessions import PROVIDERS, session_options
-from engine.voice import SharedModels, compute_reference, load_session
+from engine.sessions import PROVIDERS, in_memory_session, session_options
+from engine.voice import SharedModels, compute_reference
 from engine.voice_folder import inspect_voice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def vocoder_input(voice_dir: Path, genie_data: Path) -> dict[str, np.ndarray]:
     models = folder.models
     prompt_encoder = None
     if folder.kind == "V2ProPlus":
-        prompt_encoder = load_session(models / "prompt_encoder_fp32.onnx", models / "prompt_encoder_fp16.bin", THREADS)
+        prompt_encoder = in_memory_session(models / "prompt_encoder_fp32.onnx", models / "prompt_encoder_fp16.bin", THREADS)
     reference = compute_reference(folder.reference, SharedModels.load(genie_data, THREADS), prompt_encoder)
     phonemes = text_to_phonemes(SENTENCE, folder.language)
     tokens = np.random.default_rng(0).integers(0, 1024, size=(1, 1, TOKENS_PER_PHONEME * phonemes.count), dtype=np.int64)

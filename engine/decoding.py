@@ -29,6 +29,19 @@ class Cancelled(Exception):
     """The request this segment belonged to went away."""
 
 
+def encode(voice: Voice, phonemes: Phonemes, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
+    """The T2S encoder: (x, prompts), what the first-stage decoder starts a segment from."""
+    feed = {
+        "ref_seq": reference.phonemes,
+        "text_seq": phonemes.sequence,
+        "ref_bert": reference.bert,
+        "text_bert": phonemes.bert,
+        "ssl_content": reference.ssl,
+    }
+    x, prompts = voice.encoder.run(None, feed)
+    return x, prompts
+
+
 class SegmentDecoder:
     def __init__(self, voice: Voice, phonemes: Phonemes, reference: Reference, cap: int) -> None:
         self.voice = voice
@@ -60,16 +73,7 @@ class SegmentDecoder:
         return self._take()
 
     def _start(self) -> _Steps:
-        x, prompts = self.voice.encoder.run(
-            None,
-            {
-                "ref_seq": self.reference.phonemes,
-                "text_seq": self.phonemes.sequence,
-                "ref_bert": self.reference.bert,
-                "text_bert": self.phonemes.bert,
-                "ssl_content": self.reference.ssl,
-            },
-        )
+        x, prompts = encode(self.voice, self.phonemes, self.reference)
         state = list(self.voice.first_stage_decoder.run(None, {"x": x, "prompts": prompts}))
         session = self.voice.stage_decoder
         if is_rewritten([item.name for item in session.get_inputs()]):

@@ -1,17 +1,13 @@
-"""One segment's phonemes to float audio: the T2S decoding (engine/decoding.py), then the vocoder.
+"""The limits of one segment's decoding, and the vocoder call that turns some of its tokens into audio.
 
-Runs in a worker thread, in place of Genie's `GENIE.tts`.
+engine/speech.py runs the decoding (engine/decoding.py) and these vocoder calls as scheduler jobs, in place
+of Genie's `GENIE.tts`.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
-
 import numpy as np
 
-from engine.audio_budget import AudioLimitReached
-from engine.decoding import SegmentDecoder
 from engine.g2p import Phonemes
 from engine.voice import Reference, Voice
 
@@ -27,37 +23,6 @@ HARD_TOKEN_CAP = 1500
 
 def token_cap(phoneme_count: int) -> int:
     return min(HARD_TOKEN_CAP, max(TOKEN_CAP_FLOOR, TOKENS_PER_PHONEME_CAP * phoneme_count))
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """Stage one of a segment: its semantic tokens, ready for the vocoder."""
-
-    phonemes: Phonemes
-    values: np.ndarray  # int64 [n], EOS removed, possibly empty
-    capped: bool
-    reference: Reference  # the vocoder must use the clip the tokens were decoded with
-
-
-def text_to_tokens(
-    voice: Voice, phonemes: Phonemes, reference: Reference, cancel: threading.Event, budget: int = HARD_TOKEN_CAP
-) -> Tokens:
-    """Stage one: the whole T2S decoding of a segment, checking `cancel` between steps and stopping at the cap.
-
-    `budget` is what is left of the request's audio limit, in tokens: a segment that needs more raises
-    AudioLimitReached, since cutting it short would send less than the text as if it were all.
-    """
-    cap = token_cap(phonemes.count)
-    decoder = SegmentDecoder(voice, phonemes, reference, min(cap, budget))
-    values = decoder.advance(cap, cancel)
-    if not decoder.stopped and budget < cap:
-        raise AudioLimitReached
-    return Tokens(phonemes, values, not decoder.stopped, reference)
-
-
-def vocode(voice: Voice, tokens: Tokens) -> np.ndarray:
-    """Stage two: semantic tokens to float32 mono audio at SAMPLE_RATE (empty for no tokens)."""
-    return vocode_values(voice, tokens.phonemes, tokens.reference, tokens.values)
 
 
 def vocode_values(voice: Voice, phonemes: Phonemes, reference: Reference, values: np.ndarray) -> np.ndarray:

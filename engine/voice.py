@@ -21,16 +21,11 @@ from engine import genie
 from engine.decoder_graph import load_stage_decoder
 from engine.g2p import text_to_phonemes
 from engine.reference_cache import ReferenceCache
-from engine.sessions import SessionLoader, WeightPool, in_memory_session
+from engine.sessions import SessionLoader, WeightPool
 from engine.t2s_precision import decoder_files
 from engine.voice_folder import ReferenceClip, VoiceFolder
 
 logger = logging.getLogger("gsv.voices")
-
-
-def load_session(model: Path, fp16_weights: Path | None, threads: int) -> onnxruntime.InferenceSession:
-    """Load a Genie template graph in memory (no cache), expanding its fp16 weight file to fp32 when there is one."""
-    return in_memory_session(model, fp16_weights, threads)
 
 
 class SharedModels:

@@ -167,10 +167,10 @@ def segment(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
 
     from engine.g2p import text_to_phonemes
     from engine.genie import import_genie
-    from engine.synthesis import text_to_tokens
     from engine.voice import SharedModels, load_voice
     from engine.voice_folder import inspect_voice
     from tests.deterministic_vocoder import load_deterministic_vocoder
+    from tests.engine_helpers import text_to_tokens
 
     import_genie(demo_root / "GenieData")
     voice = load_voice(inspect_voice(demo_root / "demo"), SharedModels.load(demo_root / "GenieData", 2), 2)
@@ -201,7 +201,7 @@ def chunked(voice, tokens, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
 @pytest.mark.e2e
 def test_chunked_output_equals_the_whole_segment_away_from_the_seams(segment) -> None:
     _, deterministic, tokens = segment
-    from engine.synthesis import vocode
+    from tests.engine_helpers import vocode
 
     whole = vocode(deterministic, tokens)
     assert np.array_equal(whole, vocode(deterministic, tokens)), "the deterministic vocoder is not deterministic"

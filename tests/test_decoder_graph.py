@@ -84,7 +84,8 @@ def expose_logits(model: onnx.ModelProto) -> str:
 def greedy(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """The demo voice with deterministic first-stage, original and rewritten stage decoders (logits exposed)."""
     from engine.genie import import_genie
-    from engine.voice import SharedModels, load_session, load_voice
+    from engine.sessions import in_memory_session
+    from engine.voice import SharedModels, load_voice
     from engine.voice_folder import inspect_voice
 
     import_genie(demo_root / "GenieData")
@@ -98,7 +99,7 @@ def greedy(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
     sessions = {}
     for name, model in graphs.items():
         onnx.save(model, scratch / f"{name}.onnx")
-        sessions[name] = load_session(scratch / f"{name}.onnx", weights, threads=2)
+        sessions[name] = in_memory_session(scratch / f"{name}.onnx", weights, threads=2)
     voice = dataclasses.replace(voice, first_stage_decoder=sessions["first"])
     return voice, sessions["original"], sessions["rewritten"], logits
 
@@ -108,19 +109,10 @@ TEXTS = ("こんにちは。", "今日はとてもいい天気ですね、散歩
 
 def first_stage(voice, text: str) -> list[np.ndarray]:
     """y, y_emb and the KV cache after the first-stage decoder, as SegmentDecoder starts a segment."""
+    from engine.decoding import encode
     from engine.g2p import text_to_phonemes
 
-    phonemes, reference = text_to_phonemes(text, "Japanese"), voice.reference
-    x, prompts = voice.encoder.run(
-        None,
-        {
-            "ref_seq": reference.phonemes,
-            "text_seq": phonemes.sequence,
-            "ref_bert": reference.bert,
-            "text_bert": phonemes.bert,
-            "ssl_content": reference.ssl,
-        },
-    )
+    x, prompts = encode(voice, text_to_phonemes(text, "Japanese"), voice.reference)
     return list(voice.first_stage_decoder.run(None, {"x": x, "prompts": prompts}))
 
 
@@ -151,7 +143,7 @@ def test_the_rewritten_graph_gives_the_same_logits_at_every_step(greedy, text: s
 def test_segments_decode_to_the_same_tokens_on_both_paths(greedy, text: str) -> None:
     """The whole segment through SegmentDecoder: the array path on Genie's graph, the buffer path on ours."""
     from engine.g2p import text_to_phonemes
-    from engine.synthesis import text_to_tokens
+    from tests.engine_helpers import text_to_tokens
 
     voice, original, rewritten, _ = greedy
     phonemes = text_to_phonemes(text, "Japanese")

@@ -111,12 +111,12 @@ def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Pat
     """The stage decoder from Genie's template, without the length rule: random weights never stop."""
     from engine.g2p import text_to_phonemes
     from engine.genie import package_data_dir
+    from engine.sessions import in_memory_session
     from engine.synthesis import token_cap
-    from engine.voice import load_session
     from tests.engine_helpers import synthesize
 
     template = package_data_dir() / "v2/Models/t2s_stage_decoder_fp32.onnx"
-    unruled = load_session(template, demo_root / "demo/tts_models/t2s_shared_fp16.bin", threads=2)
+    unruled = in_memory_session(template, demo_root / "demo/tts_models/t2s_shared_fp16.bin", threads=2)
     voice = dataclasses.replace(demo_voice, stage_decoder=unruled)
     phonemes = text_to_phonemes("はい。", "Japanese")
     result = synthesize(voice, phonemes, threading.Event())
@@ -162,7 +162,7 @@ def test_a_slow_speaker_is_never_capped(slow_voice, kind: str) -> None:
     """
     from engine.g2p import text_to_phonemes
     from engine.segmenter import segment, units
-    from engine.synthesis import text_to_tokens
+    from tests.engine_helpers import text_to_tokens
 
     if kind == "short":
         text = "はい。"
@@ -404,7 +404,7 @@ def test_a_style_uses_its_own_reference_in_both_stages(demo_voice) -> None:
     import anyio
 
     from engine.speech import plan_speech
-    from engine.synthesis import text_to_tokens, vocode
+    from tests.engine_helpers import text_to_tokens, vocode
 
     assert list(demo_voice.styles) == ["calm"]
     calm = demo_voice.styles["calm"]

@@ -3,8 +3,9 @@
 Our stand-in for listening to a trained voice (none can be downloaded here). Both run the demo voice made
 deterministic (engine/tools/deterministic.py: greedy decoders, noise-free vocoder) on the same sessions:
 
-* ours: G2P, encoder, our decoding loop and our vocoder call (`text_to_tokens` and `vocode`, the two jobs the
-  server runs per segment; one segment, no chunking), with our own reference features (engine/voice.py);
+* ours: G2P, encoder, our decoding loop and our vocoder call (engine/decoding.py's `SegmentDecoder` and
+  engine/synthesis.py's `vocode_values`, through tests/engine_helpers.py; one segment, no chunking), with our
+  own reference features (engine/voice.py);
 * Genie's: `GENIE.tts` (its G2P, `t2s_cpu` loop and vocoder call) with its own `ReferenceAudio` features.
 
 Deliberate differences, each asserted as an exact relation rather than skipped:
@@ -109,7 +110,7 @@ def assert_same_inputs(ours_feed: dict, genies_feed: dict, skip: tuple[str, ...]
 def ours(voice, text: str, style: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Our tokens and audio for one segment, exactly as the server's two jobs make them."""
     from engine.g2p import text_to_phonemes
-    from engine.synthesis import text_to_tokens, vocode
+    from tests.engine_helpers import text_to_tokens, vocode
 
     tokens = text_to_tokens(voice, text_to_phonemes(text, voice.language), voice.reference_for(style), threading.Event())
     return tokens.values, vocode(voice, tokens)
@@ -189,7 +190,7 @@ def test_our_tokens_and_audio_are_genies(sides: Sides, text: str, style: str | N
 
 def ours_vocoder(voice, text: str, tokens: np.ndarray, style: str | None) -> np.ndarray:
     from engine.g2p import text_to_phonemes
-    from engine.synthesis import Tokens, vocode
+    from tests.engine_helpers import Tokens, vocode
 
     phonemes = text_to_phonemes(text, voice.language)
     return vocode(voice, Tokens(phonemes, tokens.astype(np.int64), False, voice.reference_for(style)))
@@ -197,7 +198,7 @@ def ours_vocoder(voice, text: str, tokens: np.ndarray, style: str | None) -> np.
 
 def stop_at_step_zero(voice, tmp_path: Path):
     """The voice with a stage decoder whose stop condition fires at its first step."""
-    from engine.voice import load_session
+    from engine.sessions import in_memory_session
 
     models = voice.folder.models
     graph = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
@@ -212,7 +213,7 @@ def stop_at_step_zero(voice, tmp_path: Path):
         ]
     )
     onnx.save(graph, tmp_path / "stage_stops_at_once.onnx")
-    stage = load_session(tmp_path / "stage_stops_at_once.onnx", models / "t2s_shared_fp16.bin", 2)
+    stage = in_memory_session(tmp_path / "stage_stops_at_once.onnx", models / "t2s_shared_fp16.bin", 2)
     return dataclasses.replace(voice, stage_decoder=stage)
 
 
