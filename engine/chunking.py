@@ -64,7 +64,7 @@ def chunk_size(
         return 0
     if buffered_s is None:  # the first chunk: FIRST_CHUNK_TOKENS whatever the speed, the first audio comes first
         return first_chunk_tokens if pending >= first_chunk_tokens else 0
-    size = max(fitting_chunk(pending, buffered_s, speed, load), growing_chunk(speed, load))
+    size = max(fitting_chunk(pending, buffered_s, speed, load), growing_chunk(speed, load, pending))
     if finished:
         # At once when it is ready in time; otherwise what fits now, and the rest at once next.
         return pending if pending <= max(size, MIN_CHUNK_TOKENS) else size
@@ -80,19 +80,27 @@ def chunk_turn_s(size: int, speed: SynthesisSpeed) -> float:
     return size * speed.decode_s_per_token + chunk_cost_s(size, speed)
 
 
-def growing_chunk(speed: SynthesisSpeed, load: float = 1.0) -> int:
+def growing_chunk(speed: SynthesisSpeed, load: float = 1.0, pending: int = 0) -> int:
     """The smallest chunk whose audio lasts a quarter longer than it takes to vocode (other requests' turns
     included): smaller ones would let the buffer ahead of the listener shrink however they are timed."""
     for size in range(MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS, 2):
         if (size - LOOKAHEAD_TOKENS) * TOKEN_S >= 1.25 * max(1.0, load) * chunk_cost_s(size, speed):
             return size
     # Slower than real time (an overloaded machine, or one shared by several streams): the listener waits
-    # whatever the plan, so keep each wait short, as clients that give up after a few seconds without audio
-    # need: the longest wait is about one turn of this chunk per request sharing a worker.
+    # whatever the plan, so keep each wait short, as clients that give up after a few seconds without audio need.
     size = MIN_CHUNK_TOKENS
-    while size < MAX_CHUNK_TOKENS and load * chunk_turn_s(size + 2, speed) <= OVERLOAD_GAP_S:
+    while size < MAX_CHUNK_TOKENS and overload_wait_s(size + 2, pending, speed, load) <= OVERLOAD_GAP_S:
         size += 2
     return size
+
+
+def overload_wait_s(size: int, pending: int, speed: SynthesisSpeed, load: float) -> float:
+    """How long the listener waits for a chunk of `size` when `pending` tokens are decoded already. A request
+    alone decodes while the chunk before is vocoded, so only the tokens still missing count (all of them at a
+    segment's start); with a request per worker or more, each chunk waits a turn of the others' chunks too."""
+    if load >= 1.0:
+        return load * chunk_turn_s(size, speed)
+    return max(0, size - pending) * speed.decode_s_per_token + chunk_cost_s(size, speed)
 
 
 def fitting_chunk(pending: int, buffered_s: float, speed: SynthesisSpeed, load: float = 1.0) -> int:
