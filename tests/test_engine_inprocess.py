@@ -428,9 +428,8 @@ def test_a_style_uses_its_own_reference_in_both_stages(demo_voice) -> None:
     assert fed[0]["ge"] is calm.ge and fed[0]["ge_advanced"] is calm.ge_advanced
 
 
-def test_the_first_vocoder_chunk_runs_alone_and_later_ones_beside_the_decoding(demo_voice) -> None:
-    """The decoding waits for the request's first audio, so the first vocoder run has the cores to itself; after
-    it the two sides overlap again (the pipelining that keeps a long text near real time)."""
+def overlaps_of_the_first_chunk(demo_voice, text: str) -> tuple[int, int]:
+    """(decoding steps beside the request's first vocoder run, decoding steps beside its later vocoder runs)."""
     import anyio
 
     from engine import speech
@@ -440,7 +439,6 @@ def test_the_first_vocoder_chunk_runs_alone_and_later_ones_beside_the_decoding(d
     stages = ("stage_decoder", "vocoder")
     proxies = {stage: RecordingSession(getattr(demo_voice, stage), "A", stage, runs) for stage in stages}
     voice = dataclasses.replace(demo_voice, **proxies)
-    text = "今日はとてもいい天気なので、公園まで散歩に行きましょう。"
 
     async def request() -> None:
         scheduler = Scheduler(workers=2, queue_size=0)
@@ -460,6 +458,28 @@ def test_the_first_vocoder_chunk_runs_alone_and_later_ones_beside_the_decoding(d
     steps = [(start, end) for start, end, _, stage in runs if stage == "stage_decoder"]
     assert len(vocoder) > 2 and len(steps) > 20
     first_start, first_end = vocoder[0]
-    assert not [step for step in steps if step[0] < first_end and first_start < step[1]], "a step ran beside the first chunk"
+    beside_first = [step for step in steps if step[0] < first_end and first_start < step[1]]
     later = [step for step in steps for start, end in vocoder[1:] if step[0] < end and start < step[1]]
-    assert later, "no decoding step overlaps a later vocoder run"
+    return len(beside_first), len(later)
+
+
+def test_a_one_segment_text_vocodes_its_first_chunk_alone_and_later_ones_beside_the_decoding(demo_voice) -> None:
+    """A clause (one segment): the decoding waits for the first audio, so the first vocoder run has the cores to
+    itself; after it the two sides overlap again (the pipelining that keeps a long text near real time)."""
+    from engine.segmenter import segment
+
+    text = "今日はいい天気ですね。"
+    assert len(segment(text, 24, 120)) == 1
+    beside_first, later = overlaps_of_the_first_chunk(demo_voice, text)
+    assert beside_first == 0, f"{beside_first} decoding steps ran beside the first chunk"
+    assert later > 0, "no decoding step overlaps a later vocoder run"
+
+
+def test_a_longer_text_keeps_decoding_beside_its_first_chunk(demo_voice) -> None:
+    """More than one segment: the decoding does not wait, so the audio after the first chunk is not late."""
+    from engine.segmenter import segment
+
+    text = "今日はとてもいい天気なので、公園まで散歩に行きましょう。"
+    assert len(segment(text, 24, 120)) == 2
+    beside_first, later = overlaps_of_the_first_chunk(demo_voice, text)
+    assert beside_first > 0 and later > 0
