@@ -77,6 +77,7 @@ class SpeechEndpoint:
                 max_seconds=settings.max_audio_seconds * speech.speed,  # the limit is on the audio after the speed change
                 first_chunk_tokens=settings.first_chunk_tokens,
                 speed=speech.speed,
+                language=speech.language,
             )
             output = AudioOutput(speech.response_format, SAMPLE_RATE, speech.speed)
         except BaseException:
@@ -175,7 +176,7 @@ class SpeechStream:
                 before = self.output.seconds
                 tail = self.frame(await self.scheduler.run(self.ticket, self.output.finish))
                 if self.sse:
-                    tail += audio_done(self.report.phonemes, self.report.tokens)
+                    tail += audio_done(self.report.phonemes, self.report.tokens, self.report.languages)
                 await send_body(tail, self.output.seconds - before, more=False)
                 self.done = True
                 self.outcome = "ok"

@@ -15,6 +15,8 @@ OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 SPEED_RANGE = (0.25, 4.0)
 STREAM_FORMATS = ("audio", "sse")
 MAX_INSTRUCTIONS_CHARS = 4096
+#: `language`: the code of one language for the whole input, or "auto" (each run of script in its own).
+LANGUAGES = {"ja": "ja", "japanese": "ja", "zh": "zh", "chinese": "zh", "en": "en", "english": "en", "ko": "ko", "korean": "ko"}
 #: RFC 8259 lets a parser ignore a leading byte order mark. Windows tools write one (PowerShell 5's
 #: `Set-Content -Encoding UTF8`, older Notepad), and `curl -d @file` sends it; Python's json accepts it.
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -32,6 +34,7 @@ class SpeechRequest:
     response_format: str
     speed: float
     stream_format: str
+    language: str | None = None  # a code of LANGUAGES; None: "auto"
 
 
 def _optional_string(body: dict, name: str) -> str | None:
@@ -99,4 +102,14 @@ def parse_speech_request(raw: bytes, max_input_chars: int, default_format: str =
             f"'instructions' is limited to {MAX_INSTRUCTIONS_CHARS} characters", "instructions", "string_above_max_length"
         )
 
-    return SpeechRequest(model, text, voice, response_format, float(speed), stream_format)
+    language = _optional_string(body, "language") or "auto"
+    folded = language.lower() if language.isascii() else language  # ASCII case only, as the OpenAPI pattern
+    if folded != "auto" and folded not in LANGUAGES:
+        raise bad_request(
+            f"'language' must be one of auto, ja, en, zh, ko (or japanese, english, chinese, korean; any case); "
+            f"got {language[:40]!r}",
+            "language",
+        )
+    language = LANGUAGES.get(folded)
+
+    return SpeechRequest(model, text, voice, response_format, float(speed), stream_format, language)

@@ -1,16 +1,27 @@
-"""Text to phonemes (G2P) as Genie does it, for the reference transcripts and for every segment of a request."""
+"""Text to phonemes (G2P), for the reference transcripts and for every segment of a request.
+
+A segment is cut into runs of one language each (engine/script_runs.py); each run is normalised
+(engine/normalisation.py) and read by its own language's G2P: Japanese, Chinese and English through Genie,
+Korean through engine/korean_g2p.py. The runs' phonemes are joined into one sequence, as upstream GPT-SoVITS
+joins them, and so are their BERT features: Genie's for Chinese runs (RoBERTa when GenieData has it, else
+zeros), zeros for the others.
+"""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from engine import genie
+from engine.normalisation import normalise
+from engine.script_runs import CODE_OF, CODES, GENIE_NAMES, Run, script_runs
 
 # pyopenjtalk, jieba and g2pM keep global state that is not documented as thread-safe.
 _G2P_LOCK = threading.Lock()
+BERT_DIM = 1024
 
 
 @dataclass(frozen=True)
@@ -18,6 +29,7 @@ class Phonemes:
     sequence: np.ndarray  # int64 [1, n]
     bert: np.ndarray  # float32 [n, 1024]
     symbols: tuple[str, ...]
+    languages: dict[str, int] = field(default_factory=dict)  # phonemes per language code, in order of first use
 
     @property
     def count(self) -> int:
@@ -29,9 +41,50 @@ class Phonemes:
         return any(any(char.isalpha() for char in symbol) for symbol in self.symbols)
 
 
-def text_to_phonemes(text: str, language: str, prefix: str = "。") -> Phonemes:
-    """G2P of `text` in `language` (Genie's name); the leading '。' keeps the model from swallowing the first word."""
+def language_code(language: str) -> str:
+    """'ja', 'zh', 'en' or 'ko' from a code or a long name in any case ('Japanese', 'chinese', 'KO')."""
+    folded = language.strip().lower()
+    if folded in CODES:
+        return folded
+    code = CODE_OF.get(folded.capitalize())
+    if code is None:
+        raise ValueError(f"unknown language {language!r}")
+    return code
+
+
+def _korean_symbols(text: str) -> list[str]:
+    from engine.korean_g2p import korean_to_symbols  # noqa: PLC0415  (lazy: written in parallel, see docs/architecture.md)
+
+    return korean_to_symbols(text)
+
+
+def _run_phonemes(text: str, code: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """Phoneme ids [n] and BERT features [n, 1024] of one run; `prefix` is the segment's, on its first run only."""
+    if code == "ko":
+        table = genie.symbol_table()
+        index = {symbol: position for position, symbol in enumerate(table)}
+        symbols = (["."] if prefix else []) + _korean_symbols(normalise(text, code))  # '。' reads as '.' elsewhere too
+        ids = np.array([index[symbol] for symbol in symbols if symbol in index], dtype=np.int64)
+        return ids, np.zeros((ids.size, BERT_DIM), dtype=np.float32)
+    sequence, bert = genie.phones_and_bert(prefix + normalise(text, code), GENIE_NAMES[code])
+    return sequence[0].astype(np.int64), bert.astype(np.float32)
+
+
+def text_to_phonemes(text: str, language: str, prefix: str = "。", forced: str | None = None) -> Phonemes:
+    """G2P of `text` for a voice of `language` (a code or Genie's name), each run in its own language, or all of it
+    in `forced` (a code). The leading '。' (once per segment) keeps the model from swallowing the first word."""
+    voice_code = language_code(language)
+    runs = script_runs(text, voice_code, forced and language_code(forced)) or [Run("", voice_code)]
+    ids: list[np.ndarray] = []
+    berts: list[np.ndarray] = []
+    counts: Counter[str] = Counter()
     with _G2P_LOCK:
-        sequence, bert = genie.phones_and_bert(prefix + text, language)
+        for position, run in enumerate(runs):
+            run_ids, run_bert = _run_phonemes(run.text, run.language, prefix if position == 0 else "")
+            ids.append(run_ids)
+            berts.append(run_bert)
+            counts[run.language] += int(run_ids.size)
+    sequence = np.concatenate(ids)[None, :]
     symbols = genie.symbol_table()
-    return Phonemes(sequence, bert, tuple(symbols[int(i)] for i in sequence[0]))
+    languages = {code: count for code, count in counts.items() if count}
+    return Phonemes(sequence, np.concatenate(berts), tuple(symbols[int(i)] for i in sequence[0]), languages)

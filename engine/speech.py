@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
@@ -18,6 +19,7 @@ from engine.chunking import SegmentAudio, chunk_size
 from engine.decoding import SegmentDecoder
 from engine.g2p import Phonemes, text_to_phonemes
 from engine.scheduler import Scheduler, Ticket
+from engine.script_runs import GENIE_NAMES
 from engine.segmenter import segment
 from engine.synthesis import HARD_TOKEN_CAP, SAMPLE_RATE, token_cap, vocode_values
 from engine.synthesis_speed import SynthesisSpeed
@@ -40,6 +42,7 @@ class SpeechPlan:
     token_budget: int | None  # semantic tokens the whole request may decode (its audio limit); None: no limit
     first_chunk_tokens: int = 0  # tokens of the request's first vocoder chunk; 0: whole segments (no chunking)
     speed: float = 1.0  # the listener's playback speed (the audio's duration is divided by it)
+    language: str | None = None  # the request's forced language (a code); None: each run of script in its own
 
 
 @dataclass
@@ -51,11 +54,12 @@ class SpeechReport:
     chunks: int = 0  # vocoder runs
     phonemes: int = 0  # the SSE `usage`: phonemes in...
     tokens: int = 0  # ...and semantic tokens out
+    languages: Counter[str] = field(default_factory=Counter)  # phonemes in per language code
 
 
-def _phonemes_or_none(text: str, language: str, request_id: str) -> Phonemes | None:
+def _phonemes_or_none(text: str, language: str, request_id: str, forced: str | None = None) -> Phonemes | None:
     try:
-        phonemes = text_to_phonemes(text, language)
+        phonemes = text_to_phonemes(text, language, forced=forced)
     except Exception as error:  # Genie's G2P raises IndexError, KeyError... on odd input; skip the segment
         logger.warning("request_id=%s segment_skipped=g2p_error error=%r text=%r", request_id, error, text[:80])
         return None
@@ -72,9 +76,11 @@ async def plan_speech(
     max_seconds: float | None = None,
     first_chunk_tokens: int = 0,
     speed: float = 1.0,
+    language: str | None = None,
 ) -> SpeechPlan:
     """Check the text's likely length, segment it and run G2P until a speakable segment is found, before any
-    byte is sent. `max_seconds` is the request's audio limit at the model's own pace (speed 1)."""
+    byte is sent. `max_seconds` is the request's audio limit at the model's own pace (speed 1). `language` (a code)
+    forces one language on the whole text; None reads each run of script in its own (engine/script_runs.py)."""
     tokens_allowed = None
     if max_seconds is not None:
         likely_seconds = fast_speech_seconds(text)
@@ -83,11 +89,13 @@ async def plan_speech(
         tokens_allowed = token_budget(max_seconds)
     segments = segment(text, first_budget, budget)
     for index, piece in enumerate(segments):
-        phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id)
+        phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id, language)
         if phonemes is not None:
             reference = voice.reference_for(style)
-            return SpeechPlan(voice, segments, index, phonemes, reference, tokens_allowed, first_chunk_tokens, speed)
-    raise NothingToSay(f"the input has nothing pronounceable in {voice.language}")
+            return SpeechPlan(
+                voice, segments, index, phonemes, reference, tokens_allowed, first_chunk_tokens, speed, language
+            )
+    raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
 
 
 class _SegmentDecoding:
@@ -115,7 +123,7 @@ class _SegmentDecoding:
             self.phonemes = (
                 plan.first_phonemes
                 if self.index == plan.first_index
-                else _phonemes_or_none(plan.segments[self.index], plan.voice.language, self.request_id)
+                else _phonemes_or_none(plan.segments[self.index], plan.voice.language, self.request_id, plan.language)
             )
             if self.phonemes is None:
                 self.skipped = True
@@ -238,6 +246,7 @@ async def speak(
         report.chunks += audio.chunks
         report.segments_done += 1
         report.phonemes += decoding.phonemes.count
+        report.languages.update(decoding.phonemes.languages)
         report.tokens += int(audio.tokens.size)
 
     async with anyio.create_task_group() as tasks:

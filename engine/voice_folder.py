@@ -22,8 +22,10 @@ LANGUAGES = {
     "japanese": "Japanese",
     "ja": "Japanese",
     "jp": "Japanese",
+    "korean": "Korean",
+    "ko": "Korean",
 }
-#: GenieData folders each language's G2P needs (Japanese G2P ships its dictionary).
+#: GenieData folders each language's G2P needs (Japanese G2P ships its dictionary; Korean's is ours, on PyPI packages).
 G2P_DATA = {"Chinese": "G2P/ChineseG2P", "English": "G2P/EnglishG2P"}
 
 BASE_FILES = (
@@ -73,7 +75,7 @@ class VoiceFolder:
 
     @property
     def language(self) -> str:
-        """Genie's name of the voice's language (Chinese, English or Japanese): its default clip's."""
+        """The name of the voice's language (Chinese, English, Japanese or Korean): its default clip's."""
         return self.reference.language
 
 

@@ -374,10 +374,10 @@ def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, m
 
     real = speech.text_to_phonemes
 
-    def fragile(text: str, language: str):
+    def fragile(text: str, language: str, **options):
         if "ぬ" in text:
             raise IndexError("list index out of range")
-        return real(text, language)
+        return real(text, language, **options)
 
     monkeypatch.setattr(speech, "text_to_phonemes", fragile)
 

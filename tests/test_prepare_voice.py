@@ -367,8 +367,8 @@ def test_unusable_reference_audio(inputs: Inputs, offline_env: None, tmp_path: P
 
 def test_language_text_and_name_are_checked(inputs: Inputs, offline_env: None, tmp_path: Path, capsys) -> None:
     models = tmp_path / "models"
-    assert "--language 'ko' is not one of chinese, en, english, ja, japanese, jp, zh" in refused(
-        arguments(inputs, models, language="ko"), capsys
+    assert "--language 'fr' is not one of chinese, en, english, ja, japanese, jp, ko, korean, zh" in refused(
+        arguments(inputs, models, language="fr"), capsys
     )
     assert "--text must be the transcript" in refused(arguments(inputs, models, text="  "), capsys)
     assert "must be a plain folder name" in refused(arguments(inputs, models, name="../elsewhere"), capsys)

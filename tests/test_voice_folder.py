@@ -34,7 +34,16 @@ def test_valid_v2proplus_and_v2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("ZH", "Chinese"), ("english", "English"), ("jp", "Japanese"), ("Ja", "Japanese"), ("ko", None), (3, None)],
+    [
+        ("ZH", "Chinese"),
+        ("english", "English"),
+        ("jp", "Japanese"),
+        ("Ja", "Japanese"),
+        ("ko", "Korean"),
+        ("Korean", "Korean"),
+        ("fr", None),
+        (3, None),
+    ],
 )
 def test_language_aliases(value: object, expected: str | None) -> None:
     assert normalize_language(value) == expected
@@ -86,6 +95,14 @@ def test_reference_length_outside_3_to_10_s_is_a_warning(tmp_path: Path) -> None
     folder = inspect_voice(make_voice(tmp_path, seconds=1.5))
     assert folder.warnings and "1.5 s" in folder.warnings[0]
     assert inspect_voice(make_voice(tmp_path, "long", seconds=12)).warnings
+
+
+def test_korean_voice_needs_no_genie_data_folder(tmp_path: Path) -> None:
+    """Korean G2P is ours (engine/korean_g2p.py): a Korean voice is servable with GenieData lacking any G2P folder."""
+    voice = make_voice(tmp_path, language="Korean")
+    data = tmp_path / "GenieData"
+    data.mkdir()
+    assert inspect_voice(voice, data).language == "Korean"
 
 
 def test_language_needing_genie_data_g2p(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def check_name(name: str) -> None:
 
 
 def genie_language(language: str) -> str:
-    """Genie's name for the language (Japanese, English, Chinese)."""
+    """The language's name (Japanese, English, Chinese, Korean)."""
     name = normalize_language(language)
     if name is None:
         raise PrepareError(f"--language {language!r} is not one of {', '.join(sorted(LANGUAGES))}")
@@ -245,7 +245,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pth", type=Path, required=True, help="SoVITS weights (.pth, from SoVITS_weights*/)")
     parser.add_argument("--reference", type=Path, required=True, help="3-10 s of the voice, any format soundfile reads")
     parser.add_argument("--text", required=True, help="exact transcript of the reference clip")
-    parser.add_argument("--language", required=True, help="language of the transcript: ja, en or zh")
+    parser.add_argument("--language", required=True, help="language of the transcript: ja, en, zh or ko")
     parser.add_argument("--name", required=True, help="voice name: the folder, and the `model` clients ask for")
     parser.add_argument("--models", type=Path, help="voice folders (MODELS_DIR, default ./models)")
     parser.add_argument("--force", action="store_true", help="replace an existing voice of that name")
