@@ -7,6 +7,12 @@ each one can be synthesised while the previous ones play.
 
 Lengths are counted in *units*: an ASCII character is 1, any other character 2 (a kana or
 hanzi carries about as much speech as two Latin letters), as Genie's own splitter does.
+
+Boundaries per language: Japanese and Chinese full-width marks (。！？；：，、 and their half-width forms),
+English and Korean "." followed by a space, "!", "?", ",", ";", ":". A mark between two digits is part of a
+number ("1,000", "15:30", "3．5"), never a boundary, and a cut for length never falls inside a word of Latin
+letters or a number (unless that one word is longer than the whole budget): text without spaces (Chinese,
+Japanese) is cut where a run of Latin letters or digits begins or ends, or between two CJK characters.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SENTENCE_END = "。！？!?…\n"
-CLAUSE_END = "、，,；;：:—"
+SENTENCE_END = "。！？!?…\n．｡‼⁇⁈⁉"
+CLAUSE_END = "、，,；;：:—､﹐﹑﹔﹕"
+#: Marks that are part of a number when a digit stands on both sides ("1,000", "15:30", "3．5").
+NUMBER_MARKS = ",:．，：､"
 CLOSERS = "」』）)】》〉\"'”’"
 #: A '.' ends a sentence when followed by whitespace or the end (not in "3.14" or "example.com").
 _DOT_END = re.compile(r"\.(?=\s|$)")
@@ -43,6 +51,18 @@ class Piece:
     ends_sentence: bool
 
 
+def _in_number(text: str, index: int) -> bool:
+    """The mark at `index` stands between two digits."""
+    return text[index] in NUMBER_MARKS and 0 < index < len(text) - 1 and text[index - 1].isdigit() and text[index + 1].isdigit()
+
+
+def _in_word(char: str) -> bool:
+    """Part of a word that must not be cut: a Latin letter or a digit."""
+    return char.isdigit() or (
+        char.isalpha() and (ord(char) < 0x250 or 0x1E00 <= ord(char) <= 0x1EFF or 0xFF10 <= ord(char) <= 0xFF5A)
+    )
+
+
 def _pieces(text: str) -> list[Piece]:
     """Split into clauses, each remembering whether it closes a sentence."""
     text = _DOT_END.sub(".\n", text.replace("\r\n", "\n"))
@@ -53,7 +73,7 @@ def _pieces(text: str) -> list[Piece]:
         char = text[index]
         current.append(char)
         index += 1
-        if char in SENTENCE_END or char in CLAUSE_END:
+        if (char in SENTENCE_END or char in CLAUSE_END) and not _in_number(text, index - 1):
             while index < len(text) and (text[index] in SENTENCE_END or text[index] in CLAUSE_END or text[index] in CLOSERS):
                 current.append(text[index])
                 index += 1
@@ -67,7 +87,8 @@ def _pieces(text: str) -> list[Piece]:
 
 
 def _split_long(text: str, budget: int) -> list[str]:
-    """Cut `text` into parts of at most `budget` units, at a space where there is one."""
+    """Cut `text` into parts of at most `budget` units: at a space where there is one, else where no word of
+    Latin letters or digits is cut, else (a word longer than the budget) anywhere."""
     parts: list[str] = []
     while not _fits(text, budget):
         cut, used = 0, 0
@@ -80,6 +101,9 @@ def _split_long(text: str, budget: int) -> list[str]:
         space = text.rfind(" ", 0, cut + 1)
         if space > 0:
             cut = space
+        else:
+            whole = next((at for at in range(cut, 0, -1) if not (_in_word(text[at - 1]) and _in_word(text[at]))), None)
+            cut = whole or cut
         parts.append(text[:cut].strip())
         text = text[cut:].strip()
     if text:
@@ -87,12 +111,19 @@ def _split_long(text: str, budget: int) -> list[str]:
     return [part for part in parts if part]
 
 
+def _spaceless(char: str) -> bool:
+    """A character of a script written without spaces (Han, kana, CJK punctuation and full-width forms)."""
+    point = ord(char)
+    return 0x2E80 <= point <= 0x30FF or 0x3400 <= point <= 0x9FFF or 0xF900 <= point <= 0xFAFF or 0xFF00 <= point <= 0xFFEF
+
+
 def _join(left: str, right: str) -> str:
+    """Two parts as one; a space between them unless either side is written without spaces (Korean is not)."""
     if not left:
         return right
-    if left[-1].isascii() and right[:1].isascii():
-        return f"{left} {right}"
-    return left + right
+    if _spaceless(left[-1]) or _spaceless(right[:1] or " ") or ord(left[-1]) > 0xFFFF or ord(right[:1] or " ") > 0xFFFF:
+        return left + right
+    return f"{left} {right}"
 
 
 def segment(text: str, first_budget: int = 24, budget: int = 120) -> list[str]:

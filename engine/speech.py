@@ -92,9 +92,7 @@ async def plan_speech(
         phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id, language)
         if phonemes is not None:
             reference = voice.reference_for(style)
-            return SpeechPlan(
-                voice, segments, index, phonemes, reference, tokens_allowed, first_chunk_tokens, speed, language
-            )
+            return SpeechPlan(voice, segments, index, phonemes, reference, tokens_allowed, first_chunk_tokens, speed, language)
     raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
 
 

@@ -304,7 +304,9 @@ _OPTIONAL = {
     "speed": _mostly(1.5, st.sampled_from([0.25, 4, 4.0, 0.2499999, 4.0000001, 0, 1, 2.5])),
     "stream_format": _mostly("sse", st.sampled_from(["audio", "sse", "", "SSE", "websocket"])),
     "instructions": _mostly("calmly", _LONG),
-    "language": _mostly("zh", st.sampled_from(["auto", "AUTO", "ja", "En", "chinese", "KOREAN", "", "fr", "ja\n", " ja", "\u212ao"])),
+    "language": _mostly(
+        "zh", st.sampled_from(["auto", "AUTO", "ja", "En", "chinese", "KOREAN", "", "fr", "ja\n", " ja", "\u212ao"])
+    ),
     "extra": _ANY,
 }
 _BODIES = st.one_of(
@@ -353,7 +355,26 @@ _EDGES = {
     "speed": [None, 0, 0.25, 0.2499999, 1, 4, 4.0, 4.0000001, 5, -1, True, False, "1", []],
     "stream_format": [None, "", "audio", "sse", "SSE", "ws", 1, False],
     "instructions": [None, "", "x", "x" * 4096, "x" * 4097, 1, []],
-    "language": [None, "", "auto", "Auto", "ja", "JA", "en", "zh", "ko", "Korean", "japanese", "fr", "ja\n", " zh", "\u212ao", "jp", 1, []],
+    "language": [
+        None,
+        "",
+        "auto",
+        "Auto",
+        "ja",
+        "JA",
+        "en",
+        "zh",
+        "ko",
+        "Korean",
+        "japanese",
+        "fr",
+        "ja\n",
+        " zh",
+        "\u212ao",
+        "jp",
+        1,
+        [],
+    ],
     "extra": [None, 1, "x", {}, []],
 }
 
@@ -456,7 +477,13 @@ REAL_REQUESTS = [
     ("stream-format-unknown", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "stream_format": "ws"}}, 400),
     ("voice-number", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "voice": 7}}, 400),
     ("voice-object-without-id", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "voice": {"name": "x"}}}, 400),
-    ("speech-language", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "language": "Japanese", "stream_format": "sse"}}, 200),
+    (
+        "speech-language",
+        "POST",
+        SPEECH,
+        {"json": {"model": "demo", "input": "あ", "language": "Japanese", "stream_format": "sse"}},
+        200,
+    ),
     ("language-unknown", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "language": "fr"}}, 400),
     ("instructions-too-long", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "instructions": "x" * 4097}}, 400),
     ("unknown-style", "POST", SPEECH, {"json": {"model": "demo", "input": "あ", "voice": "no-such-style"}}, 400),

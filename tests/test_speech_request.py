@@ -49,3 +49,34 @@ def test_error_body_is_openai_shaped() -> None:
 def test_openai_model_names() -> None:
     assert all(is_openai_model(name) for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o-mini-tts-2025-03-20"))
     assert not any(is_openai_model(name) for name in ("demo", "tts-2", "gpt-4o"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("auto", None),
+        ("AUTO", None),
+        ("ja", "ja"),
+        ("Japanese", "ja"),
+        ("ZH", "zh"),
+        ("chinese", "zh"),
+        ("en", "en"),
+        ("English", "en"),
+        ("ko", "ko"),
+        ("KOREAN", "ko"),
+    ],
+)
+def test_language_codes_and_long_names(value: str | None, expected: str | None) -> None:
+    assert parse({"model": "demo", "input": "hi", "language": value}).language == expected
+
+
+@pytest.mark.parametrize("value", ["fr", "jp", " ja", "ja\n", "\u212ao", "all_zh", 1, ["ja"]])
+def test_unknown_language_is_a_400_naming_the_field_and_the_accepted_values(value: object) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse({"model": "demo", "input": "hi", "language": value})
+    error = caught.value
+    assert (error.status, error.param) == (400, "language")
+    if isinstance(value, str):
+        assert "auto, ja, en, zh, ko" in error.message and "korean" in error.message
