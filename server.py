@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> Application:
         settings.demo,
         settings.cache_dir,
         settings.t2s_precision,
+        demo_voices=settings.demo_voice_names,
     )
     return Application(settings, genie_data_dir, folders)
 

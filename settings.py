@@ -36,6 +36,7 @@ class Settings:
     port: int = 7860
     models_dir: Path = Path("models")
     demo: bool = False
+    demo_voices: str = "demo,demo-zh,demo-en,demo-ko"
     genie_data_dir: Path = Path("GenieData")
     genie_download: bool = True
     cache_dir: Path = field(default_factory=_default_cache)
@@ -114,6 +115,11 @@ class Settings:
             raise ValueError("PROXY_HOPS must be at least 1")
         self.trusted_networks()
         self.aliases()
+
+    @property
+    def demo_voice_names(self) -> tuple[str, ...]:
+        """DEMO_VOICES "demo,demo-zh" as ("demo", "demo-zh")."""
+        return tuple(name.strip() for name in self.demo_voices.split(",") if name.strip())
 
     def aliases(self) -> dict[str, str]:
         """VOICE_ALIASES "alloy=mika,nova=mika/calm" as {"alloy": "mika", "nova": "mika/calm"} (keys case-folded)."""

@@ -7,6 +7,7 @@ the application's start-up (engine/registry.py), while /health answers "loading"
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from engine.genie import import_genie, missing_data
@@ -27,11 +28,13 @@ def find_voices(
     with_demo: bool,
     cache_dir: Path,
     t2s_precision: str = "fp32",
+    demo_voices: Sequence[str] = tuple(demo.DEMO_VOICES),
 ) -> tuple[Path, FoundVoices]:
     """The GenieData folder Genie was imported with, and every voice folder to load.
 
-    With `with_demo`, the generated demo voice is added (built once into `cache_dir`, with int8 decoders
-    under T2S_PRECISION=int8); without real GenieData it brings its own stand-in, so the server runs offline.
+    With `with_demo`, the generated demo voices named in `demo_voices` are added (built once into `cache_dir`, with
+    int8 decoders under T2S_PRECISION=int8); without real GenieData they bring their own stand-in, so the server
+    runs offline.
     """
     if not with_demo:
         genie_data_dir = resolve_genie_data(genie_data_dir, allow_download)
@@ -41,25 +44,32 @@ def find_voices(
     root = cache_dir / f"demo-{demo.BUILD_VERSION}"
     real_data_dir, stand_in = genie_data_dir, bool(missing_data(genie_data_dir))
     int8 = t2s_precision == "int8"
+    known = [name for name in demo_voices if name in demo.DEMO_VOICES]
+    demo_folders: FoundVoices = [
+        (name, VoiceError(f"no such demo voice (DEMO_VOICES); the demo voices are {', '.join(demo.DEMO_VOICES)}"))
+        for name in demo_voices
+        if name not in demo.DEMO_VOICES
+    ]
     if stand_in:
-        voice_dir, genie_data_dir = demo.ensure_demo(root, int8=int8)  # with its stand-in GenieData
+        voice_dirs, genie_data_dir = demo.ensure_demo_voices(root, known, int8=int8)  # with stand-in GenieData
     else:
         import_genie(genie_data_dir)
-        voice_dir, _ = demo.ensure_demo(root, int8=int8)
+        voice_dirs, _ = demo.ensure_demo_voices(root, known, int8=int8)
     import_genie(genie_data_dir)
-    logger.warning("voice 'demo' comes from %s: random weights, it produces noise, not speech", voice_dir)
-    try:
-        demo_voice: VoiceFolder | VoiceError = inspect_voice(voice_dir, genie_data_dir)
-    except VoiceError as error:
-        demo_voice = error
-    folders = [entry for entry in scan(models_dir, genie_data_dir) if entry[0] != "demo"]
+    for name, voice_dir in voice_dirs.items():
+        logger.warning("voice '%s' comes from %s: random weights, it produces noise, not speech", name, voice_dir)
+        try:
+            demo_folders.append((name, inspect_voice(voice_dir, genie_data_dir)))
+        except VoiceError as error:
+            demo_folders.append((name, error))
+    folders = [entry for entry in scan(models_dir, genie_data_dir) if entry[0] not in voice_dirs]
     if stand_in:  # its random HuBERT and speaker encoder would make a real voice speak noise
         refusal = VoiceError(
             f"GenieData is missing at {real_data_dir}; only the demo voice runs on the generated stand-in. "
             f"{instructions(real_data_dir)}"
         )
         folders = [(name, refusal if isinstance(folder, VoiceFolder) else folder) for name, folder in folders]
-    return genie_data_dir, [*folders, ("demo", demo_voice)]
+    return genie_data_dir, [*folders, *demo_folders]
 
 
 def check_voices(models_dir: Path, genie_data_dir: Path, allow_download: bool) -> tuple[list[str], bool]:

@@ -28,7 +28,10 @@ LONG = (
 
 
 def start_demo_server(name: str, models_dir: Path, env: dict[str, str], **options: object) -> ServerProcess:
-    """A server on the demo voice (built into the test cache) plus the voices in `models_dir`, offline."""
+    """A server on the demo voice (built into the test cache) plus the voices in `models_dir`, offline.
+
+    Only the Japanese "demo" unless `env` sets DEMO_VOICES: every other demo voice costs start-up time and memory.
+    """
     log_path = OUTPUT / f"server-{name}-{os.getpid()}.log"  # per test run: concurrent runs must not share logs
     demo_env = {
         "MODELS_DIR": str(models_dir),
@@ -36,6 +39,7 @@ def start_demo_server(name: str, models_dir: Path, env: dict[str, str], **option
         "CACHE_DIR": str(CACHE),
         "GENIE_DATA_DIR": str(CACHE / "no-genie-data"),
         "GENIE_DOWNLOAD": "0",
+        "DEMO_VOICES": "demo",
     }
     return start_server(log_path, {**demo_env, **env}, ready_timeout=240, **options)  # type: ignore[arg-type]
 

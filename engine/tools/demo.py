@@ -23,9 +23,14 @@ Two changes make it behave like a trained voice:
 
 The stand-in GenieData holds a HuBERT-shaped model (same frame rate as chinese-hubert-base:
 400-sample window, 320-sample hop at 16 kHz, 768 channels) and a speaker-encoder-shaped model
-(16 kHz waveform to a 20480-wide embedding). Japanese G2P needs no data, so the demo voice is Japanese.
+(16 kHz waveform to a 20480-wide embedding), and stand-ins for the Chinese and English G2P data
+(engine/tools/g2p_data.py).
 
-Run ``python -m engine.tools.demo DIR`` to write ``DIR/demo/`` and ``DIR/GenieData/``; ``--int8`` also writes
+Besides ``demo`` (Japanese, with a second style ``calm``), ``demo-zh``, ``demo-en`` and ``demo-ko`` read a
+Chinese, English and Korean reference transcript. They are the same random weights (hard links to demo's
+files where the file system allows), each with the length rule worked out from its own reference.
+
+Run ``python -m engine.tools.demo DIR`` to write ``DIR/demo*/`` and ``DIR/GenieData/``; ``--int8`` also writes
 the int8 T2S decoders (engine/tools/quantize.py) for T2S_PRECISION=int8.
 """
 
@@ -37,6 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +52,23 @@ import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
 from engine import genie
+from engine.tools.g2p_data import CHINESE_FOLDER, ENGLISH_FOLDER, build_g2p_data
 from engine.tools.quantize import int8_paths, quantize_voice
+from engine.voice_folder import normalize_language
 
 #: Bump when the output of this module changes, so cached builds are rebuilt.
-BUILD_VERSION = "2"
+BUILD_VERSION = "3"
 TOKENS_PER_PHONEME = 2
 EOS_TOKEN = 1024
 REFERENCE_TEXT = "こんにちは、今日はとてもいい天気ですね。"
 REFERENCE_LANGUAGE = "ja"
+#: Every demo voice: name -> (reference transcript, its language). "demo" comes first: the others reuse its weights.
+DEMO_VOICES = {
+    "demo": (REFERENCE_TEXT, REFERENCE_LANGUAGE),
+    "demo-zh": ("你好，今天天气很好，我们一起去公园散步吧。", "zh"),
+    "demo-en": ("Hello, the weather is lovely today, so let us walk in the park.", "en"),
+    "demo-ko": ("안녕하세요, 오늘은 날씨가 정말 좋네요. 같이 산책할까요?", "ko"),
+}
 REFERENCE_SECONDS = 5.0
 REFERENCE_RATE = 32000
 DEMO_STYLE = "calm"
@@ -109,7 +124,7 @@ def _reference_clip(seconds: float, rate: int, base_pitch: float = 180) -> np.nd
 
 
 def build_genie_data(genie_data_dir: Path, seed: int = 0) -> None:
-    """Write the stand-in HuBERT and speaker-encoder models Genie checks for at import."""
+    """Write the stand-in HuBERT and speaker-encoder models Genie checks for at import, and the G2P data."""
     rng = np.random.default_rng(seed)
     hubert_dir = genie_data_dir / "chinese-hubert-base"
     hubert_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +165,7 @@ def build_genie_data(genie_data_dir: Path, seed: int = 0) -> None:
         ],
     )
     _save(speaker, genie_data_dir / "speaker_encoder.onnx")
+    build_g2p_data(genie_data_dir)
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> None:
@@ -201,11 +217,14 @@ def _add_length_rule(
     )
 
 
-def _reference_lengths(voice_dir: Path, genie_data_dir: Path) -> tuple[int, int]:
-    """Phoneme count of the reference text and semantic-token count of the reference clip."""
+def _reference_lengths(voice_dir: Path, genie_data_dir: Path, text: str, language: str) -> tuple[int, int]:
+    """Phoneme count of the reference text (the server's own G2P) and semantic-token count of the reference clip."""
     if "genie_tts" not in sys.modules:
         genie.import_genie(genie_data_dir)
-    phones, bert = genie.phones_and_bert(REFERENCE_TEXT, "japanese")
+    from engine.g2p import text_to_phonemes  # noqa: PLC0415  (imports Genie's G2P: only after import_genie)
+
+    phonemes = text_to_phonemes(text, normalize_language(language) or language, prefix="")
+    phones, bert = phonemes.sequence, phonemes.bert
     audio_16k = genie.load_audio(voice_dir / "reference" / "audio.wav", 16000)
     hubert = onnxruntime.InferenceSession(str(genie_data_dir / "chinese-hubert-base" / "chinese-hubert-base.onnx"))
     ssl = hubert.run(None, {"input_values": audio_16k[None, :]})[0]
@@ -216,25 +235,37 @@ def _reference_lengths(voice_dir: Path, genie_data_dir: Path) -> tuple[int, int]
     return int(phones.shape[1]), int(prompts.shape[1])
 
 
+def _write_reference(folder: Path, text: str, language: str, pitch: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    clip = _reference_clip(REFERENCE_SECONDS, REFERENCE_RATE, pitch)
+    sf.write(folder / "audio.wav", clip, REFERENCE_RATE, subtype="PCM_16")
+    (folder / "config.json").write_text(json.dumps({"text": text, "language": language}, ensure_ascii=False), encoding="utf-8")
+
+
+def _write_length_rule(voice_dir: Path, genie_data_dir: Path, text: str, language: str, tokens_per_phoneme: int) -> None:
+    """Patch the stage decoder in `voice_dir` (a plain copy of the template) with the rule for this reference."""
+    models = voice_dir / "tts_models"
+    ref_phonemes, prompt_tokens = _reference_lengths(voice_dir, genie_data_dir, text, language)
+    stage = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
+    _add_length_rule(stage, ref_phonemes, prompt_tokens, tokens_per_phoneme)
+    onnx.save(stage, models / "t2s_stage_decoder_fp32.onnx")
+    (models / "length_rule.json").write_text(
+        json.dumps({"tokens_per_phoneme": tokens_per_phoneme, "ref_phonemes": ref_phonemes, "prompt_tokens": prompt_tokens})
+    )
+
+
 def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0, tokens_per_phoneme: int = TOKENS_PER_PHONEME) -> None:
-    """Write a V2ProPlus voice folder (tts_models/ and reference/) whose length rule stops at `tokens_per_phoneme`."""
+    """Write the V2ProPlus voice "demo" (tts_models/ and reference/) whose length rule stops at `tokens_per_phoneme`."""
     if tokens_per_phoneme < 1:
         raise ValueError(f"tokens_per_phoneme must be at least 1, not {tokens_per_phoneme}")
     rng = np.random.default_rng(seed)
     models = voice_dir / "tts_models"
     models.mkdir(parents=True, exist_ok=True)
-    reference = voice_dir / "reference"
-    reference.mkdir(parents=True, exist_ok=True)
 
     # The default clip, and a style "calm" (reference/calm/): a lower voice with the same transcript and
     # length, so the length rule below holds for both.
-    for folder, pitch in ((reference, 180), (reference / DEMO_STYLE, 130)):
-        folder.mkdir(parents=True, exist_ok=True)
-        clip = _reference_clip(REFERENCE_SECONDS, REFERENCE_RATE, pitch)
-        sf.write(folder / "audio.wav", clip, REFERENCE_RATE, subtype="PCM_16")
-        (folder / "config.json").write_text(
-            json.dumps({"text": REFERENCE_TEXT, "language": REFERENCE_LANGUAGE}, ensure_ascii=False), encoding="utf-8"
-        )
+    for folder, pitch in ((voice_dir / "reference", 180), (voice_dir / "reference" / DEMO_STYLE, 130)):
+        _write_reference(folder, REFERENCE_TEXT, REFERENCE_LANGUAGE, pitch)
 
     needed: dict[str, int] = {}
     dtypes: dict[str, type] = {}
@@ -254,39 +285,76 @@ def build_voice(voice_dir: Path, genie_data_dir: Path, seed: int = 0, tokens_per
         _write_weights(models / weights, fp32_bytes, dtypes[weights], rng, zero.get(weights, []))
     for name, template, _, _ in templates:
         shutil.copyfile(template, models / name)
-
-    ref_phonemes, prompt_tokens = _reference_lengths(voice_dir, genie_data_dir)
-    stage = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
-    _add_length_rule(stage, ref_phonemes, prompt_tokens, tokens_per_phoneme)
-    onnx.save(stage, models / "t2s_stage_decoder_fp32.onnx")
-    (voice_dir / "tts_models" / "length_rule.json").write_text(
-        json.dumps({"tokens_per_phoneme": tokens_per_phoneme, "ref_phonemes": ref_phonemes, "prompt_tokens": prompt_tokens})
-    )
+    _write_length_rule(voice_dir, genie_data_dir, REFERENCE_TEXT, REFERENCE_LANGUAGE, tokens_per_phoneme)
 
 
-def ensure_demo(root: Path, tokens_per_phoneme: int = TOKENS_PER_PHONEME, int8: bool = False) -> tuple[Path, Path]:
-    """Build (once) the demo voice and stand-in GenieData under `root`; return (voice_dir, genie_data_dir).
+def build_language_voice(
+    voice_dir: Path, demo_dir: Path, genie_data_dir: Path, text: str, language: str, tokens_per_phoneme: int
+) -> None:
+    """A voice with demo's weights (hard-linked, else copied) and its own reference transcript in `language`."""
+    models = voice_dir / "tts_models"
+    models.mkdir(parents=True, exist_ok=True)
+    own = {"t2s_stage_decoder_fp32.onnx", "length_rule.json", *(path.name for path in int8_paths(models))}
+    for source in (demo_dir / "tts_models").iterdir():
+        if source.is_file() and source.name not in own:
+            try:
+                (models / source.name).hardlink_to(source)
+            except OSError:
+                shutil.copyfile(source, models / source.name)
+    stage_template = next(template for name, template, _, _ in _templates() if name == "t2s_stage_decoder_fp32.onnx")
+    shutil.copyfile(stage_template, models / "t2s_stage_decoder_fp32.onnx")
+    _write_reference(voice_dir / "reference", text, language, 180)
+    _write_length_rule(voice_dir, genie_data_dir, text, language, tokens_per_phoneme)
+
+
+def _needs_genie_data(genie_data_dir: Path) -> bool:
+    if genie.missing_data(genie_data_dir):
+        return True
+    return not all((genie_data_dir / folder).is_dir() for folder in (CHINESE_FOLDER, ENGLISH_FOLDER))
+
+
+def ensure_demo_voices(
+    root: Path, names: Iterable[str] = DEMO_VOICES, tokens_per_phoneme: int = TOKENS_PER_PHONEME, int8: bool = False
+) -> tuple[dict[str, Path], Path]:
+    """Build (once) the named demo voices and stand-in GenieData under `root`; return ({name: voice_dir}, genie_data_dir).
 
     Each part is built in a scratch folder and renamed into place, so an interrupted or concurrent
     build never leaves a half-written voice behind. A voice with another `tokens_per_phoneme` has its
     own stamp, so a root is rebuilt when asked for a rate other than the one it holds. With `int8`, the
     int8 T2S decoders are added once (each file written whole, then renamed into place).
     """
-    voice_dir, genie_data_dir = root / "demo", root / "GenieData"
+    unknown = [name for name in names if name not in DEMO_VOICES]
+    if unknown:
+        raise ValueError(f"unknown demo voice {', '.join(unknown)}; the demo voices are {', '.join(DEMO_VOICES)}")
+    genie_data_dir = root / "GenieData"
     root.mkdir(parents=True, exist_ok=True)
-    if genie.missing_data(genie_data_dir):
+    if _needs_genie_data(genie_data_dir):
         scratch = Path(tempfile.mkdtemp(prefix=".genie-data-", dir=root))
         build_genie_data(scratch)
         _replace(scratch, genie_data_dir)
-    stamp, expected = voice_dir / _STAMP, _stamp(tokens_per_phoneme)
-    if not (stamp.exists() and stamp.read_text() == expected):
-        scratch = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
-        build_voice(scratch, genie_data_dir, tokens_per_phoneme=tokens_per_phoneme)
-        (scratch / _STAMP).write_text(expected)
-        _replace(scratch, voice_dir)
-    if int8 and not all(path.is_file() for path in int8_paths(voice_dir / "tts_models")):
-        quantize_voice(voice_dir / "tts_models")
-    return voice_dir, genie_data_dir
+    wanted = ["demo", *(name for name in DEMO_VOICES if name != "demo" and name in names)]  # the others link to demo's
+    voices = {}
+    for name in wanted:
+        voice_dir = voices[name] = root / name
+        stamp, expected = voice_dir / _STAMP, _stamp(tokens_per_phoneme)
+        if not (stamp.exists() and stamp.read_text() == expected):
+            scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+            text, language = DEMO_VOICES[name]
+            if name == "demo":
+                build_voice(scratch, genie_data_dir, tokens_per_phoneme=tokens_per_phoneme)
+            else:
+                build_language_voice(scratch, voices["demo"], genie_data_dir, text, language, tokens_per_phoneme)
+            (scratch / _STAMP).write_text(expected)
+            _replace(scratch, voice_dir)
+        if int8 and not all(path.is_file() for path in int8_paths(voice_dir / "tts_models")):
+            quantize_voice(voice_dir / "tts_models")
+    return {name: path for name, path in voices.items() if name in names}, genie_data_dir
+
+
+def ensure_demo(root: Path, tokens_per_phoneme: int = TOKENS_PER_PHONEME, int8: bool = False) -> tuple[Path, Path]:
+    """The Japanese voice "demo" alone: (voice_dir, genie_data_dir), built once under `root`."""
+    voices, genie_data_dir = ensure_demo_voices(root, ("demo",), tokens_per_phoneme, int8)
+    return voices["demo"], genie_data_dir
 
 
 def _stamp(tokens_per_phoneme: int) -> str:
@@ -306,13 +374,17 @@ def _replace(source: Path, target: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the demo voice to DIR/demo/ and stand-in GenieData to DIR/GenieData/.")
+    parser = argparse.ArgumentParser(description="Write the demo voices to DIR/demo*/ and stand-in GenieData to DIR/GenieData/.")
     parser.add_argument("dir", type=Path)
+    parser.add_argument("--voices", default=",".join(DEMO_VOICES), help="comma-separated demo voices (default: all)")
     parser.add_argument("--int8", action="store_true", help="also write int8 T2S decoders (for T2S_PRECISION=int8)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    voice_dir, genie_data_dir = ensure_demo(args.dir, int8=args.int8)
-    print(f"demo voice: {voice_dir}\nstand-in GenieData: {genie_data_dir}\nbuilt in {time.perf_counter() - started:.1f} s")
+    names = [name.strip() for name in args.voices.split(",") if name.strip()]
+    voices, genie_data_dir = ensure_demo_voices(args.dir, names, int8=args.int8)
+    for name, voice_dir in voices.items():
+        print(f"demo voice {name}: {voice_dir}")
+    print(f"stand-in GenieData: {genie_data_dir}\nbuilt in {time.perf_counter() - started:.1f} s")
     return 0
 
 
