@@ -221,7 +221,7 @@ def normalise(text: str, language: str) -> str:
     text = _DATE.sub(_date(language), text) if language != "zh" else text  # Genie's Chinese reads dates itself
     if language == "ja":
         text = _TIME.sub(_japanese_time, text)
-    if language in ("ja", "zh"):
+    if language == "zh":
         text = _THOUSANDS.sub("", text)
     text = _CURRENCY.sub(_currency(language), text)
     text = _UNIT.sub(_units(language), text)

@@ -101,7 +101,7 @@ def _split_long(text: str, budget: int) -> list[str]:
         space = text.rfind(" ", 0, cut + 1)
         if space > 0:
             cut = space
-        else:
+        elif cut < len(text):
             whole = next((at for at in range(cut, 0, -1) if not (_in_word(text[at - 1]) and _in_word(text[at]))), None)
             cut = whole or cut
         parts.append(text[:cut].strip())

@@ -79,4 +79,4 @@ def test_runs_cover_the_text_exactly_and_alternate(text: str, voice: str) -> Non
     found = script_runs(text, voice)
     assert "".join(run.text for run in found) == text
     assert all(run.text and run.language in CODES for run in found)
-    assert all(left.language != right.language for left, right in zip(found, found[1:]))
+    assert all(left.language != right.language for left, right in zip(found, found[1:], strict=False))
