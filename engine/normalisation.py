@@ -5,7 +5,8 @@ normaliser reads dates, times, percentages and metric units; Genie's English nor
 money in dollars, euros and pounds, and common titles. This module fills only what they were seen to get
 wrong (the tests in tests/test_normalisation.py name each case): e.g. pyopenjtalk reads "15:30" as "15 : 30"
 and "$20" with a silent "$", Genie's Chinese drops "$" and splits "1,000", its English reads "1st" as
-"onest" and "2024-11-30" as "two thousand twenty four-eleven to thirty". Korean is normalised by its G2P.
+"onest" and "2024-11-30" as "two thousand twenty four-eleven to thirty", and raises on a number of 16
+digits. Korean is normalised by its G2P.
 
 Chinese also gets the characters Genie's Chinese G2P cannot read (it raises): syllabic nasals such as 嗯
 (n), 呣 (m) and 噷 (hm), whose pinyin has no final, and characters that g2pM reads as such (e.g. the Japanese
@@ -70,6 +71,9 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _CURRENCY = re.compile(r"([-+−]?)([$€£¥￥₩])(\d+(?:[.,]\d+)*)")
 _MINUS = re.compile(r"(?<![\w.])[-−](?=\d)")
 _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
+#: Genie's English number words stop at the trillions (it raises IndexError from 10**15): such numbers, with
+#: or without thousands separators, are read digit by digit.
+_HUGE_NUMBER = re.compile(r"\d(?:,?\d){15,}")
 
 _UNIT_WORDS = {
     "ja": {
@@ -228,6 +232,7 @@ def normalise(text: str, language: str) -> str:
     if language == "ja":
         text = _MINUS.sub(_MINUS_WORD[language], text)  # Genie's Chinese and English read a leading minus
     if language == "en":
+        text = _HUGE_NUMBER.sub(lambda match: " ".join(char for char in match.group() if char.isdigit()), text)
         text = _ORDINAL.sub(lambda match: english_ordinal(int(match.group(1))), text)
         for pattern, words in _ENGLISH_ABBREVIATIONS.items():
             text = pattern.sub(words, text)

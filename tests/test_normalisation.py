@@ -81,6 +81,9 @@ def test_chinese(written: str, spoken: str) -> None:
         ("No. 5", "number 5"),
         ("$20 and 50%", "$20 and 50%"),  # Genie's normaliser reads these
         ("2024/13/40", "2024/13/40"),  # not a date
+        ("1234567890123456", "1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6"),  # past Genie's trillions: digit by digit
+        ("2,113,147,776,811,747", "2 1 1 3 1 4 7 7 7 6 8 1 1 7 4 7"),
+        ("211,314,777,681,174", "211,314,777,681,174"),  # 15 digits: Genie's words
     ],
 )
 def test_english(written: str, spoken: str) -> None:
