@@ -117,13 +117,15 @@ def _load() -> _Pronouncer:
     import nltk  # noqa: PLC0415  (deliberately late: loading is on first use)
 
     download = nltk.download
-    nltk.download = _refuse_download
+    nltk.download = _refuse_download  # a process-wide swap, safe because engine/g2p.py runs one G2P call at a time
     try:
         import g2pk2  # noqa: PLC0415
         from g2pk2.utils import get_rule_id2text, parse_table  # noqa: PLC0415
+        from mecab import MeCab  # noqa: PLC0415
+    except ImportError as error:
+        raise RuntimeError(f"Korean G2P needs {error.name}: pip install -r requirements.txt") from error
     finally:
         nltk.download = download
-    from mecab import MeCab  # noqa: PLC0415
 
     class Pronouncer(g2pk2.G2p):
         def __init__(self) -> None:  # G2p.__init__ is skipped on purpose: see _load

@@ -287,3 +287,19 @@ def test_long_text_is_read() -> None:
     symbols = korean_to_symbols(text)
     assert symbols.count("空") == 40 * 5 - 1  # four spaces in each sentence, one between sentences
     assert symbols.count(".") == 40
+
+
+def test_a_missing_library_is_named() -> None:
+    """Without mecab-ko the first call says what to install (g2pk2 itself would try `pip install` at run time)."""
+    script = """
+import sys
+sys.modules["mecab"] = None  # what an environment without python-mecab-ko looks like to an import
+import engine.korean_g2p as korean
+try:
+    korean.korean_to_symbols("국물")
+except RuntimeError as error:
+    print(error)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Korean G2P needs mecab: pip install -r requirements.txt"
