@@ -1,103 +1,83 @@
-"""End to end: mixed text read run by run through the real G2P (Genie's, on the demo's stand-in G2P data), and the
-`language` field and the per-language usage through a real server with the OpenAI SDK."""
+"""End to end: every language through the real server and the OpenAI SDK, on the four demo voices.
+
+The demo voices' length rule gives each segment 2 semantic tokens (0.08 s) per phoneme, so the audio's length
+follows the phonemes the server's G2P found: a text read in the wrong language, or skipped, shows in it.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-import openai
 import pytest
 
-from tests.helpers import client
+from tests.helpers import client, start_demo_server, wav_info
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
+ALL_DEMO_VOICES = "demo,demo-zh,demo-en,demo-ko"
+#: Per voice: a sentence, and a longer text in the same language.
+TEXTS = {
+    "demo": ("今日はいい天気ですね。", "今日はいい天気ですね。明日は雨が降るそうなので、傘を忘れないでください。"),
+    "demo-zh": ("你好，这是测试文本。", "你好，这是测试文本。明天可能会下雨，出门的时候别忘了带伞。"),
+    "demo-en": ("Hello, this is a test.", "Hello, this is a test. It may rain tomorrow, so please take an umbrella."),
+    "demo-ko": ("안녕하세요, 반갑습니다.", "안녕하세요, 반갑습니다. 내일은 비가 온다고 하니 우산을 챙기세요."),
+}
+
 
 @pytest.fixture(scope="module")
-def real_g2p(demo_root: Path) -> None:
-    from engine.genie import import_genie
-
-    import_genie(demo_root / "GenieData")
-
-
-def phonemes(text: str, voice: str, forced: str | None = None):
-    from engine.g2p import text_to_phonemes
-
-    return text_to_phonemes(text, voice, forced=forced)
+def polyglot(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with every demo voice (DEMO_VOICES), as `--demo` serves them by default."""
+    process = start_demo_server("languages", tmp_path_factory.mktemp("no-models"), {"DEMO_VOICES": ALL_DEMO_VOICES})
+    yield process
+    process.stop()
 
 
-@pytest.mark.parametrize("text", ["嗯，我知道了。", "我嗯了一声", "呣你好", "好嗯", "込み働く"])
-def test_chinese_characters_genie_fails_on_are_spoken(real_g2p: None, text: str) -> None:
-    """Genie's own Chinese G2P raises IndexError on these (checked here, so the case stays real); ours reads them."""
-    from engine import genie
-
-    with pytest.raises(IndexError):
-        genie.phones_and_bert("。" + text, "chinese")
-    read = phonemes(text, "Chinese", forced="zh")
-    assert read.speakable and read.languages == {"zh": read.count}
-    hanzi = sum(1 for char in text if "\u4e00" <= char <= "\u9fff")
-    assert read.count >= 1 + 2 * hanzi  # '.' of the prefix, then an initial and a final for every hanzi
-    if "嗯" in text:
-        assert {"EE", "en1"} <= set(read.symbols)  # 嗯 read as 恩 (en), as upstream replaces it
+def speech(server: ServerProcess, model: str, text: str, voice: str = "alloy", **fields: object) -> bytes:
+    response = client(server).audio.speech.create(model=model, input=text, voice=voice, response_format="wav", **fields)  # type: ignore[arg-type]
+    return response.content
 
 
-def test_an_english_word_in_a_chinese_sentence_is_read_in_english(real_g2p: None) -> None:
-    read = phonemes("我用 iPhone 打电话", "Chinese")
-    assert set(read.languages) == {"zh", "en"}
-    english = [symbol for symbol in read.symbols if symbol[:1].isupper() and symbol not in ("EE",)]
-    assert english == ["AY1", "F", "OW2", "N"]  # iPhone in CMU phonemes, between the pinyin
-    assert read.bert.shape == (read.count, 1024)
-
-
-def test_a_number_in_a_chinese_sentence_reaches_the_chinese_normaliser(real_g2p: None) -> None:
-    read = phonemes("增长了100%。", "Chinese")
-    assert read.languages == {"zh": read.count}
-    assert "b ai3 f en1 zh ir1 y i4 b ai3" in " ".join(read.symbols)  # 百分之一百
-
-
-def test_numbers_past_the_trillions_are_read(real_g2p: None) -> None:
-    """Found by the fuzz tests: Genie's English number words raise IndexError from 10**15 on."""
-    from engine import genie
-
-    with pytest.raises(IndexError):
-        genie.phones_and_bert("2113147776811747474", "english")
-    assert phonemes("2113147776811,74,74,74", "English").languages["en"] > 19
-    assert phonemes("850105844368,87092% http", "Chinese").speakable
-
-
-def test_english_normalisation_on_the_phonemes(real_g2p: None) -> None:
-    assert phonemes("the 1st", "English").symbols == phonemes("the first", "English").symbols
-    assert phonemes("2024-11-30", "English").symbols == phonemes("November 30, 2024", "English").symbols
-
-
-def sse_usage(server: ServerProcess, text: str, **extra: object) -> dict:
+def sse_usage(server: ServerProcess, model: str, text: str, **fields: object) -> dict:
+    """The `usage` of the last server-sent event, checking the audio events on the way."""
     with client(server).audio.speech.with_streaming_response.create(
-        model="demo", voice="alloy", input=text, stream_format="sse", response_format="pcm", extra_body=extra or None
+        model=model,
+        input=text,
+        voice="alloy",
+        response_format="pcm",
+        stream_format="sse",
+        **fields,  # type: ignore[arg-type]
     ) as response:
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-    done = json.loads(lines[-1][len("data: ") :])
-    assert done["type"] == "speech.audio.done"
-    return done["usage"]
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    audio = b"".join(base64.b64decode(event["audio"]) for event in events[:-1])
+    assert events[-1]["type"] == "speech.audio.done" and len(audio) > 0
+    return events[-1]["usage"]
 
 
-def test_usage_shows_the_english_word_of_a_japanese_sentence(server: ServerProcess) -> None:
-    usage = sse_usage(server, "今日は GitHub を見た。")
-    languages = usage["input_token_details"]["languages"]
-    assert set(languages) == {"ja", "en"} and languages["en"] == 6  # G IH1 T HH AH0 B
-    assert sum(languages.values()) == usage["input_tokens"]
+def test_every_demo_voice_is_listed_with_its_language(polyglot: ServerProcess) -> None:
+    models = {model.id for model in client(polyglot).models.list()}
+    assert {"demo", "demo-zh", "demo-en", "demo-ko"} <= models
+    for name, language in (("demo", "Japanese"), ("demo-zh", "Chinese"), ("demo-en", "English"), ("demo-ko", "Korean")):
+        polyglot.log_line(f"voice={name} outcome=loaded kind=V2ProPlus language={language} ")
 
 
-@pytest.mark.parametrize(("value", "code"), [("en", "en"), ("English", "en"), ("JA", "ja")])
-def test_language_field_forces_one_language(server: ServerProcess, value: str, code: str) -> None:
-    usage = sse_usage(server, "今日は GitHub を見た。", language=value)
-    assert list(usage["input_token_details"]["languages"]) == [code]
+def test_the_plans_example_a_chinese_voice_reads_chinese(polyglot: ServerProcess) -> None:
+    audio = speech(polyglot, "demo-zh", "你好，这是测试文本。", voice="alloy")
+    rate, channels, _, seconds = wav_info(audio)
+    assert (rate, channels) == (32000, 1)
+    # Two segments, "你好，" and "这是测试文本。", each G2P'd with a leading "。": ". n i2 h ao3 ," (6 phonemes) and
+    # ". zh e4 sh ir4 c e4 sh ir4 w en2 b en3 ." (14). The length rule stops a segment after 2 tokens per phoneme
+    # plus the one of the stopping step: 13 + 29 tokens of 0.04 s.
+    assert seconds == pytest.approx(42 * 0.04, abs=0.001)
 
 
-def test_unknown_language_is_refused_by_name(server: ServerProcess) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
-        client(server).audio.speech.create(model="demo", voice="alloy", input="こんにちは", extra_body={"language": "fr"})
-    error = caught.value.body
-    assert isinstance(error, dict) and error["param"] == "language" and error["code"] == "invalid_value"
-    assert "auto, ja, en, zh, ko" in error["message"]
+@pytest.mark.parametrize("voice", list(TEXTS))
+def test_in_every_language_the_audio_grows_with_the_text(polyglot: ServerProcess, voice: str) -> None:
+    short, long = TEXTS[voice]
+    short_seconds = wav_info(speech(polyglot, voice, short))[3]
+    long_seconds = wav_info(speech(polyglot, voice, long))[3]
+    assert short_seconds > 0.5
+    assert long_seconds > 2 * short_seconds
