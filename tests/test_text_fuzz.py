@@ -40,7 +40,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from engine.script_runs import script_of
 from engine.segmenter import CLAUSE_END, CLOSERS, MIN_SEGMENT_UNITS, SENTENCE_END, segment, units
 from tests.helpers import OUTPUT
 from tests.server_process import ServerProcess
@@ -465,17 +464,18 @@ class TestPlanningOnTheDemoVoice:
 
     def test_g2p_of_other_languages_returns_phonemes_or_none(self, demo_voice, g2p_errors) -> None:
         """Every language, on the demo's stand-in G2P data: a voice of each language reading hostile text run by run
-        (engine/script_runs.py) or forced into one language: `_phonemes_or_none` gives phonemes or None, never raises.
-        Korean is left out until engine/korean_g2p.py is merged (its runs would fail the import)."""
+        (engine/script_runs.py) or forced into one language: `_phonemes_or_none` gives phonemes or None, never raises."""
         from engine.speech import _phonemes_or_none
 
         tried: Counter[str] = Counter()
 
         @settings(max_examples=OTHER_LANGUAGE_EXAMPLES, **FUZZ)
-        @given(hostile_text(), st.sampled_from(["English", "Chinese", "Japanese"]), st.sampled_from([None, "en", "zh", "ja"]))
+        @given(
+            hostile_text(),
+            st.sampled_from(["English", "Chinese", "Japanese", "Korean"]),
+            st.sampled_from([None, "en", "zh", "ja", "ko"]),
+        )
         def check(text: str, language: str, forced: str | None) -> None:
-            if forced is None and any(script_of(char) == "ko" for char in text):
-                text = "".join(char for char in text if script_of(char) != "ko")
             for piece in segment(text, FIRST_BUDGET, BUDGET)[:3]:
                 phonemes = _phonemes_or_none(piece, language, "fuzz-other", forced)
                 tried[f"{forced or language}:{'phonemes' if phonemes is not None else 'none'}"] += 1
