@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import genie
+from engine.korean_g2p import korean_to_symbols
 from engine.normalisation import normalise
 from engine.script_runs import CODE_OF, CODES, GENIE_NAMES, Run, script_runs
 
@@ -52,18 +53,15 @@ def language_code(language: str) -> str:
     return code
 
 
-def _korean_symbols(text: str) -> list[str]:
-    from engine.korean_g2p import korean_to_symbols  # noqa: PLC0415  (lazy: written in parallel, see docs/architecture.md)
-
-    return korean_to_symbols(text)
-
-
-def _run_phonemes(text: str, code: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+def _run_phonemes(text: str, code: str, prefix: str, last: bool) -> tuple[np.ndarray, np.ndarray]:
     """Phoneme ids [n] and BERT features [n, 1024] of one run; `prefix` is the segment's, on its first run only."""
     if code == "ko":
         table = genie.symbol_table()
         index = {symbol: position for position, symbol in enumerate(table)}
-        symbols = (["."] if prefix else []) + _korean_symbols(normalise(text, code))  # '。' reads as '.' elsewhere too
+        symbols = korean_to_symbols(normalise(text, code))
+        if not last and symbols[-1:] == ["."] and text.rstrip()[-1:].isalnum():
+            symbols.pop()  # the closing '.' Korean G2P gives a text ending on a letter would be a pause mid-sentence
+        symbols = (["."] if prefix else []) + symbols  # '。' reads as '.' elsewhere too
         ids = np.array([index[symbol] for symbol in symbols if symbol in index], dtype=np.int64)
         return ids, np.zeros((ids.size, BERT_DIM), dtype=np.float32)
     sequence, bert = genie.phones_and_bert(prefix + normalise(text, code), GENIE_NAMES[code])
@@ -80,7 +78,8 @@ def text_to_phonemes(text: str, language: str, prefix: str = "。", forced: str 
     counts: Counter[str] = Counter()
     with _G2P_LOCK:
         for position, run in enumerate(runs):
-            run_ids, run_bert = _run_phonemes(run.text, run.language, prefix if position == 0 else "")
+            last = position == len(runs) - 1
+            run_ids, run_bert = _run_phonemes(run.text, run.language, prefix if position == 0 else "", last)
             ids.append(run_ids)
             berts.append(run_bert)
             counts[run.language] += int(run_ids.size)

@@ -7,9 +7,6 @@ the counts per language.
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
@@ -31,16 +28,14 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
         bert = np.full((len(ids), 1024), 7.0 if language.lower() == "chinese" else 0.0, dtype=np.float32)
         return np.array([ids], dtype=np.int64), bert
 
-    korean = types.ModuleType("engine.korean_g2p")
-
     def korean_to_symbols(text: str) -> list[str]:
+        """Like the real one, a text ending on a letter gets a closing '.'."""
         seen.append((text, "korean"))
-        return ["ㄱ", "ㅏ", "空"]
+        return ["ㄱ", "ㅏ", "空"] if text.endswith(" ") else ["ㄱ", "ㅏ", "."]
 
-    korean.korean_to_symbols = korean_to_symbols  # type: ignore[attr-defined]
     monkeypatch.setattr(genie, "phones_and_bert", phones_and_bert)
     monkeypatch.setattr(genie, "symbol_table", lambda: SYMBOLS)
-    monkeypatch.setitem(sys.modules, "engine.korean_g2p", korean)
+    monkeypatch.setattr(g2p, "korean_to_symbols", korean_to_symbols)
     return seen
 
 
@@ -61,6 +56,13 @@ def test_korean_runs_go_to_the_korean_g2p(calls: list[tuple[str, str]]) -> None:
     assert phonemes.symbols == (".", "ㄱ", "ㅏ", "空", "o", "o", "o")  # '。' is '.' for Korean
     assert phonemes.languages == {"ko": 4, "en": 3}
     assert not phonemes.bert.any()
+
+
+def test_a_korean_run_mid_sentence_loses_the_closing_period_korean_g2p_adds(calls: list[tuple[str, str]]) -> None:
+    middle = g2p.text_to_phonemes("안녕GPT", "Korean")
+    assert calls == [("안녕", "korean"), ("GPT", "english")]
+    assert middle.symbols == (".", "ㄱ", "ㅏ", "o", "o", "o")  # no pause between the runs
+    assert g2p.text_to_phonemes("GPT 안녕", "Korean").symbols[-3:] == ("ㄱ", "ㅏ", ".")  # at the end it stays
 
 
 def test_forced_language_reads_everything_in_it(calls: list[tuple[str, str]]) -> None:

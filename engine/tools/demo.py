@@ -57,7 +57,7 @@ from engine.tools.quantize import int8_paths, quantize_voice
 from engine.voice_folder import normalize_language
 
 #: Bump when the output of this module changes, so cached builds are rebuilt.
-BUILD_VERSION = "3"
+BUILD_VERSION = "4"
 TOKENS_PER_PHONEME = 2
 EOS_TOKEN = 1024
 REFERENCE_TEXT = "こんにちは、今日はとてもいい天気ですね。"
