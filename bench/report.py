@@ -58,17 +58,8 @@ def markdown(results: dict) -> str:
         "| contender | text | TTFA s | total s | audio s | RTF | stall s | max gap s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for contender, texts in results["single"].items():
-        if contender == "genie_direct":
-            continue
-        for text, row in texts.items():
-            cells = [with_spread(row[key], row.get("spread", {}).get(key)) for key in SINGLE_FIGURES]
-            lines.append(f"| {contender} | {text} | {' | '.join(cells)} |")
-    for text, row in results["single"]["genie_direct"].items():
-        lines.append(
-            f"| genie_direct | {text} | - | {with_spread(row['total_s'], row.get('spread', {}).get('total_s'))} "
-            f"| {fmt(row['audio_s'])} | {fmt(row['total_s'] / row['audio_s'] if row['audio_s'] else None)} | - | - |"
-        )
+    for contender, text, cells in single_rows(results["single"]):
+        lines.append(f"| {contender} | {text} | {' | '.join(cells)} |")
     lines += [
         "",
         f"Paragraph: our TTFA {fmt(paragraph['ours_ttfa_s'])} s vs Genie server {fmt(paragraph['genie_server_ttfa_s'])} s "
@@ -111,9 +102,79 @@ def markdown(results: dict) -> str:
         rss = fmt(results["memory_mb"].get(key), 0) if not note else f"- ({note})"
         lines.append(f"| {key.replace('_', ' ')} | {rss} | {start} |")
     lines += int8_lines(results)
+    lines += languages_lines(results.get("languages"), results.get("not_measured", {}).get("languages"))
     if results.get("baseline"):
         lines += baseline_section(results["baseline"])
     lines += ["", "![TTFA vs concurrency](ttfa_vs_concurrency.png)", "", "![Paragraph timeline](paragraph_timeline.png)", ""]
+    return "\n".join(lines)
+
+
+def single_rows(single: dict) -> list[tuple[str, str, list[str]]]:
+    """(contender, text, cells of SINGLE_FIGURES) for each one-client row; Genie direct's last (no TTFA, stall or gap)."""
+    rows = []
+    for contender, texts in single.items():
+        if contender == "genie_direct":
+            continue
+        for text, row in texts.items():
+            rows.append((contender, text, [with_spread(row[key], row.get("spread", {}).get(key)) for key in SINGLE_FIGURES]))
+    for text, row in single.get("genie_direct", {}).items():
+        total = with_spread(row["total_s"], row.get("spread", {}).get("total_s"))
+        per_audio = row["total_s"] / row["audio_s"] if row["total_s"] is not None and row["audio_s"] else None
+        rows.append(("genie_direct", text, ["-", total, fmt(row["audio_s"]), fmt(per_audio), "-", "-"]))
+    return rows
+
+
+def languages_lines(languages: dict | None, not_measured: str | None = None) -> list[str]:
+    """The "Languages" section: each language's one-client table, then our ratios against Genie per language and text."""
+    if not languages:
+        return ["", f"## Languages: not measured ({not_measured or 'no figures'})"]
+    codes = [code for code in languages if isinstance(languages[code], dict) and "single" in languages[code]]
+    voices = ", ".join(f"`{languages[code]['voice']}`" for code in codes)
+    lines = [
+        "",
+        "## Languages",
+        "",
+        f"Each language's demo voice ({voices}: the same random weights, each with the length rule of its own",
+        "reference transcript) on the texts of bench/texts.py's LANGUAGE_TEXTS, spoken by our server, Genie's server and",
+        "Genie direct, each loaded with that voice folder and its language; Genie has no Korean, so Korean is ours alone.",
+        "Chinese runs without the optional RoBERTa features (the stand-in GenieData has none) for every contender.",
+        f"One client, {languages['repeats']} interleaved round(s) over every contender of every language; RTF is the time",
+        "per second of audio; failed: requests that got no complete audio (not in the figures).",
+        "",
+        "| language | contender | text | TTFA s | total s | audio s | RTF | stall s | max gap s | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for code in codes:
+        single = languages[code]["single"]
+        for contender, text, cells in single_rows(single):
+            row = single[contender][text]
+            failed = f"{row['failures']} of {row['n']}" if "n" in row else "-"
+            lines.append(f"| {code} | {contender} | {text} | {' | '.join(cells)} | {failed} |")
+    lines += [
+        "",
+        "| language | text | our TTFA / Genie server's | our time per audio s / Genie direct's |",
+        "|---|---|---|---|",
+    ]
+    for code in codes:
+        for text, row in languages[code]["ratios"].items():
+            ttfa, per_audio = row["ttfa_ours_over_genie_server"], row["per_audio_s_ours_over_genie_direct"]
+            lines.append(f"| {code} | {text} | {fmt(ttfa)} | {fmt(per_audio)} |")
+    return lines
+
+
+def languages_markdown(results: dict) -> str:
+    """The page of `python -m bench.languages`, the languages step run alone."""
+    run, machine = results["run"], results["machine"]
+    lines = [
+        "# Benchmark results: languages (the step run alone)",
+        "",
+        f"`{run['mode']}` mode, started {run['started_utc']}. Machine: {machine['cpu']}, {machine['cores']} cores, "
+        f"{machine['memory_gb']} GB; genie-tts {machine['genie_tts']}, onnxruntime {machine['onnxruntime']}, "
+        f"ours at `{machine['ours_revision']}`.",
+        "For development only: the committed figures are the Languages section of [latest.md](latest.md), from a full run.",
+        *languages_lines(results["languages"]),
+        "",
+    ]
     return "\n".join(lines)
 
 

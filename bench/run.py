@@ -14,17 +14,17 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import ROOT, GenieServer, OurServer, run_genie_direct
+from bench.contenders import ROOT, GenieServer, OurServer, copy_name, run_genie_direct
 from bench.measure import Sample, median, percentile, spread, stream_request
 from bench.report import fmt
 from bench.targets import ratio, targets
-from bench.texts import CONCURRENT, TEXTS
+from bench.texts import CONCURRENT, TEXTS, WARMUPS
 from tests.server_process import ServerProcess
 
 Log = Callable[[str], None]
@@ -93,8 +93,16 @@ def summarize_direct(runs: list[dict[str, float]]) -> dict[str, object]:
     return {"total_s": median(totals), "audio_s": median(audio), "spread": {"total_s": spread(totals), "audio_s": spread(audio)}}
 
 
-def one(contender, running: ServerProcess, text: str, mode: Mode, voice: str = "demo") -> Sample:
-    url, payload = contender.request(running, text, voice)
+def round_figure(sample: Sample) -> str:
+    """One text's figures in a round's progress line: "TTFA/total", or why it failed."""
+    if not sample.ok:
+        return f"FAILED ({sample.error or f'status {sample.status}'})"
+    return f"{fmt(sample.ttfa_s)}/{fmt(sample.total_s)}"
+
+
+def one(contender, running: ServerProcess, text: str, mode: Mode, voice: str | None = None) -> Sample:
+    """`text` spoken by `voice` (the contender's own voice unless named), streamed and timed."""
+    url, payload = contender.request(running, text, voice or contender.voice)
     return stream_request(url, payload, contender.header_bytes, mode.timeout_s)
 
 
@@ -184,14 +192,28 @@ class Tally:
 class ServerRounds:
     """One server contender's single-client rounds: each a fresh start, a warm-up, each text once.
 
-    With `cached`, every round also starts the server a second time on the CACHE_DIR its first start filled:
-    the cached cold start. Every first start gets an empty CACHE_DIR (our servers; Genie's has no such setting).
+    `texts`: {name: text}; `warmup`: spoken first in every round, untimed. With `cached`, every round also
+    starts the server a second time on the CACHE_DIR its first start filled: the cached cold start. Every
+    first start gets an empty CACHE_DIR (our servers; Genie's has no such setting).
     """
 
-    def __init__(self, contender, texts: Sequence[str], mode: Mode, scratch: Path, *, cached: bool, settings: dict | None = None):
-        self.contender, self.texts, self.mode, self.scratch = contender, texts, mode, scratch
-        self.cached, self.settings = cached, settings or {}
+    def __init__(
+        self,
+        contender,
+        texts: Mapping[str, str],
+        mode: Mode,
+        scratch: Path,
+        *,
+        cached: bool,
+        settings: dict | None = None,
+        warmup: str = WARMUPS["ja"],
+    ):
+        self.contender, self.texts, self.mode, self.scratch = contender, dict(texts), mode, scratch
+        self.cached, self.settings, self.warmup = cached, settings or {}, warmup
         self.tally = Tally({name: [] for name in texts}, [], [])
+
+    def summary(self) -> dict[str, dict]:
+        return self.tally.summary()
 
     def start(self, settings: dict[str, str]) -> ServerProcess:
         if isinstance(self.contender, GenieServer):
@@ -205,20 +227,20 @@ class ServerRounds:
         running = self.start(settings)
         self.tally.cold_starts.append(running.cold_start_s)
         try:
-            one(self.contender, running, TEXTS["short"], self.mode)  # warm-up
-            for name in self.texts:
-                self.tally.samples[name].append(one(self.contender, running, TEXTS[name], self.mode))
+            one(self.contender, running, self.warmup, self.mode)
+            for name, text in self.texts.items():
+                self.tally.samples[name].append(one(self.contender, running, text, self.mode))
             self.tally.peak_rss_mb = max(self.tally.peak_rss_mb, running.peak_rss_mb())
         finally:
             running.stop()
-        figures = {name: f"{fmt(found[-1].ttfa_s)}/{fmt(found[-1].total_s)}" for name, found in self.tally.samples.items()}
+        figures = {name: round_figure(found[-1]) for name, found in self.tally.samples.items()}
         log(f"{self.contender.name} round {repeat + 1}: ready in {running.cold_start_s:.1f} s; TTFA/total s {figures}")
         if not self.cached:
             shutil.rmtree(cache, ignore_errors=True)
             return
         running = self.start(settings)
         try:
-            check = one(self.contender, running, TEXTS["short"], self.mode)
+            check = one(self.contender, running, self.warmup, self.mode)
             if not check.ok:
                 raise RuntimeError(f"{self.contender.name} on a filled CACHE_DIR failed a request: {check.error or check.status}")
             self.tally.cached_starts.append(running.cold_start_s)
@@ -229,19 +251,31 @@ class ServerRounds:
 
 
 class DirectRounds:
-    """Genie called directly, one process per round, each text once."""
+    """Genie called directly, one process per round, each text once (`language`: the voice's, as Genie names it)."""
 
-    name = "genie_direct"
-
-    def __init__(self, voice_dir: Path, genie_data: Path, scratch: Path):
+    def __init__(
+        self,
+        voice_dir: Path,
+        genie_data: Path,
+        scratch: Path,
+        texts: Mapping[str, str] = TEXTS,
+        language: str = "ja",
+        name: str = "genie_direct",
+        warmup: str = WARMUPS["ja"],
+    ):
         self.voice_dir, self.genie_data, self.scratch = voice_dir, genie_data, scratch
-        self.runs: dict[str, list[dict[str, float]]] = {name: [] for name in TEXTS}
+        self.texts, self.language, self.name, self.warmup = dict(texts), language, name, warmup
+        self.runs: dict[str, list[dict[str, float]]] = {name: [] for name in texts}
 
     def __call__(self, repeat: int, log: Log) -> None:
-        for name, runs in run_genie_direct(self.voice_dir, self.genie_data, TEXTS, 1, self.scratch).items():
+        found = run_genie_direct(self.voice_dir, self.genie_data, self.texts, 1, self.scratch, self.language, self.warmup)
+        for name, runs in found.items():
             self.runs[name].extend(runs)
         totals = {name: round(runs[-1]["total_s"], 2) for name, runs in self.runs.items()}
-        log(f"genie direct round {repeat + 1}: total s {totals}")
+        log(f"{self.name} round {repeat + 1}: total s {totals}")
+
+    def summary(self) -> dict[str, dict]:
+        return {name: summarize_direct(runs) for name, runs in self.runs.items()}
 
 
 def concurrency_phase(contender, mode: Mode, log: Log) -> tuple[dict[str, object], float]:
@@ -272,7 +306,7 @@ def many_voices(contender, count: int, mode: Mode, log: Log) -> tuple[float, flo
     running = contender.start(voices=count)
     try:
         for index in range(count):
-            voice = "demo" if index == 0 else f"demo{index + 1}"
+            voice = copy_name(contender.voice, index)
             sample = one(contender, running, TEXTS["short"], mode, voice)
             if not sample.ok:
                 raise RuntimeError(f"{contender.name} with {count} voices: {voice} failed: {sample.error or sample.status}")
@@ -344,7 +378,7 @@ def run(mode: Mode, scratch: Path, log: Log, baseline: str | None = None, with_i
         fidelity = measure_fidelity(voice_dir, genie_data)
         log(f"int8 fidelity: {fidelity}")
 
-    texts = tuple(TEXTS)
+    texts = TEXTS
     ours = ServerRounds(OurServer(voice_dir, genie_data, scratch), texts, mode, scratch, cached=True)
     genie = ServerRounds(GenieServer(voice_dir, genie_data, scratch), texts, mode, scratch, cached=False)
     direct = DirectRounds(voice_dir, genie_data, scratch)
@@ -358,7 +392,8 @@ def run(mode: Mode, scratch: Path, log: Log, baseline: str | None = None, with_i
     int8_rounds = None
     if with_int8:
         int8_server = OurServer(voice_dir, genie_data, scratch, name="ours_int8")
-        int8_rounds = ServerRounds(int8_server, ("paragraph",), mode, scratch, cached=False, settings={"T2S_PRECISION": "int8"})
+        paragraph = {"paragraph": TEXTS["paragraph"]}
+        int8_rounds = ServerRounds(int8_server, paragraph, mode, scratch, cached=False, settings={"T2S_PRECISION": "int8"})
         rounds["ours_int8"] = int8_rounds
     try:
         for repeat, name in interleaved(list(rounds), mode.repeats):
@@ -383,7 +418,7 @@ def run(mode: Mode, scratch: Path, log: Log, baseline: str | None = None, with_i
         }
 
     now, theirs = server_result("ours"), server_result("genie_server")
-    direct_single = {name: summarize_direct(runs) for name, runs in direct.runs.items()}
+    direct_single = direct.summary()
     log(f"genie direct: {direct_single}")
 
     many = f"ours_{mode.many_voices}_voices"

@@ -425,3 +425,119 @@ def test_the_many_voices_server_is_only_started_when_its_memory_fits() -> None:
 
     assert predicted_mb(3800.0, 9100.0, 8) == pytest.approx(3800 + 7 * 2650)  # today's figures: about 22 GB
     assert predicted_mb(1000.0, 900.0, 8) == 1000.0  # shared weights could make more voices cost nothing extra
+
+
+def language_section() -> dict:
+    """The "languages" section as bench/languages.py measures it: Chinese against Genie, Korean ours alone."""
+    from bench.languages import ratios
+
+    def server(ttfa: float, total: float, failures: int = 0) -> dict:
+        row = {"n": 3, "failures": failures, "ttfa_s": ttfa, "total_s": total, "audio_s": 5.0, "rtf": total / 5}
+        return {**row, "stall_s": 0.0, "max_gap_s": 0.4, "spread": {"ttfa_s": [ttfa - 0.1, ttfa + 0.1]}}
+
+    chinese = {
+        "ours": {"sentence": server(0.5, 4.0)},
+        "genie_server": {"sentence": server(4.0, 4.0)},
+        "genie_direct": {"sentence": {"total_s": 4.0, "audio_s": 4.0, "spread": {"total_s": [3.9, 4.2]}}},
+    }
+    korean = {"ours": {"sentence": server(0.6, 5.0, failures=1)}}
+    return {
+        "repeats": 3,
+        "rounds": ["zh ours", "zh genie_server", "zh genie_direct", "ko ours"],
+        "texts": {},
+        "zh": {"voice": "demo-zh", "genie_language": "Chinese", "single": chinese, "ratios": ratios(chinese)},
+        "ko": {"voice": "demo-ko", "genie_language": None, "single": korean, "ratios": ratios(korean)},
+    }
+
+
+def test_each_language_is_compared_with_genie_where_genie_speaks_it() -> None:
+    section = language_section()
+    # 0.5 s against 4 s to first audio; 0.8 s per audio second against Genie direct's 1.0
+    assert section["zh"]["ratios"]["sentence"] == pytest.approx(
+        {"ttfa_ours_over_genie_server": 0.125, "per_audio_s_ours_over_genie_direct": 0.8}
+    )
+    assert section["ko"]["ratios"]["sentence"] == {
+        "ttfa_ours_over_genie_server": None,
+        "per_audio_s_ours_over_genie_direct": None,
+    }
+
+
+def test_the_languages_table_shows_every_contender_its_failures_and_the_ratios() -> None:
+    from bench.report import languages_lines
+
+    lines = languages_lines(language_section())
+    assert "## Languages" in lines and "`demo-zh`, `demo-ko`" in "\n".join(lines)
+    assert "| zh | ours | sentence | 0.50 (0.40–0.60) | 4.00 | 5.00 | 0.80 | 0.00 | 0.40 | 0 of 3 |" in lines
+    assert "| zh | genie_server | sentence | 4.00 (3.90–4.10) | 4.00 | 5.00 | 0.80 | 0.00 | 0.40 | 0 of 3 |" in lines
+    assert "| zh | genie_direct | sentence | - | 4.00 (3.90–4.20) | 4.00 | 1.00 | - | - | - |" in lines
+    assert "| ko | ours | sentence | 0.60 (0.50–0.70) | 5.00 | 5.00 | 1.00 | 0.00 | 0.40 | 1 of 3 |" in lines
+    assert not any(line.startswith("| ko | genie") for line in lines)
+    assert "| zh | sentence | 0.12 | 0.80 |" in lines and "| ko | sentence | - | - |" in lines
+
+
+def test_latest_md_has_the_languages_section_or_says_why_not() -> None:
+    from bench.report import languages_markdown, markdown
+    from bench.targets import targets
+
+    results = run_results(languages=language_section())
+    results["targets"] = targets(results)
+    assert "| ko | ours | sentence |" in markdown(results)
+    assert targets(results) == targets(run_results())  # the languages add no target
+    results = run_results()
+    results["not_measured"] = {"languages": "run with --without-languages"}
+    results["targets"] = targets(results)
+    assert "## Languages: not measured (run with --without-languages)" in markdown(results)
+    page = languages_markdown({"run": run_results()["run"], "machine": run_results()["machine"], "languages": language_section()})
+    assert page.startswith("# Benchmark results: languages") and "| zh | sentence | 0.12 | 0.80 |" in page
+
+
+def test_only_our_own_failures_fail_the_languages_step() -> None:
+    from bench.languages import our_failures
+
+    section = language_section()
+    section["zh"]["single"]["genie_server"]["sentence"]["failures"] = 2  # Genie failing is a finding, not our fault
+    assert our_failures(section) == ["ko sentence: 1 of 3 requests failed"]
+    assert our_failures({}) == []
+
+
+def test_korean_is_ours_alone_and_genie_is_told_each_language(tmp_path) -> None:
+    from bench.languages import Voices, contenders
+    from bench.run import QUICK
+    from bench.texts import LANGUAGE_TEXTS
+
+    folders = {voice: tmp_path / voice for voice in ("demo-zh", "demo-en", "demo-ko")}
+    plan = contenders(Voices(folders, tmp_path / "GenieData"), QUICK, tmp_path)
+    assert {code: list(group) for code, group in plan.items()} == {
+        "zh": ["ours", "genie_server", "genie_direct"],
+        "en": ["ours", "genie_server", "genie_direct"],
+        "ko": ["ours"],
+    }
+    for code, language in (("zh", "Chinese"), ("en", "English")):
+        server, direct = plan[code]["genie_server"], plan[code]["genie_direct"]
+        assert (server.contender.language, server.contender.voice, direct.language) == (language, f"demo-{code}", language)
+        assert server.contender.voice_dir == direct.voice_dir == folders[f"demo-{code}"]
+        assert server.texts == direct.texts == LANGUAGE_TEXTS[code]
+    ours = plan["ko"]["ours"]
+    assert (ours.contender.voice, ours.contender.voice_dir, ours.texts) == ("demo-ko", folders["demo-ko"], LANGUAGE_TEXTS["ko"])
+    assert len({group["ours"].contender.name for group in plan.values()}) == 3  # separate logs and CACHE_DIRs
+
+
+@pytest.mark.e2e
+def test_a_language_our_server_cannot_speak_stops_the_languages_step_at_its_start(demo_root, tmp_path) -> None:
+    import json
+    import shutil
+
+    from bench.languages import LANGUAGES, Voices, require_speech
+
+    folders = {language.voice: demo_root / language.voice for language in LANGUAGES}
+    mute = tmp_path / "mute"  # demo-ko's files with a transcript in a language no G2P of ours knows
+    (mute / "reference").mkdir(parents=True)
+    (mute / "tts_models").symlink_to(demo_root / "demo-ko" / "tts_models", target_is_directory=True)
+    shutil.copyfile(demo_root / "demo-ko" / "reference" / "audio.wav", mute / "reference" / "audio.wav")
+    (mute / "reference" / "config.json").write_text(json.dumps({"text": "nuqneH", "language": "tlh"}))
+    folders["demo-ko"] = mute
+    with pytest.raises(RuntimeError, match="cannot speak every language") as raised:
+        require_speech(Voices(folders, demo_root / "GenieData"), tmp_path / "scratch", 90)
+    problems = [line.strip() for line in str(raised.value).splitlines()[1:] if not line.strip().startswith("log:")]
+    assert len(problems) == 1 and problems[0].startswith("demo-ko: HTTP 404:")  # Chinese and English were spoken
+    assert "model_not_found" in problems[0] and "unknown \"language\" 'tlh'" in str(raised.value)  # its log line says why
