@@ -197,11 +197,13 @@ class SpeechStream:
     def log(self) -> None:
         first = f"{self.first_audio_s:.3f}" if self.first_audio_s is not None else "-"
         request_log.info(
-            "request_id=%s voice=%s chars=%d format=%s stream=%s speed=%g segments=%d skipped=%d chunks=%d ttfa_s=%s "
-            "total_s=%.3f audio_s=%.2f outcome=%s %s",
+            "request_id=%s voice=%s chars=%d language=%s phonemes=%s format=%s stream=%s speed=%g segments=%d skipped=%d "
+            "chunks=%d ttfa_s=%s total_s=%.3f audio_s=%.2f outcome=%s %s",
             self.request.id,
             field(self.choice.id),
             len(self.speech.input),
+            self.speech.language or "auto",
+            ",".join(f"{code}:{count}" for code, count in sorted(self.report.languages.items())) or "-",
             self.speech.response_format,
             self.speech.stream_format,
             self.speech.speed,

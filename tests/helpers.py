@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import time
 from collections.abc import Callable
@@ -80,3 +82,14 @@ def demo_application(demo_root: Path, settings: object) -> object:
     app.voices.registry = load_voices([("demo", inspect_voice(demo_root / "demo"))], demo_root / "GenieData", threads=2)
     app.voices.state = "ready"
     return app
+
+
+def sse_usage(server: ServerProcess, text: str, model: str = "demo", **extra: object) -> dict:
+    """The `usage` of the last server-sent event of a request through the OpenAI SDK (`extra`: further body fields)."""
+    with client(server).audio.speech.with_streaming_response.create(
+        model=model, voice="alloy", input=text, stream_format="sse", response_format="pcm", extra_body=extra or None
+    ) as response:
+        events = [json.loads(line[len("data: ") :]) for line in response.iter_lines() if line.startswith("data: ")]
+    audio = b"".join(base64.b64decode(event["audio"]) for event in events[:-1])
+    assert events[-1]["type"] == "speech.audio.done" and len(audio) > 0
+    return events[-1]["usage"]

@@ -6,14 +6,12 @@ follows the phonemes the server's G2P found: a text read in the wrong language, 
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import client, start_demo_server, wav_info
+from tests.helpers import client, sse_usage, start_demo_server, wav_info
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -41,22 +39,6 @@ def speech(server: ServerProcess, model: str, text: str, voice: str = "alloy", *
     return response.content
 
 
-def sse_usage(server: ServerProcess, model: str, text: str, **fields: object) -> dict:
-    """The `usage` of the last server-sent event, checking the audio events on the way."""
-    with client(server).audio.speech.with_streaming_response.create(
-        model=model,
-        input=text,
-        voice="alloy",
-        response_format="pcm",
-        stream_format="sse",
-        **fields,  # type: ignore[arg-type]
-    ) as response:
-        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
-    audio = b"".join(base64.b64decode(event["audio"]) for event in events[:-1])
-    assert events[-1]["type"] == "speech.audio.done" and len(audio) > 0
-    return events[-1]["usage"]
-
-
 def test_every_demo_voice_is_listed_with_its_language(polyglot: ServerProcess) -> None:
     models = {model.id for model in client(polyglot).models.list()}
     assert {"demo", "demo-zh", "demo-en", "demo-ko"} <= models
@@ -81,3 +63,48 @@ def test_in_every_language_the_audio_grows_with_the_text(polyglot: ServerProcess
     long_seconds = wav_info(speech(polyglot, voice, long))[3]
     assert short_seconds > 0.5
     assert long_seconds > 2 * short_seconds
+
+
+@pytest.fixture(scope="module")
+def english_phonemes(demo_root: Path) -> object:
+    """Phonemes of an English word as the server's G2P reads it (no segment prefix)."""
+    from engine.g2p import text_to_phonemes
+    from engine.genie import import_genie
+
+    import_genie(demo_root / "GenieData")
+    return lambda word: text_to_phonemes(word, "English", prefix="").count
+
+
+@pytest.mark.parametrize(
+    ("voice", "text", "word", "host"),
+    [
+        ("demo-zh", "我用iPhone打电话。", "iPhone", "zh"),
+        ("demo-ko", "저는 iPhone을 샀어요.", "iPhone", "ko"),
+        ("demo", "今日はGitHubを見た。", "GitHub", "ja"),
+    ],
+)
+def test_usage_counts_the_english_word_of_a_sentence_in_english(
+    polyglot: ServerProcess, english_phonemes: object, voice: str, text: str, word: str, host: str
+) -> None:
+    usage = sse_usage(polyglot, text, voice)
+    languages = usage["input_token_details"]["languages"]
+    assert set(languages) == {host, "en"}
+    assert languages["en"] == english_phonemes(word)  # read by the English G2P, phoneme for phoneme
+    assert sum(languages.values()) == usage["input_tokens"]
+
+
+def test_the_language_field_reads_a_whole_input_in_one_language(polyglot: ServerProcess) -> None:
+    usage = sse_usage(polyglot, "我用iPhone打电话。", "demo-zh", language="zh")
+    assert list(usage["input_token_details"]["languages"]) == ["zh"]
+    usage = sse_usage(polyglot, "Hello, 안녕하세요.", "demo-en", language="ko")  # Latin letters spelled in Hangul
+    assert list(usage["input_token_details"]["languages"]) == ["ko"]
+
+
+@pytest.mark.parametrize("text", ["嗯。", "呣，好的。", "唔，我知道了。"])
+def test_the_chinese_interjections_genie_cannot_read_are_spoken(polyglot: ServerProcess, text: str) -> None:
+    response = client(polyglot).audio.speech.with_raw_response.create(
+        model="demo-zh", voice="alloy", input=text, response_format="wav"
+    )
+    assert wav_info(response.content)[3] > 0.1
+    line = polyglot.log_line(f"request_id={response.headers['x-request-id']} ")
+    assert " skipped=0 " in line and " outcome=ok " in line and " phonemes=zh:" in line

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import openai
 import pytest
 
-from tests.helpers import client
+from tests.helpers import client, sse_usage
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -70,16 +69,6 @@ def test_numbers_past_the_trillions_are_read(real_g2p: None) -> None:
 def test_english_normalisation_on_the_phonemes(real_g2p: None) -> None:
     assert phonemes("the 1st", "English").symbols == phonemes("the first", "English").symbols
     assert phonemes("2024-11-30", "English").symbols == phonemes("November 30, 2024", "English").symbols
-
-
-def sse_usage(server: ServerProcess, text: str, **extra: object) -> dict:
-    with client(server).audio.speech.with_streaming_response.create(
-        model="demo", voice="alloy", input=text, stream_format="sse", response_format="pcm", extra_body=extra or None
-    ) as response:
-        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
-    done = json.loads(lines[-1][len("data: ") :])
-    assert done["type"] == "speech.audio.done"
-    return done["usage"]
 
 
 def test_usage_shows_the_english_word_of_a_japanese_sentence(server: ServerProcess) -> None:
