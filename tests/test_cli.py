@@ -105,6 +105,23 @@ def test_a_real_voice_is_never_served_on_the_demos_stand_in_genie_data(demo_root
     assert not isinstance(dict(with_real_data)["alice"], VoiceError)  # with GenieData in place, alice is served
 
 
+def test_demo_serves_a_voice_per_language_unless_demo_voices_names_fewer(demo_root: Path, tmp_path: Path) -> None:
+    from engine.startup import find_voices
+    from engine.voice_folder import VoiceError, VoiceFolder
+
+    absent = tmp_path / "GenieData"
+    _, found = find_voices(tmp_path, absent, allow_download=False, with_demo=True, cache_dir=CACHE)
+    languages = {name: folder.language for name, folder in found if isinstance(folder, VoiceFolder)}
+    assert languages == {"demo": "Japanese", "demo-zh": "Chinese", "demo-en": "English", "demo-ko": "Korean"}
+
+    _, picked = find_voices(
+        tmp_path, absent, allow_download=False, with_demo=True, cache_dir=CACHE, demo_voices=("demo-en", "demo-fr")
+    )
+    assert [name for name, folder in picked if isinstance(folder, VoiceFolder)] == ["demo-en"]
+    refused = dict(picked)["demo-fr"]
+    assert isinstance(refused, VoiceError) and "demo, demo-zh, demo-en, demo-ko" in str(refused)
+
+
 def test_check_on_an_empty_folder_fails(tmp_path: Path, demo_root: Path) -> None:
     result = run_check(tmp_path, demo_root / "GenieData")
     assert result.returncode == 1 and "no voice folders" in result.stdout
