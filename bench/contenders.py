@@ -34,11 +34,16 @@ def copy_name(voice: str, index: int) -> str:
 
 
 def voice_folders(voice_dir: Path, count: int, scratch: Path, voice: str = "demo") -> Path:
-    """A models folder with `count` voices, all links to `voice_dir` (separate sessions, same files)."""
+    """A models folder with `count` voices, all links to `voice_dir` (separate sessions, same files).
+
+    A link left by an earlier contender to another folder is replaced: the folder's name says only the voice's
+    name, and the languages step names its Chinese voice's folder as the main run names the Japanese one."""
     models = scratch / f"models-{voice}-{count}"
     models.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         link = models / copy_name(voice, index)
+        if link.is_symlink() and link.resolve() != voice_dir.resolve():
+            link.unlink()
         if not link.exists():
             link.symlink_to(voice_dir, target_is_directory=True)
     return models

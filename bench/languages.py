@@ -72,7 +72,8 @@ def require_speech(voices: Voices, scratch: Path, timeout_s: float) -> None:
     for name, folder in voices.folders.items():
         if not (models / name).exists():
             (models / name).symlink_to(folder, target_is_directory=True)
-    contender = OurServer(voices.folders[LANGUAGES[0].voice], voices.genie_data, scratch, name="ours_languages_check")
+    first = LANGUAGES[0].voice
+    contender = OurServer(voices.folders[first], voices.genie_data, scratch, name="ours_languages_check", voice=first)
     running = contender.start(voices=1, settings={"MODELS_DIR": str(models)})
     problems = []
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.measure import BYTES_PER_SECOND, percentile, playback_stall, stream_request
@@ -541,3 +543,19 @@ def test_a_language_our_server_cannot_speak_stops_the_languages_step_at_its_star
     problems = [line.strip() for line in str(raised.value).splitlines()[1:] if not line.strip().startswith("log:")]
     assert len(problems) == 1 and problems[0].startswith("demo-ko: HTTP 404:")  # Chinese and English were spoken
     assert "model_not_found" in problems[0] and "unknown \"language\" 'tlh'" in str(raised.value)  # its log line says why
+
+
+def test_a_models_folder_links_each_voice_to_the_folder_asked_for_this_time(tmp_path: Path) -> None:
+    """The languages step's check used to leave models-demo-1/demo linked to the Chinese voice, and the main run then
+    measured the Japanese texts on it: a link to another folder is replaced."""
+    from bench.contenders import voice_folders
+
+    chinese, japanese = tmp_path / "demo-zh", tmp_path / "demo"
+    chinese.mkdir()
+    japanese.mkdir()
+    scratch = tmp_path / "scratch"
+    voice_folders(chinese, 1, scratch)
+    models = voice_folders(japanese, 2, scratch)
+    assert voice_folders(japanese, 1, scratch) == scratch / "models-demo-1"
+    assert (scratch / "models-demo-1" / "demo").resolve() == japanese.resolve()
+    assert [path.resolve() for path in sorted(models.iterdir())] == [japanese.resolve()] * 2
