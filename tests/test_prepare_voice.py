@@ -379,8 +379,10 @@ def test_language_text_and_name_are_checked(inputs: Inputs, offline_env: None, t
 def test_transcripts_genie_cannot_read(inputs: Inputs, genie_env: None, demo_root: Path, tmp_path: Path, capsys) -> None:
     """Found before converting: G2P data the language needs, and text with nothing to pronounce."""
     models = tmp_path / "models"
-    english = refused(arguments(inputs, models, text="Hello there.", language="en"), capsys)
-    assert f"English needs {demo_root / 'GenieData' / 'G2P/EnglishG2P'} (part of the full GenieData)" in english
+    partial = tmp_path / "GenieData"  # a copy without G2P/ (the demo's stand-in has the Chinese and English data)
+    with pytest.raises(prepare.PrepareError, match="part of the full GenieData") as caught:
+        prepare.check_reference_text("Hello there.", "English", partial)
+    assert f"English needs {partial / 'G2P/EnglishG2P'}" in str(caught.value)
     assert "has nothing pronounceable in Japanese" in refused(arguments(inputs, models, text="!!! ..."), capsys)
     assert not models.exists()
 
