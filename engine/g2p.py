@@ -9,6 +9,7 @@ zeros), zeros for the others.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,11 +54,16 @@ def language_code(language: str) -> str:
     return code
 
 
+@functools.lru_cache(maxsize=4)
+def _symbol_ids(table: tuple[str, ...]) -> dict[str, int]:
+    """Symbol -> its id in `table`, built once per table rather than per Korean run."""
+    return {symbol: position for position, symbol in enumerate(table)}
+
+
 def _run_phonemes(text: str, code: str, prefix: str, last: bool) -> tuple[np.ndarray, np.ndarray]:
     """Phoneme ids [n] and BERT features [n, 1024] of one run; `prefix` is the segment's, on its first run only."""
     if code == "ko":
-        table = genie.symbol_table()
-        index = {symbol: position for position, symbol in enumerate(table)}
+        index = _symbol_ids(tuple(genie.symbol_table()))
         symbols = korean_to_symbols(normalise(text, code))
         if not last and symbols[-1:] == ["."] and text.rstrip()[-1:].isalnum():
             symbols.pop()  # the closing '.' Korean G2P gives a text ending on a letter would be a pause mid-sentence

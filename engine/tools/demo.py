@@ -54,7 +54,6 @@ from onnx import TensorProto, helper, numpy_helper
 from engine import genie
 from engine.tools.g2p_data import CHINESE_FOLDER, ENGLISH_FOLDER, build_g2p_data
 from engine.tools.quantize import int8_paths, quantize_voice
-from engine.voice_folder import normalize_language
 
 #: Bump when the output of this module changes, so cached builds are rebuilt.
 BUILD_VERSION = "4"
@@ -223,7 +222,7 @@ def _reference_lengths(voice_dir: Path, genie_data_dir: Path, text: str, languag
         genie.import_genie(genie_data_dir)
     from engine.g2p import text_to_phonemes  # noqa: PLC0415  (imports Genie's G2P: only after import_genie)
 
-    phonemes = text_to_phonemes(text, normalize_language(language) or language, prefix="")
+    phonemes = text_to_phonemes(text, language, prefix="")  # a code: the G2P takes codes and names
     phones, bert = phonemes.sequence, phonemes.bert
     audio_16k = genie.load_audio(voice_dir / "reference" / "audio.wav", 16000)
     hubert = onnxruntime.InferenceSession(str(genie_data_dir / "chinese-hubert-base" / "chinese-hubert-base.onnx"))
