@@ -42,6 +42,7 @@ class Settings:
     cache_dir: Path = field(default_factory=_default_cache)
     api_key: str = ""
     allowed_origins: str = "*"
+    metrics_open: bool = False
     max_input_chars: int = 4096
     max_body_bytes: int = 131072
     workers: int = 2

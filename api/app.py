@@ -20,11 +20,12 @@ from api.client_address import ClientAddresses
 from api.endpoints import ReadOnlyEndpoints
 from api.errors import ApiError, as_api_error, internal_error, shutting_down
 from api.log_fields import field
+from api.metrics import Metrics
 from api.rate_limit import RateLimiter
 from api.request import Request
 from api.responses import NOSNIFF, ErrorResponse
 from api.routing import Route, RouteTable
-from api.speech import SpeechEndpoint
+from api.speech import SpeechEndpoint, SpeechStream
 from api.voices import ServedVoices
 from api.websocket import refuse_websocket
 from engine.interface import FoundVoices, Scheduler
@@ -46,8 +47,9 @@ class Application:
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.client_addresses = ClientAddresses.from_settings(settings)
         self.access = Access(settings.api_key, settings.allowed_origins)
+        self.metrics = Metrics(self.scheduler, self.voices)
         read_only = ReadOnlyEndpoints(self.voices, self.scheduler, api_key_required=bool(settings.api_key))
-        speech = SpeechEndpoint(settings, self.voices, self.scheduler, self.rate_limiter)
+        speech = SpeechEndpoint(settings, self.voices, self.scheduler, self.rate_limiter, self.metrics)
         self.routes = RouteTable(
             [
                 Route("/v1/audio/speech", "POST", speech.create),
@@ -59,6 +61,7 @@ class Application:
                 Route("/health", "GET", read_only.health, open=True),
                 Route("/", "GET", read_only.playground, open=True),
                 Route("/openapi.json", "GET", read_only.openapi, open=True),
+                Route("/metrics", "GET", self.metrics.endpoint, open=settings.metrics_open),  # Prometheus sends the bearer key
             ]
         )
 
@@ -96,13 +99,16 @@ class Application:
     async def handle(self, request: Request, send: Send) -> None:
         request.response_headers += self.access.cors_headers(request)
         response_started = False
+        status: int | None = None  # as sent, for gsv_requests_total
+        response_format = ""
         always = [NOSNIFF, *self.access.vary_headers()]
 
         async def tracking_send(message: Message) -> None:
             """Every response this application sends (errors, preflights, streams) carries the `always` headers."""
-            nonlocal response_started
+            nonlocal response_started, status
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message["headers"], *always]}
+                status = message["status"]
             response_started = True
             await send(message)
 
@@ -114,8 +120,11 @@ class Application:
                 if not route.open:
                     self.access.authorize(request)
                 response = await route.handler(request)
+                if isinstance(response, SpeechStream):
+                    response_format = response.speech.response_format
             await response(request.scope, request.receive, tracking_send)
         except ClientGone:
+            self.metrics.disconnects.labels("before_response").inc()
             request_log.info(
                 "request_id=%s path=%s outcome=disconnected_before_response %s",
                 request.id,
@@ -138,6 +147,9 @@ class Application:
                 )
                 api_error = internal_error(request.id)
             await self.refuse(request, api_error, tracking_send)
+        finally:
+            if status is not None:  # a stream counts once it has ended, with the 200 it started with
+                self.metrics.request_answered(self.routes.endpoint(request.path), request.method, status, response_format)
 
     async def refuse(self, request: Request, error: ApiError, send: Send) -> None:
         headers = [*request.response_headers]
@@ -146,6 +158,8 @@ class Application:
             # send it): close the connection, or uvicorn would take the next request for that body.
             headers.append((b"connection", b"close"))
         await ErrorResponse(error, headers)(request.scope, request.receive, send)
+        if error.cause is not None:
+            self.metrics.rejected.labels(error.cause).inc()
         outcome = {"internal_error": "error", "shutting_down": "shutdown"}.get(error.code or "", "rejected")
         request_log.info(
             "request_id=%s method=%s path=%s status=%d code=%s outcome=%s %s",

@@ -29,6 +29,7 @@ class ApiError(Exception):
         param: str | None = None,
         type: str | None = None,
         headers: Headers | None = None,
+        cause: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -37,6 +38,7 @@ class ApiError(Exception):
         self.param = param
         self.type = type or ("server_error" if status >= 500 else "invalid_request_error")
         self.headers = headers or []
+        self.cause = cause  # a 429's cause for the gsv_rejected_total metric: server_busy, client_limit, rate_limit
 
     def body(self) -> bytes:
         return error_body(self.message, self.type, self.code, self.param)
@@ -52,14 +54,14 @@ def _retry_after(seconds: int) -> Headers:
 
 def _queue_full(full: QueueFull) -> ApiError:
     if full.client_limit is None:
-        message, code = f"the server is busy; retry after {full.retry_after} s", "rate_limit_exceeded"
+        message, code, cause = f"the server is busy; retry after {full.retry_after} s", "rate_limit_exceeded", "server_busy"
     else:
         message = (
             f"this client already has {full.client_limit} speech requests in progress, the most one address may have; "
             f"retry after {full.retry_after} s"
         )
-        code = "too_many_concurrent_requests"
-    return ApiError(429, message, type="rate_limit_error", code=code, headers=_retry_after(full.retry_after))
+        code, cause = "too_many_concurrent_requests", "client_limit"
+    return ApiError(429, message, type="rate_limit_error", code=code, headers=_retry_after(full.retry_after), cause=cause)
 
 
 #: Exceptions raised below the HTTP layer (the engine, the limits) -> the error a client gets for them.
@@ -71,6 +73,7 @@ EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
         type="rate_limit_error",
         code="rate_limit_exceeded",
         headers=_retry_after(limited.wait),
+        cause="rate_limit",
     ),
     NothingToSay: lambda nothing: bad_request(str(nothing), "input", "nothing_to_say"),
     TooMuchAudio: lambda much: bad_request(

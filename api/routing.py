@@ -41,6 +41,16 @@ class RouteTable:
         self.routes = routes
         self.methods = sorted({route.method for route in routes})  # every method some route answers, for CORS preflights
 
+    def endpoint(self, path: str) -> str:
+        """The route template `path` falls under, whatever the method, or "other": a bounded metrics label."""
+        for route in self.routes:
+            if route.path == path:
+                return route.path
+        for route in self.routes:
+            if route.prefix is not None and path.startswith(route.prefix):
+                return route.path
+        return "other"
+
     def match(self, request: Request) -> Route:
         """The route for the request, with its path parameter set on it; 404 or 405 (with `Allow`) otherwise."""
         path = request.path

@@ -17,6 +17,7 @@ import numpy as np
 from api.asgi import Receive, Scope, Send, read_body
 from api.errors import ApiError
 from api.log_fields import field
+from api.metrics import Metrics
 from api.rate_limit import RateLimiter
 from api.read_pace import ReadPace
 from api.request import Request
@@ -47,11 +48,14 @@ class ClientTooSlow(Exception):
 
 
 class SpeechEndpoint:
-    def __init__(self, settings: Settings, voices: ServedVoices, scheduler: Scheduler, rate_limiter: RateLimiter) -> None:
+    def __init__(
+        self, settings: Settings, voices: ServedVoices, scheduler: Scheduler, rate_limiter: RateLimiter, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.voices = voices
         self.scheduler = scheduler
         self.rate_limiter = rate_limiter
+        self.metrics = metrics
 
     async def create(self, request: Request) -> SpeechStream:
         """Every check a request can fail, in order; the stream that answers it once they all pass."""
@@ -84,7 +88,7 @@ class SpeechEndpoint:
             self.scheduler.release(ticket)
             raise
         pace = ReadPace(settings.min_read_rate, settings.send_timeout)
-        return SpeechStream(request, speech, choice, plan, output, self.scheduler, ticket, pace, started)
+        return SpeechStream(request, speech, choice, plan, output, self.scheduler, ticket, pace, started, self.metrics)
 
 
 class SpeechStream:
@@ -101,11 +105,13 @@ class SpeechStream:
         ticket: Ticket,
         pace: ReadPace,
         started: float,
+        metrics: Metrics,
     ) -> None:
         self.request, self.speech, self.choice, self.plan, self.output = request, speech, choice, plan, output
         self.scheduler, self.ticket = scheduler, ticket
         self.pace = pace
         self.started = started
+        self.metrics = metrics
         self.sse = speech.stream_format == "sse"
         self.report = SpeechReport()
         self.outcome = "error"
@@ -195,6 +201,9 @@ class SpeechStream:
                 tasks.cancel_scope.cancel()
 
     def log(self) -> None:
+        """The request's log line, and the same figures to the metrics."""
+        total_s = time.perf_counter() - self.started
+        self.metrics.speech_finished(self.choice.voice.name, self.outcome, self.first_audio_s, total_s, self.output.seconds)
         first = f"{self.first_audio_s:.3f}" if self.first_audio_s is not None else "-"
         request_log.info(
             "request_id=%s voice=%s chars=%d language=%s phonemes=%s format=%s stream=%s speed=%g segments=%d skipped=%d "
@@ -211,7 +220,7 @@ class SpeechStream:
             self.report.segments_skipped,
             self.report.chunks,
             first,
-            time.perf_counter() - self.started,
+            total_s,
             self.output.seconds,
             self.outcome,
             self.request.log_identity(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from engine.model_cache import ModelCache
@@ -18,9 +18,10 @@ logger = logging.getLogger("gsv.voices")
 
 
 class VoiceRegistry:
-    def __init__(self, voices: Iterable[Voice] = ()) -> None:
+    def __init__(self, voices: Iterable[Voice] = (), load_seconds: Mapping[str, float] | None = None) -> None:
         self._voices: dict[str, Voice] = {voice.name: voice for voice in voices}
         self._folded = {name.casefold(): voice for name, voice in self._voices.items()}
+        self.load_seconds = dict(load_seconds or {})  # voice name -> seconds its loading took (its log line's load_s)
 
     @property
     def names(self) -> list[str]:
@@ -58,6 +59,7 @@ def load_voices(
     references = ReferenceCache(cache_dir / "references") if cache_dir is not None else None
     shared = SharedModels.load(genie_data_dir, threads, loader)
     voices = []
+    load_seconds: dict[str, float] = {}
     for name, folder in folders:
         if isinstance(folder, VoiceError):
             logger.error("voice=%s outcome=skipped reason=%s", name, folder)
@@ -74,16 +76,17 @@ def load_voices(
         finally:
             gc.collect()
             release_freed_memory()  # the prompt encoder and load-time buffers of this voice
+        load_seconds[name] = time.perf_counter() - started
         logger.info(
             "voice=%s outcome=loaded kind=%s language=%s t2s=%s load_s=%.1f references=%s",
             name,
             folder.kind,
             folder.language,
             t2s_precision,
-            time.perf_counter() - started,
+            load_seconds[name],
             "cached" if references is not None and references.misses == misses else "computed",
         )
     shared.release()
     gc.collect()
     release_freed_memory()
-    return VoiceRegistry(voices)
+    return VoiceRegistry(voices, load_seconds)

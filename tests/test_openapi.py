@@ -440,6 +440,7 @@ REAL_REQUESTS = [
     ("audio-models", "GET", "/v1/audio/models", {}, 200),
     ("playground", "GET", "/", {}, 200),
     ("openapi", "GET", "/openapi.json", {}, 200),
+    ("metrics", "GET", "/metrics", {}, 200),
     ("request-id-plain", "GET", "/health", {"headers": {"x-request-id": "my-id.1:2"}}, 200),
     ("request-id-not-plain", "GET", "/health", {"headers": {"x-request-id": "not ok!"}}, 200),
     ("unknown-path", "GET", "/v1/nothing-here", {}, 404),
@@ -626,10 +627,11 @@ def test_statuses_of_other_configurations_conform() -> None:
         return response
 
     check("health loading", 503, "GET", "/health")
-    for path in ("/v1/models", "/v1/models/demo"):
+    for path in ("/v1/models", "/v1/models/demo", "/metrics"):
         assert check(f"{path} no key", 401, "GET", path).json()["error"]["code"] == "invalid_api_key"
     check("speech wrong key", 401, "POST", SPEECH, headers={"authorization": "Bearer nope", **_J}, body=speech)
     check("models with key", 200, "GET", "/v1/models", headers=auth)
+    check("metrics with key", 200, "GET", "/metrics", headers=auth)
     for path in ("/v1/audio/voices", "/v1/audio/models", "/", "/health"):
         assert asgi_request(app, "GET", path).status_code != 401, path  # open without the key
     served = check("openapi without key", 200, "GET", "/openapi.json")
