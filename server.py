@@ -11,7 +11,9 @@ import argparse
 import logging
 import socket
 import sys
+import time
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -24,11 +26,44 @@ logger = logging.getLogger("gsv.server")
 
 
 class StoppingServer(uvicorn.Server):
-    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies "killed by signal".
+    """uvicorn's server, with a drain before its graceful shutdown and exit 0 after it.
 
-    For us SIGTERM is the normal way a Space or an orchestrator stops the server: once shutdown has
-    finished (streams completed or aborted within SHUTDOWN_TIMEOUT), exit 0.
+    On SIGTERM uvicorn closes its listening socket at once. Behind a balancer that is too early: until the
+    balancer's health check has seen the replica go (Kubernetes: the readiness probe, then kube-proxy's rules),
+    new connections still come here and would be refused, which kube-proxy does not retry elsewhere. So the first
+    SIGTERM/SIGINT only marks the application draining (/health: 503 "draining"), and the server keeps accepting
+    and serving for `drain_seconds`; then uvicorn's shutdown runs (listener closed, streams in flight get
+    SHUTDOWN_TIMEOUT). A second signal ends the drain at once; after that, uvicorn's own handling (SIGINT: force).
+
+    uvicorn re-raises the signal after its shutdown, so the process would die "killed by signal"; for us SIGTERM
+    is the normal way a Space or an orchestrator stops the server: once shutdown has finished, exit 0.
     """
+
+    def __init__(self, config: uvicorn.Config, application: Application, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.application = application
+        self.drain_seconds = drain_seconds
+        self.drain_ends: float | None = None  # monotonic time; set by the first signal when draining
+        self.drain_logged = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """A signal handler: it only sets flags (logging here could interrupt a log write in progress)."""
+        if self.drain_seconds > 0 and self.drain_ends is None and not self.should_exit:
+            self._captured_signals.append(sig)
+            self.application.draining = True
+            self.drain_ends = time.monotonic() + self.drain_seconds
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's main loop calls this every 0.1 s; it stops serving once `should_exit` is set."""
+        if self.drain_ends is not None and not self.should_exit:
+            if not self.drain_logged:
+                self.drain_logged = True
+                logger.info("draining: /health answers 503, requests are still served for %g s", self.drain_seconds)
+            if time.monotonic() >= self.drain_ends:
+                self.should_exit = True
+        return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await super().shutdown(sockets)
@@ -118,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_keep_alive=5,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    StoppingServer(config).run()
+    StoppingServer(config, app, settings.drain_seconds).run()
     return 0
 
 

@@ -66,6 +66,7 @@ class Settings:
     body_timeout: int = 30
     send_timeout: int = 30
     shutdown_timeout: int = 30
+    drain_seconds: int = 5
     log_level: str = "info"
 
     @classmethod
@@ -108,6 +109,8 @@ class Settings:
         timeouts = (self.head_timeout, self.body_timeout, self.send_timeout, self.shutdown_timeout)
         if min(timeouts) < 1:
             raise ValueError("HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT and SHUTDOWN_TIMEOUT must be at least 1 second")
+        if self.drain_seconds < 0:
+            raise ValueError("DRAIN_SECONDS must be >= 0 (0: no drain, the listener closes at once on SIGTERM)")
         if self.default_response_format not in OPENAI_FORMATS:
             raise ValueError(f"DEFAULT_RESPONSE_FORMAT must be one of {', '.join(OPENAI_FORMATS)}")
         if self.t2s_precision not in ("fp32", "int8"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 
 from api.access import Access
-from api.asgi import ClientGone, Message, Receive, Scope, Send
+from api.asgi import ClientGone, Headers, Message, Receive, Scope, Send
 from api.client_address import ClientAddresses
 from api.endpoints import ReadOnlyEndpoints
 from api.errors import ApiError, as_api_error, internal_error, shutting_down
@@ -47,8 +47,12 @@ class Application:
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.client_addresses = ClientAddresses.from_settings(settings)
         self.access = Access(settings.api_key, settings.allowed_origins)
-        self.metrics = Metrics(self.scheduler, self.voices)
-        read_only = ReadOnlyEndpoints(self.voices, self.scheduler, api_key_required=bool(settings.api_key))
+        #: Set by server.py on SIGTERM: /health answers 503 "draining" while requests are still served (DRAIN_SECONDS).
+        self.draining = False
+        self.metrics = Metrics(self.scheduler, self.voices, is_draining=lambda: self.draining)
+        read_only = ReadOnlyEndpoints(
+            self.voices, self.scheduler, api_key_required=bool(settings.api_key), is_draining=lambda: self.draining
+        )
         speech = SpeechEndpoint(settings, self.voices, self.scheduler, self.rate_limiter, self.metrics)
         self.routes = RouteTable(
             [
@@ -59,6 +63,7 @@ class Application:
                 Route("/v1/audio/voices", "GET", read_only.list_voices, open=True),
                 Route("/v1/audio/models", "GET", read_only.list_audio_models, open=True),
                 Route("/health", "GET", read_only.health, open=True),
+                Route("/livez", "GET", read_only.liveness, open=True),
                 Route("/", "GET", read_only.playground, open=True),
                 Route("/openapi.json", "GET", read_only.openapi, open=True),
                 Route("/metrics", "GET", self.metrics.endpoint, open=settings.metrics_open),  # Prometheus sends the bearer key
@@ -102,13 +107,19 @@ class Application:
         status: int | None = None  # as sent, for gsv_requests_total
         response_format = ""
         always = [NOSNIFF, *self.access.vary_headers()]
+        head = request.method == "HEAD"
 
         async def tracking_send(message: Message) -> None:
-            """Every response this application sends (errors, preflights, streams) carries the `always` headers."""
+            """Every response this application sends (errors, preflights, streams) carries the `always` headers.
+
+            A HEAD gets the GET's status and headers (its Content-Length too) and no body bytes, whatever server runs us.
+            """
             nonlocal response_started, status
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message["headers"], *always]}
+                message = {**message, "headers": [*message["headers"], *always, *self.closing(message["headers"])]}
                 status = message["status"]
+            elif head and message.get("body"):
+                message = {**message, "body": b""}
             response_started = True
             await send(message)
 
@@ -150,6 +161,13 @@ class Application:
         finally:
             if status is not None:  # a stream counts once it has ended, with the 200 it started with
                 self.metrics.request_answered(self.routes.endpoint(request.path), request.method, status, response_format)
+
+    def closing(self, headers: Headers) -> Headers:
+        """While draining, `Connection: close` on every response: a client's next request opens a new connection,
+        which the balancer sends to a replica that is not going away."""
+        if not self.draining or any(name.lower() == b"connection" for name, _ in headers):
+            return []
+        return [(b"connection", b"close")]
 
     async def refuse(self, request: Request, error: ApiError, send: Send) -> None:
         headers = [*request.response_headers]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from api.errors import ApiError
@@ -40,23 +41,29 @@ def playground_csp(page: bytes) -> bytes:
 
 
 class ReadOnlyEndpoints:
-    def __init__(self, voices: ServedVoices, scheduler: Scheduler, api_key_required: bool) -> None:
+    def __init__(
+        self, voices: ServedVoices, scheduler: Scheduler, api_key_required: bool, is_draining: Callable[[], bool]
+    ) -> None:
         self.voices = voices
         self.scheduler = scheduler
         self.api_key_required = api_key_required
+        self.is_draining = is_draining
         # Read once: both files ship with the code and are served on every visit to the Space.
         self.playground_page = PLAYGROUND.read_bytes()
         self.playground_csp = playground_csp(self.playground_page)
         self.openapi_document = OPENAPI.read_bytes()
 
     async def health(self, request: Request) -> Response:
-        """200 once the voices are loaded (the Space's and Docker's health check), 503 before or without any."""
+        """Readiness: 200 once the voices are loaded (the Space's, Docker's and a balancer's check); 503 before,
+        without any, and from SIGTERM on ("draining"), so that balancers stop sending new requests here."""
+        ready = self.voices.state == "ready"
+        status = "draining" if self.is_draining() else "healthy" if ready else self.voices.state
         payload: dict[str, object] = {
-            "status": "healthy" if self.voices.state == "ready" else self.voices.state,
+            "status": status,
             "models": self.voices.registry.names,
             "api_key_required": self.api_key_required,
         }
-        if self.voices.state != "ready":
+        if status != "healthy":
             return JSONResponse(payload, 503, request.response_headers)
         payload["synthesis"] = {
             "workers": self.scheduler.workers,
@@ -66,6 +73,10 @@ class ReadOnlyEndpoints:
             "jobs_run": self.scheduler.jobs_run,
         }
         return JSONResponse(payload, 200, request.response_headers)
+
+    async def liveness(self, request: Request) -> Response:
+        """Liveness: 200 whenever the event loop answers, also while loading and draining (restarting would not help)."""
+        return JSONResponse({"status": "alive"}, 200, request.response_headers)
 
     async def playground(self, request: Request) -> Response:
         """The Space shows `/` in an iframe: a page to try the voices."""

@@ -9,7 +9,7 @@ Label values are bounded: endpoints are route templates (or `other`), methods a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -37,9 +37,10 @@ SPEECH_OUTCOMES = ("ok", "disconnected", "client_too_slow", "audio_limit", "shut
 class StateCollector(Collector):
     """The gauges of the application's state, read when Prometheus scrapes."""
 
-    def __init__(self, scheduler: Scheduler, voices: ServedVoices) -> None:
+    def __init__(self, scheduler: Scheduler, voices: ServedVoices, is_draining: Callable[[], bool]) -> None:
         self.scheduler = scheduler
         self.voices = voices
+        self.is_draining = is_draining
 
     def collect(self) -> Iterator[Metric]:
         scheduler = self.scheduler
@@ -54,13 +55,13 @@ class StateCollector(Collector):
         yield load
         voices = self.voices
         yield GaugeMetricFamily("gsv_voices_ready", "1 once the voices are loaded, else 0.", int(voices.state == "ready"))
-        yield GaugeMetricFamily("gsv_draining", "1 from SIGTERM on (/health answers draining), else 0.", int(voices.draining))
+        yield GaugeMetricFamily("gsv_draining", "1 from SIGTERM on (/health answers draining), else 0.", int(self.is_draining()))
 
 
 class Metrics:
     """Every metric of one application, and the /metrics handler that exposes them."""
 
-    def __init__(self, scheduler: Scheduler, voices: ServedVoices) -> None:
+    def __init__(self, scheduler: Scheduler, voices: ServedVoices, is_draining: Callable[[], bool]) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
         self.requests = Counter(
@@ -97,7 +98,7 @@ class Metrics:
             self.disconnects.labels(stage)
         for outcome in SPEECH_OUTCOMES:
             self.speech_outcomes.labels(outcome)
-        registry.register(StateCollector(scheduler, voices))
+        registry.register(StateCollector(scheduler, voices, is_draining))
 
     def request_answered(self, endpoint: str, method: str, status: int, response_format: str = "") -> None:
         """`endpoint`: a route template or "other"; `response_format`: a speech stream's audio format, else ""."""

@@ -36,10 +36,19 @@ class Route:
         return self.path[self.path.index("{") + 1 : -1]
 
 
+def answered_methods(routes: list[Route]) -> list[str]:
+    """The methods these routes answer, sorted: each route's own, and HEAD wherever GET is."""
+    methods = {route.method for route in routes}
+    return sorted(methods | {"HEAD"} if "GET" in methods else methods)
+
+
 class RouteTable:
+    """HEAD is answered by the GET route of its path (the application sends the GET's status and headers, no body):
+    load balancers, uptime monitors and some probes check health with HEAD."""
+
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
-        self.methods = sorted({route.method for route in routes})  # every method some route answers, for CORS preflights
+        self.methods = answered_methods(routes)  # for CORS preflights
 
     def endpoint(self, path: str) -> str:
         """The route template `path` falls under, whatever the method, or "other": a bounded metrics label."""
@@ -59,10 +68,11 @@ class RouteTable:
             on_path = [route for route in self.routes if route.prefix is not None and path.startswith(route.prefix)]
         if not on_path:
             raise ApiError(404, f"no route for {request.method} {path}", code="not_found")
+        method = "GET" if request.method == "HEAD" else request.method
         for route in on_path:
-            if route.method == request.method:
+            if route.method == method:
                 if route.prefix is not None:
                     request.path_params[route.parameter] = path[len(route.prefix) :]
                 return route
-        allow = ", ".join(route.method for route in on_path).encode()
+        allow = ", ".join(answered_methods(on_path)).encode()
         raise ApiError(405, f"{request.method} is not allowed on {path}", code="method_not_allowed", headers=[(b"allow", allow)])

@@ -92,7 +92,6 @@ class ServedVoices:
         self.aliases = aliases
         self.registry = VoiceRegistry()
         self.state = "loading"  # then "ready", or "no_voices" (until a restart)
-        self.draining = False  # True from SIGTERM on: /health says so, and so does gsv_draining
         self.created = int(time.time())  # the `created` of every model object
 
     async def load(

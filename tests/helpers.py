@@ -42,6 +42,8 @@ def start_demo_server(name: str, models_dir: Path, env: dict[str, str], **option
         "GENIE_DATA_DIR": str(CACHE / "no-genie-data"),
         "GENIE_DOWNLOAD": "0",
         "DEMO_VOICES": "demo",
+        # Test servers are stopped by SIGTERM dozens of times per run: no drain unless a test asks for one.
+        "DRAIN_SECONDS": "0",
     }
     return start_server(log_path, {**demo_env, **env}, ready_timeout=240, **options)  # type: ignore[arg-type]
 

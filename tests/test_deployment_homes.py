@@ -51,9 +51,7 @@ def writable_dir() -> str:
 def stop_budget() -> int:
     """Seconds a stop must allow: the drain after SIGTERM, then the graceful shutdown of the streams in flight."""
     defaults = Settings()
-    # DRAIN_SECONDS arrives with the draining-readiness branch; until it is merged, the agreed default (5).
-    drain = getattr(defaults, "drain_seconds", 5)
-    return drain + defaults.shutdown_timeout
+    return defaults.drain_seconds + defaults.shutdown_timeout
 
 
 def open_get_routes() -> set[str]:

@@ -85,7 +85,7 @@ def test_the_rate_limit_429_is_counted_in_process() -> None:
 
 
 def test_speech_figures() -> None:
-    metrics = Metrics(Scheduler(1, 0), ServedVoices({}))
+    metrics = Metrics(Scheduler(1, 0), ServedVoices({}), is_draining=lambda: False)
     metrics.speech_finished("demo", "ok", 0.5, 3.0, 2.0)
     metrics.speech_finished("demo", "disconnected", None, 1.0, 0.0)
     found = samples(metrics)
@@ -99,10 +99,11 @@ def test_speech_figures() -> None:
 
 def test_state_gauges_are_read_at_scrape_time() -> None:
     voices, scheduler = ServedVoices({}), Scheduler(2, 1)
-    metrics = Metrics(scheduler, voices)
+    draining = [False]
+    metrics = Metrics(scheduler, voices, is_draining=lambda: draining[0])
     names = ("gsv_voices_ready", "gsv_draining", "gsv_active_streams")
     assert [samples(metrics)[(name, ())] for name in names] == [0, 0, 0]
-    voices.state, voices.draining = "ready", True
+    voices.state, draining[0] = "ready", True
     scheduler.admit("10.0.0.1")
     assert [samples(metrics)[(name, ())] for name in names] == [1, 1, 1]
 

@@ -99,8 +99,15 @@ def template_of(path: str) -> str | None:
     return None
 
 
-def documented_methods(template: str) -> set[str]:
+def listed_methods(template: str) -> set[str]:
+    """The operations the document lists for a path."""
     return {method.upper() for method in DOCUMENT["paths"][template] if method in HTTP_METHODS}
+
+
+def documented_methods(template: str) -> set[str]:
+    """The methods a path answers: its operations, and HEAD where GET is (the description's **HEAD** paragraph)."""
+    listed = listed_methods(template)
+    return listed | {"HEAD"} if "GET" in listed else listed
 
 
 def parse_sse(text: str) -> list[dict[str, str]]:
@@ -177,6 +184,8 @@ def conformance_problems(method: str, path: str, response: httpx.Response) -> li
             return [f"{path} is in no path of the document, so 404 is the documented answer, not {status}"]
         return response_problems("/components/responses/NotFound", response)
     operations = DOCUMENT["paths"][template]
+    if method == "HEAD" and "get" in operations:
+        method = "GET"  # the GET's responses, without a body (response_problems skips the body of a HEAD)
     if method.lower() not in operations:
         if status != 405:
             return [f"{method} is not documented for {template}, so 405 is the documented answer, not {status}"]
@@ -256,7 +265,8 @@ def test_document_agrees_with_the_code() -> None:
     routes: dict[str, set[str]] = {}
     for route in table.routes:
         routes.setdefault(route.path, set()).add(route.method)
-    assert routes == {template: documented_methods(template) for template in DOCUMENT["paths"]}
+    assert routes == {template: listed_methods(template) for template in DOCUMENT["paths"]}
+    assert "HEAD" in table.methods and "HEAD" in DOCUMENT["info"]["description"]  # HEAD: answered, and documented
     open_in_document = {
         template
         for template, operations in DOCUMENT["paths"].items()
@@ -496,7 +506,10 @@ REAL_REQUESTS = [
     ("speech-get", "GET", SPEECH, {}, 405),
     ("health-post", "POST", "/health", {}, 405),
     ("model-delete", "DELETE", "/v1/models/demo", {}, 405),
-    ("playground-head", "HEAD", "/", {}, 405),
+    ("playground-head", "HEAD", "/", {}, 200),
+    ("health-head", "HEAD", "/health", {}, 200),
+    ("liveness", "GET", "/livez", {}, 200),
+    ("speech-head", "HEAD", SPEECH, {}, 405),
     ("options-without-preflight", "OPTIONS", "/v1/models", {}, 405),
 ]
 
@@ -862,7 +875,7 @@ def test_schemathesis_fuzz_against_the_served_document(server: ServerProcess, ca
     operations = [result.ok() for result in schema.get_all_operations()]
     # schemathesis leaves out the operation that serves the document it loaded from; the copy (loaded from a dict)
     # has it, unchanged.
-    assert {op.label for op in operations} == {f"{m} {t}" for t in DOCUMENT["paths"] for m in documented_methods(t)} - {
+    assert {op.label for op in operations} == {f"{m} {t}" for t in DOCUMENT["paths"] for m in listed_methods(t)} - {
         "GET /openapi.json"
     }
     operations.append(narrowed["/openapi.json"]["GET"])

@@ -1,4 +1,4 @@
-"""End to end, on a server of its own: the connection limit, then SIGTERM (what a Space restart sends)."""
+"""End to end, on a server of its own: the connection limit, then SIGTERM (what a Space restart sends) without a drain."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ MAX_CONNECTIONS = 3
 
 @pytest.fixture(scope="module")
 def own_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    settings = {"SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT), "MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    # DRAIN_SECONDS=0: the listener closes at once on SIGTERM (the drain before it: tests/test_drain_e2e.py).
+    settings = {"SHUTDOWN_TIMEOUT": str(SHUTDOWN_TIMEOUT), "MAX_CONNECTIONS": str(MAX_CONNECTIONS), "DRAIN_SECONDS": "0"}
     server = start_demo_server("shutdown", tmp_path_factory.mktemp("no-models"), settings)
     yield server
     if server.process.poll() is None:

@@ -1,0 +1,96 @@
+"""Readiness (/health, draining), liveness (/livez) and HEAD, through the whole application in this process.
+
+No voices are loaded, so the application stays "loading"; tests/test_health_e2e.py checks the same on a real server
+with raw sockets, and tests/test_drain_e2e.py the drain after a real SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from api.app import Application
+from api.asgi import Message
+from settings import Settings
+
+
+def call(app: Application, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request: its status, headers (later values win) and every body byte the application sent."""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(name.encode(), value.encode()) for name, value in (headers or {}).items()],
+        "client": ("127.0.0.1", 1),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, bodies = sent[0], sent[1:]
+    assert all(message["type"] == "http.response.body" for message in bodies)
+    received = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    return start["status"], received, b"".join(message.get("body", b"") for message in bodies)
+
+
+def application(tmp_path: Path, **settings: object) -> Application:
+    return Application(Settings(**settings), tmp_path / "GenieData", [])  # type: ignore[arg-type]
+
+
+def test_liveness_is_200_while_loading_and_while_draining_and_open_without_the_key(tmp_path: Path) -> None:
+    app = application(tmp_path, api_key="secret")
+    status, _, body = call(app, "GET", "/livez")
+    assert (status, json.loads(body)) == (200, {"status": "alive"})
+    assert call(app, "GET", "/health")[0] == 503  # loading: not ready, but alive
+    app.draining = True
+    status, _, body = call(app, "GET", "/livez")
+    assert (status, json.loads(body)) == (200, {"status": "alive"})
+
+
+def test_health_says_draining_and_every_answer_closes_its_connection_while_draining(tmp_path: Path) -> None:
+    app = application(tmp_path)
+    status, headers, body = call(app, "GET", "/health")
+    assert (status, json.loads(body)["status"]) == (503, "loading")
+    assert "connection" not in headers
+    app.draining = True
+    status, headers, body = call(app, "GET", "/health")
+    assert status == 503 and json.loads(body) == {"status": "draining", "models": [], "api_key_required": False}
+    assert headers["connection"] == "close"
+    for method, path in [("GET", "/v1/models"), ("GET", "/nowhere"), ("HEAD", "/livez")]:
+        assert call(app, method, path)[1]["connection"] == "close", (method, path)
+
+
+def test_head_is_the_get_without_its_body(tmp_path: Path) -> None:
+    app = application(tmp_path)
+    for path in ["/health", "/livez", "/v1/models", "/v1/audio/voices", "/", "/openapi.json", "/v1/models/nope"]:
+        get_status, get_headers, get_body = call(app, "GET", path)
+        head_status, head_headers, head_body = call(app, "HEAD", path)
+        assert head_status == get_status, path
+        assert head_body == b"", path
+        assert int(head_headers["content-length"]) == len(get_body) > 0, path
+        differ = {name for name in get_headers if get_headers[name] != head_headers.get(name)}
+        assert differ == {"x-request-id"}, (path, differ)
+
+
+def test_head_where_get_is_not_answered_is_a_405_that_allows_head_only_with_get(tmp_path: Path) -> None:
+    app = application(tmp_path)
+    status, headers, body = call(app, "HEAD", "/v1/audio/speech")
+    assert (status, headers["allow"], body) == (405, "POST", b"")
+    assert int(headers["content-length"]) > 0  # the GET-like answer's length: the error body, not sent
+    status, headers, body = call(app, "DELETE", "/v1/models")
+    assert (status, headers["allow"]) == (405, "GET, HEAD")
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
+    assert call(app, "HEAD", "/nowhere")[0] == 404
+
+
+def test_a_cors_preflight_allows_head(tmp_path: Path) -> None:
+    app = application(tmp_path)
+    status, headers, _ = call(app, "OPTIONS", "/health", {"origin": "https://a.example", "access-control-request-method": "HEAD"})
+    assert status == 204
+    assert headers["access-control-allow-methods"] == "GET, HEAD, POST, OPTIONS"
