@@ -31,6 +31,8 @@ class StoppingServer(uvicorn.Server):
     """
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if isinstance(self.config.app, Application):
+            self.config.app.scheduler.close_line()  # requests waiting for a place get 503 now, not at the timeout
         await super().shutdown(sockets)
         self._captured_signals.clear()
 
