@@ -535,7 +535,8 @@ def soak_and_storm_lines(result: dict) -> list[str]:
     return [
         f"Run {result['when']} on {json.dumps(result['machine'])} "
         f"with `python -m bench.reliability --soak-seconds {result['soak']['seconds']:.0f}`.",
-        f"Server settings: {', '.join(f'{k}={v}' for k, v in SETTINGS.items())} (4 requests in progress at most; more wait in line).",
+        f"Server settings: {', '.join(f'{k}={v}' for k, v in SETTINGS.items())} "
+        "(4 requests in progress at most; more wait in line).",
         "",
         f"## Soak: {RAW_CLIENTS} raw clients and {SDK_CLIENTS} OpenAI SDK clients "
         f"without pause for {result['soak']['seconds']:.0f} s",
