@@ -66,6 +66,7 @@ class StoppingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.application.scheduler.close_line()  # requests waiting for a place get 503 now, not at the timeout
         await super().shutdown(sockets)
         self._captured_signals.clear()
 

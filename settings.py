@@ -50,6 +50,7 @@ class Settings:
     queue_size: int = 8
     t2s_precision: str = "fp32"
     max_streams_per_client: int = 4
+    max_queue_wait: int = 30
     max_audio_seconds: int = 1200
     min_read_rate: float = 0.5
     first_segment_chars: int = 24
@@ -106,6 +107,8 @@ class Settings:
             raise ValueError("RATE_LIMIT_PER_MINUTE must be >= 0 (0: off) and MAX_CONNECTIONS >= 1")
         if self.max_connections_per_client < 0:
             raise ValueError("MAX_CONNECTIONS_PER_CLIENT must be >= 0 (0: no cap per client)")
+        if self.max_queue_wait < 0:
+            raise ValueError("MAX_QUEUE_WAIT must be >= 0 (0: no waiting line)")
         timeouts = (self.head_timeout, self.body_timeout, self.send_timeout, self.shutdown_timeout)
         if min(timeouts) < 1:
             raise ValueError("HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT and SHUTDOWN_TIMEOUT must be at least 1 second")

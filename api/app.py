@@ -43,7 +43,9 @@ class Application:
         self.genie_data_dir = genie_data_dir
         self.folders = folders
         self.voices = ServedVoices(settings.aliases())
-        self.scheduler = Scheduler(settings.workers, settings.queue_size, settings.max_streams_per_client)
+        self.scheduler = Scheduler(
+            settings.workers, settings.queue_size, settings.max_streams_per_client, settings.max_queue_wait
+        )
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.client_addresses = ClientAddresses.from_settings(settings)
         self.access = Access(settings.api_key, settings.allowed_origins)

@@ -69,6 +69,7 @@ class ReadOnlyEndpoints:
             "workers": self.scheduler.workers,
             "running": self.scheduler.running,
             "waiting": self.scheduler.waiting,
+            "queued": self.scheduler.queued,  # requests waiting in line for a place (MAX_QUEUE_WAIT)
             "active_requests": self.scheduler.active,
             "jobs_run": self.scheduler.jobs_run,
         }

@@ -9,7 +9,7 @@ import orjson
 
 from api.asgi import BodyTimeout, BodyTooLarge, Headers
 from api.rate_limit import RateLimited
-from engine.interface import NothingToSay, QueueFull, TooMuchAudio
+from engine.interface import LineClosed, NothingToSay, QueueFull, TooMuchAudio
 
 
 def error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:
@@ -38,7 +38,7 @@ class ApiError(Exception):
         self.param = param
         self.type = type or ("server_error" if status >= 500 else "invalid_request_error")
         self.headers = headers or []
-        self.cause = cause  # a 429's cause for the gsv_rejected_total metric: server_busy, client_limit, rate_limit
+        self.cause = cause  # a 429's cause for gsv_rejected_total: server_busy, queue_timeout, client_limit, rate_limit
 
     def body(self) -> bytes:
         return error_body(self.message, self.type, self.code, self.param)
@@ -53,20 +53,32 @@ def _retry_after(seconds: int) -> Headers:
 
 
 def _queue_full(full: QueueFull) -> ApiError:
-    if full.client_limit is None:
-        message, code, cause = f"the server is busy; retry after {full.retry_after} s", "rate_limit_exceeded", "server_busy"
+    code = "rate_limit_exceeded"
+    if full.cause == "queue_timeout":
+        message = (
+            f"the server is busy; this request waited {full.waited_s:.0f} s in line without getting a place, "
+            f"the longest a request may wait here; retry after {full.retry_after} s"
+        )
+    elif full.ahead:
+        message = (
+            f"the server is busy; {full.ahead} requests are already waiting for a place, about {full.expected_s:.0f} s "
+            f"of waiting, longer than a request may wait here; retry after {full.retry_after} s"
+        )
+    elif full.client_limit is None:
+        message = f"the server is busy; retry after {full.retry_after} s"
     else:
         message = (
-            f"this client already has {full.client_limit} speech requests in progress, the most one address may have; "
+            f"this client already has {full.client_limit} speech requests in progress or waiting, the most one address may have; "
             f"retry after {full.retry_after} s"
         )
-        code, cause = "too_many_concurrent_requests", "client_limit"
-    return ApiError(429, message, type="rate_limit_error", code=code, headers=_retry_after(full.retry_after), cause=cause)
+        code = "too_many_concurrent_requests"
+    return ApiError(429, message, type="rate_limit_error", code=code, headers=_retry_after(full.retry_after), cause=full.cause)
 
 
 #: Exceptions raised below the HTTP layer (the engine, the limits) -> the error a client gets for them.
 EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
     QueueFull: _queue_full,
+    LineClosed: lambda closed: shutting_down(),
     RateLimited: lambda limited: ApiError(
         429,
         f"too many requests from {limited.client}: at most {limited.per_minute} per minute; retry after {limited.wait} s",

@@ -29,7 +29,7 @@ REAL_TIME_FACTOR_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 
 
 #: The `method` label: any other method a client invents counts as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
-REJECTION_CAUSES = ("server_busy", "client_limit", "rate_limit")
+REJECTION_CAUSES = ("server_busy", "queue_timeout", "client_limit", "rate_limit")
 DISCONNECT_STAGES = ("before_response", "during_stream")
 SPEECH_OUTCOMES = ("ok", "disconnected", "client_too_slow", "audio_limit", "shutdown", "error")
 
@@ -45,7 +45,9 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         scheduler = self.scheduler
         yield GaugeMetricFamily(
-            "gsv_queue_depth", "Requests waiting for their place plus synthesis jobs waiting for a worker.", scheduler.waiting
+            "gsv_queue_depth",
+            "Requests waiting in line for their place plus synthesis jobs waiting for a worker.",
+            scheduler.queued + scheduler.waiting,
         )
         yield GaugeMetricFamily("gsv_active_streams", "Admitted speech requests in progress.", scheduler.active)
         yield GaugeMetricFamily("gsv_synthesis_jobs_running", "Synthesis jobs running on a worker.", scheduler.running)

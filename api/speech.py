@@ -14,7 +14,7 @@ import time
 import anyio
 import numpy as np
 
-from api.asgi import Receive, Scope, Send, read_body
+from api.asgi import ClientGone, Receive, Scope, Send, read_body
 from api.errors import ApiError
 from api.log_fields import field
 from api.metrics import Metrics
@@ -29,6 +29,9 @@ from engine.interface import (
     SAMPLE_RATE,
     AudioLimitReached,
     Cancelled,
+    LineClosed,
+    Place,
+    QueueFull,
     Scheduler,
     SpeechPlan,
     SpeechReport,
@@ -69,7 +72,8 @@ class SpeechEndpoint:
         request.body_read = True
         speech = parse_speech_request(body, settings.max_input_chars, settings.default_response_format)
         choice = self.voices.choose(speech.model, speech.voice)
-        ticket = self.scheduler.admit(request.client)
+        place = self.scheduler.join(request.client)
+        ticket = place.ticket or await self.wait_in_line(place, request)
         try:
             plan = await plan_speech(
                 choice.voice,
@@ -89,6 +93,31 @@ class SpeechEndpoint:
             raise
         pace = ReadPace(settings.min_read_rate, settings.send_timeout)
         return SpeechStream(request, speech, choice, plan, output, self.scheduler, ticket, pace, started, self.metrics)
+
+    @staticmethod
+    async def wait_in_line(place: Place, request: Request) -> Ticket:
+        """Wait for the place, no response sent yet; a client that hangs up meanwhile leaves the line at once."""
+        ticket: Ticket | None = None
+        refusal: Exception | None = None  # raised outside the task group, which would wrap it in an ExceptionGroup
+        async with anyio.create_task_group() as tasks:
+
+            async def watch_disconnect() -> None:
+                # The body is read, so the next message is http.disconnect (or none while the client stays).
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                tasks.cancel_scope.cancel()  # Place.wait leaves the line (or passes on a place just granted)
+
+            tasks.start_soon(watch_disconnect)
+            try:
+                ticket = await place.wait()
+            except (QueueFull, LineClosed) as error:
+                refusal = error
+            tasks.cancel_scope.cancel()
+        if refusal is not None:
+            raise refusal
+        if ticket is None:
+            raise ClientGone
+        return ticket
 
 
 class SpeechStream:
@@ -207,7 +236,7 @@ class SpeechStream:
         first = f"{self.first_audio_s:.3f}" if self.first_audio_s is not None else "-"
         request_log.info(
             "request_id=%s voice=%s chars=%d language=%s phonemes=%s format=%s stream=%s speed=%g segments=%d skipped=%d "
-            "chunks=%d ttfa_s=%s total_s=%.3f audio_s=%.2f outcome=%s %s",
+            "chunks=%d queued_s=%.3f ttfa_s=%s total_s=%.3f audio_s=%.2f outcome=%s %s",
             self.request.id,
             field(self.choice.id),
             len(self.speech.input),
@@ -219,6 +248,7 @@ class SpeechStream:
             self.report.segments_done,
             self.report.segments_skipped,
             self.report.chunks,
+            self.ticket.queued_s,
             first,
             total_s,
             self.output.seconds,

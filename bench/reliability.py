@@ -2,10 +2,12 @@
 
 Loopback only, bounded in count and time. Writes bench/results/reliability.{json,md}.
 
-1. Soak: more clients than the server admits (WORKERS + QUEUE_SIZE) request speech without pause for
-   N seconds. Raw clients count 429s and wait the Retry-After they are given; OpenAI SDK clients rely on
-   the SDK's own retries. Every 200 must carry complete audio (the length of the same text served alone),
-   no request may hang, and the server's resident memory is sampled throughout.
+1. Soak: more clients than the server has places (WORKERS + QUEUE_SIZE) request speech without pause for
+   N seconds. Requests beyond the places wait in the server's first-come-first-served line (MAX_QUEUE_WAIT);
+   raw clients count 429s and wait the Retry-After they are given; OpenAI SDK clients rely on the SDK's own
+   retries. Every 200 must carry complete audio (the length of the same text served alone), no request may
+   hang, and the server's resident memory is sampled throughout. Fairness: requests served per client, and
+   the waits in line from the server's own log (`queued_s`).
 2. Disconnect storm: many clients start a long text and drop the connection after the first audio. We
    time how long until no synthesis runs, check nothing runs after that, and compare the next request's
    time to first audio with the one measured before the storm.
@@ -23,6 +25,7 @@ import datetime
 import json
 import logging
 import random
+import re
 import shutil
 import socket
 import threading
@@ -44,9 +47,16 @@ from bench.texts import CONCURRENT, PARAGRAPH, SENTENCE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-#: At most 4 requests in progress: 12 clients overload it. Every client of the soak and the storm connects from
-#: 127.0.0.1, standing in for many users, so the per-address caps are off there (the attack run keeps them).
-SETTINGS = {"WORKERS": "2", "QUEUE_SIZE": "2", "MAX_STREAMS_PER_CLIENT": "4", "MAX_CONNECTIONS_PER_CLIENT": "0"}
+#: At most 4 requests in progress, the rest wait in line up to MAX_QUEUE_WAIT (the default): 12 clients overload it.
+#: Every client of the soak and the storm connects from 127.0.0.1, standing in for many users, so the per-address
+#: caps are off there (MAX_STREAMS_PER_CLIENT counts requests waiting in line too; the attack run keeps the caps).
+SETTINGS = {
+    "WORKERS": "2",
+    "QUEUE_SIZE": "2",
+    "MAX_QUEUE_WAIT": "30",
+    "MAX_STREAMS_PER_CLIENT": "64",
+    "MAX_CONNECTIONS_PER_CLIENT": "0",
+}
 RAW_CLIENTS, SDK_CLIENTS = 9, 3
 STORM_CLIENTS = 24
 REQUEST_TIMEOUT_S = 120
@@ -82,16 +92,28 @@ def expected_bytes(base: str) -> dict[str, int]:
     }
 
 
-def soak(base: str, pid: int, seconds: float, expected: dict[str, int]) -> dict[str, object]:
+def waits_in_line(log: str) -> list[float]:
+    """`queued_s` of every request line in a piece of the server's log: the seconds each waited for its place."""
+    return [float(match) for match in re.findall(r" queued_s=([0-9.]+) ", log)]
+
+
+def soak(base: str, pid: int, seconds: float, expected: dict[str, int], server_log: Callable[[], str]) -> dict[str, object]:
     counts: Counter[str] = Counter()
+    served: Counter[str] = Counter()  # requests served with complete audio, per client
+    refusals: Counter[str] = Counter()  # the raw clients' 429s, by what the message says
     lock = threading.Lock()
+    log_before = len(server_log())
     rss: list[tuple[float, float]] = []
     stop_at = time.monotonic() + seconds
     started = time.monotonic()
 
-    def note(outcome: str) -> None:
+    def note(outcome: str, client: str = "", refusal: str = "") -> None:
         with lock:
             counts[outcome] += 1
+            if outcome in ("accepted", "sdk_accepted"):
+                served[client] += 1
+            if refusal:
+                refusals[refusal] += 1
 
     def raw_client(seed: int) -> None:
         rng = random.Random(seed)
@@ -107,10 +129,11 @@ def soak(base: str, pid: int, seconds: float, expected: dict[str, int]) -> dict[
                 note("failed")
                 continue
             if response.status_code == 429:
-                note("rejected_429")
+                message = response.json()["error"]["message"]
+                note("rejected_429", refusal="waited in line too long" if "waited" in message else "line too long at arrival")
                 time.sleep(float(response.headers.get("retry-after", "1")))
             elif response.status_code == 200 and len(response.content) == expected[text]:
-                note("accepted")
+                note("accepted", f"raw-{seed}")
             else:
                 note("failed")
 
@@ -131,7 +154,7 @@ def soak(base: str, pid: int, seconds: float, expected: dict[str, int]) -> dict[
             except openai.OpenAIError:
                 note("sdk_failed")
                 continue
-            note("sdk_accepted" if len(audio) == expected[text] else "sdk_failed")
+            note("sdk_accepted" if len(audio) == expected[text] else "sdk_failed", f"sdk-{seed - 100}")
 
     threads = [threading.Thread(target=raw_client, args=(index,)) for index in range(RAW_CLIENTS)]
     threads += [threading.Thread(target=sdk_client, args=(100 + index,)) for index in range(SDK_CLIENTS)]
@@ -144,7 +167,27 @@ def soak(base: str, pid: int, seconds: float, expected: dict[str, int]) -> dict[
         thread.join(timeout=REQUEST_TIMEOUT_S + 30)
     counts["hung"] += sum(thread.is_alive() for thread in threads)
     rss.append((round(time.monotonic() - started, 1), round(rss_mb(pid), 1)))
-    return {"seconds": seconds, "raw_clients": RAW_CLIENTS, "sdk_clients": SDK_CLIENTS, "counts": dict(counts), "rss_mb": rss}
+    time.sleep(0.5)  # each request's log line follows its last byte
+    piece = server_log()[log_before:]
+    waits = sorted(waits_in_line(piece))
+    clients = [f"raw-{index}" for index in range(RAW_CLIENTS)] + [f"sdk-{index}" for index in range(SDK_CLIENTS)]
+    return {
+        "seconds": seconds,
+        "raw_clients": RAW_CLIENTS,
+        "sdk_clients": SDK_CLIENTS,
+        "counts": dict(counts),
+        "served_per_client": {client: served[client] for client in clients},
+        "raw_refusals": dict(refusals),
+        "server_429s": len(re.findall(r" status=429 ", piece)),
+        "waits_in_line_s": {
+            "requests": len(waits),
+            "waited": sum(wait > 0 for wait in waits),
+            "median": round(median(waits) or 0.0, 2),
+            "p90": round(waits[int(0.9 * (len(waits) - 1))], 2) if waits else 0.0,
+            "max": round(waits[-1], 2) if waits else 0.0,
+        },
+        "rss_mb": rss,
+    }
 
 
 def drop_after_first_audio(base: str, text: str) -> bool:
@@ -492,7 +535,8 @@ def soak_and_storm_lines(result: dict) -> list[str]:
     return [
         f"Run {result['when']} on {json.dumps(result['machine'])} "
         f"with `python -m bench.reliability --soak-seconds {result['soak']['seconds']:.0f}`.",
-        f"Server settings: {', '.join(f'{k}={v}' for k, v in SETTINGS.items())} (4 requests in progress at most).",
+        f"Server settings: {', '.join(f'{k}={v}' for k, v in SETTINGS.items())} "
+        "(4 requests in progress at most; more wait in line).",
         "",
         f"## Soak: {RAW_CLIENTS} raw clients and {SDK_CLIENTS} OpenAI SDK clients "
         f"without pause for {result['soak']['seconds']:.0f} s",
@@ -514,9 +558,13 @@ def soak_and_storm_lines(result: dict) -> list[str]:
             )
         ],
         "",
-        "`accepted`: 200 with exactly the audio length of the same text served alone. `rejected_429`: the raw",
+        "`accepted`: 200 with exactly the audio length of the same text served alone. A request that finds the 4 places",
+        "taken waits for one in the server's first-come-first-served line, no response sent yet, if its expected wait",
+        "(the requests ahead of it + 1, times the measured interval between places freeing) is at most MAX_QUEUE_WAIT;",
+        "otherwise, or after waiting that long, it gets 429 with Retry-After = the expected wait. `rejected_429`: the raw",
         "client then slept the Retry-After it was given. SDK clients (max_retries=8) count a request once, however",
         "many 429s the SDK retried through.",
+        *(fairness_lines(result["soak"]) if "served_per_client" in result["soak"] else []),
         "",
         f"Resident memory: {rss[0][1]:.0f} MB at the start, {max(mb for _, mb in rss):.0f} MB at most, "
         f"{rss[-1][1]:.0f} MB at the end.",
@@ -534,6 +582,26 @@ def soak_and_storm_lines(result: dict) -> list[str]:
         f"- time to first audio of a sentence: {storm_result['ttfa_before_s']} s before the storm, "
         f"{storm_result['ttfa_after_s']} s after",
         "",
+    ]
+
+
+def fairness_lines(soak_result: dict) -> list[str]:
+    """Who was served how often, and how long requests waited in line: overload spread over every client."""
+    served = soak_result["served_per_client"]
+    waits = soak_result["waits_in_line_s"]
+    refusals = ", ".join(f"{count} {reason}" for reason, count in sorted(soak_result["raw_refusals"].items())) or "none"
+    return [
+        "",
+        "Fairness:",
+        "",
+        "| client | " + " | ".join(served) + " |",
+        "|---|" + "---|" * len(served),
+        "| served | " + " | ".join(str(count) for count in served.values()) + " |",
+        "",
+        f"- requests served: {min(served.values())} to {max(served.values())} per client",
+        f"- wait in line (the server's `queued_s`, {waits['requests']} requests, {waits['waited']} of them waited): "
+        f"median {waits['median']} s, 90th percentile {waits['p90']} s, at most {waits['max']} s",
+        f"- 429s answered by the server: {soak_result['server_429s']} (the raw clients': {refusals})",
     ]
 
 
@@ -562,7 +630,7 @@ def soak_and_storm(voice_dir: Path, genie_data: Path, scratch: Path, soak_second
         base = running.base_url
         expected = expected_bytes(base)
         print(f"soak for {soak_seconds:.0f} s ...", flush=True)
-        soak_result = soak(base, running.process.pid, soak_seconds, expected)
+        soak_result = soak(base, running.process.pid, soak_seconds, expected, running.log)
         print(json.dumps(soak_result["counts"]), flush=True)
         wait_idle(base)
         print("disconnect storm ...", flush=True)
@@ -600,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = args.out / "reliability.json", args.out / "reliability.md"
     if args.report_only:
         result = json.loads(json_path.read_text())
-        result["fuzz"] = fuzz_figures()
+        result["fuzz"] = {**result.get("fuzz", {}), **fuzz_figures()}
         json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         md_path.write_text(markdown(result))
         return 0
@@ -618,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(soak_and_storm(voice_dir, genie_data, scratch, args.soak_seconds))
     if args.only != "soak-and-storm":
         result["attack"] = attack_run(voice_dir, genie_data, scratch, through_haproxy)
-    result["fuzz"] = fuzz_figures()
+    result["fuzz"] = {**result.get("fuzz", {}), **fuzz_figures()}  # a file not written since keeps its figures
     args.out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     md_path.write_text(markdown(result))

@@ -2,17 +2,18 @@
 
 Start-up: `find_voices` (GenieData, Genie, the demo voice, the voice folders), `check_voices` for `--check`,
 `load_voices` into a `VoiceRegistry`.
-A request: `Scheduler.admit` a `Ticket`, `plan_speech` (segments, and the first one's G2P before any byte is
-sent), then `speak`, which hands each segment's float audio at `SAMPLE_RATE` to a callback, in order.
-Errors a request can meet: `QueueFull` (admission), `NothingToSay` and `TooMuchAudio` (planning), `Cancelled` (the
-client left), `AudioLimitReached` (synthesis passed the request's audio limit).
+A request: `Scheduler.join` (a `Place`, at once or in the line; `Place.wait` for its `Ticket`), `plan_speech`
+(segments, and the first one's G2P before any byte is sent), then `speak`, which hands each segment's float audio
+at `SAMPLE_RATE` to a callback, in order.
+Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToSay` and `TooMuchAudio` (planning),
+`Cancelled` (the client left), `AudioLimitReached` (synthesis passed the request's audio limit).
 """
 
 from engine.audio_budget import AudioLimitReached, TooMuchAudio
 from engine.decoding import Cancelled
 from engine.genie import GenieDataMissing
 from engine.registry import VoiceRegistry, load_voices
-from engine.scheduler import QueueFull, Scheduler, Ticket
+from engine.scheduler import LineClosed, Place, QueueFull, Scheduler, Ticket
 from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, speak
 from engine.startup import FoundVoices, check_voices, find_voices
 from engine.synthesis import SAMPLE_RATE
@@ -24,7 +25,9 @@ __all__ = [
     "Cancelled",
     "FoundVoices",
     "GenieDataMissing",
+    "LineClosed",
     "NothingToSay",
+    "Place",
     "QueueFull",
     "Scheduler",
     "SpeechPlan",

@@ -6,8 +6,15 @@ another client's long text, only behind the jobs already running, and a request 
 first audio is not overtaken by newer ones. Among requests already streaming it goes to one whose
 listener has run out of audio, the one whose last audio went out the longest ago (under load every
 listener waits: this spreads the waits between audio bytes evenly instead of piling them on one), and
-then to the one whose listener will run out first. A bounded number of requests may be admitted, and a bounded number per client
-(so one address cannot take every place); beyond either, `QueueFull` says when to retry.
+then to the one whose listener will run out first.
+
+A bounded number of requests hold a place (`capacity` = workers + queue_size). A request that finds every place
+taken waits in a first-come-first-served line (`join`, then `Place.wait`) and gets the next place that frees,
+oldest first: a newcomer never overtakes a request already waiting, so under overload whoever asked first is
+served first instead of whoever happens to retry at the moment a place frees. The line is bounded by time, not
+length: a request whose expected wait is over `max_wait` seconds is refused at once, and one that has waited
+`max_wait` is refused then, both with `QueueFull` saying when to retry. A bounded number of requests per client,
+waiting ones included, so one address can take neither every place nor the whole line.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import itertools
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -28,13 +36,45 @@ from engine.synthesis_speed import SynthesisSpeed
 T = TypeVar("T")
 
 
-class QueueFull(Exception):
-    """No place for this request: the server is full (`client_limit` None) or this client has its share."""
+#: The most a refusal asks a client to wait. The OpenAI SDKs honour Retry-After only up to a bound (60 s in
+#: older Python SDKs, which otherwise back off for at most 8 s; 120 s in newer ones, which beyond it give up at
+#: once): a longer estimate would be ignored or end the client's retries, and is too uncertain anyway.
+MAX_RETRY_AFTER_S = 60
+#: The duration of a request assumed before any has finished (a sentence on the demo voice takes about 3 s here).
+DEFAULT_REQUEST_S = 5.0
 
-    def __init__(self, retry_after: int, client_limit: int | None = None) -> None:
+
+def retry_seconds(wait_s: float) -> int:
+    """A wait as a Retry-After value: whole seconds, rounded up, at least 1, at most MAX_RETRY_AFTER_S."""
+    return max(1, min(MAX_RETRY_AFTER_S, math.ceil(wait_s)))
+
+
+class QueueFull(Exception):
+    """No place for this request, and `cause` says why: `server_busy` (every place taken and the line too long,
+    or no line), `queue_timeout` (it waited `waited_s` in line without getting a place) or `client_limit`
+    (this client has `client_limit` requests in progress or waiting). `retry_after`: seconds to wait."""
+
+    def __init__(
+        self,
+        retry_after: int,
+        client_limit: int | None = None,
+        *,
+        cause: str = "",
+        ahead: int = 0,
+        expected_s: float = 0.0,
+        waited_s: float = 0.0,
+    ) -> None:
         super().__init__(f"server busy, retry after {retry_after} s")
         self.retry_after = retry_after
         self.client_limit = client_limit
+        self.cause = cause or ("server_busy" if client_limit is None else "client_limit")
+        self.ahead = ahead  # requests waiting in line when it was refused
+        self.expected_s = expected_s  # its expected wait, uncapped (server_busy)
+        self.waited_s = waited_s  # how long it waited in line (queue_timeout)
+
+
+class LineClosed(Exception):
+    """The server is stopping: a request still waiting for a place will not get one (the caller answers 503)."""
 
 
 @dataclass(eq=False)
@@ -42,8 +82,9 @@ class Ticket:
     """One admitted request: its place in the fairness order and its cancellation flag."""
 
     arrival: int
-    started: float
+    started: float  # when it got its place (time.monotonic)
     client: str = ""
+    queued_s: float = 0.0  # how long it waited in line for its place
     served: int = 0
     streaming: bool = False  # its first audio has been sent
     audio_at: float = 0.0  # when (time.monotonic) its last audio went out
@@ -62,17 +103,60 @@ class _Waiter:
     granted: anyio.Event = field(default_factory=anyio.Event)
 
 
+class Place:
+    """A request's place in the line, or (`ticket` set at once) a place it got without waiting."""
+
+    def __init__(self, scheduler: Scheduler, client: str, arrival: int, ticket: Ticket | None = None) -> None:
+        self.scheduler, self.client, self.arrival, self.ticket = scheduler, client, arrival, ticket
+        self.since = time.monotonic()
+        self._turn = anyio.Event()
+
+    async def wait(self) -> Ticket:
+        """The ticket, once this request's turn comes. Raises `QueueFull` (cause `queue_timeout`) after the
+        scheduler's `max_wait` seconds, `LineClosed` when the server stops; cancelled, it leaves the line."""
+        if self.ticket is not None:
+            return self.ticket
+        try:
+            with anyio.fail_after(self.scheduler.max_wait):
+                await self._turn.wait()
+        except TimeoutError:
+            if self.ticket is not None:  # its turn came as time ran out: take it
+                return self.ticket
+            self.scheduler._leave(self)
+            waited = time.monotonic() - self.since
+            raise QueueFull(self.scheduler.retry_after(), cause="queue_timeout", waited_s=waited) from None
+        except BaseException:
+            if self.ticket is not None:
+                self.scheduler.release(self.ticket)  # a place it will not use: the next in line gets it
+            else:
+                self.scheduler._leave(self)
+            raise
+        if self.ticket is None:
+            raise LineClosed
+        return self.ticket
+
+    def _grant(self, ticket: Ticket | None) -> None:
+        """Its turn: a ticket, or None when the line closes."""
+        self.ticket = ticket
+        self._turn.set()
+
+
 class Scheduler:
-    def __init__(self, workers: int, queue_size: int, per_client: int | None = None) -> None:
+    def __init__(self, workers: int, queue_size: int, per_client: int | None = None, max_wait: float = 0.0) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
         self.per_client = per_client or self.capacity
-        self._per_client_active: dict[str, int] = {}
+        self.max_wait = max_wait  # seconds a request may wait in line for a place; 0: no line
+        self._per_client_active: dict[str, int] = {}  # requests holding a place or waiting in line, per client
         self._free = workers
         self._waiters: list[_Waiter] = []
         self._active: set[Ticket] = set()
+        self._line: deque[Place] = deque()
+        self._line_closed = False  # the server is stopping: nobody joins the line any more
         self._arrivals = itertools.count()
-        self._mean_request_s = 5.0
+        self._mean_request_s: float | None = None  # exponential average of admitted requests' durations
+        self._slot_s: float | None = None  # measured interval between places freeing while every place is taken
+        self._full_since: float | None = None  # when every place was last found taken (None: a place is free)
         self.jobs_run = 0
         self.speed = SynthesisSpeed()  # measured by the jobs of every request, for the chunk plan
 
@@ -86,34 +170,113 @@ class Scheduler:
 
     @property
     def waiting(self) -> int:
+        """Synthesis jobs of admitted requests waiting for a worker."""
         return len(self._waiters)
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting in line for a place (no response sent to them yet)."""
+        return len(self._line)
+
     def admit(self, client: str = "") -> Ticket:
-        if len(self._active) >= self.capacity:
-            raise QueueFull(self.retry_after())
+        """A place now, or `QueueFull`: never waits (the line, if any, is not joined)."""
+        place = self.join(client, line=False)
+        assert place.ticket is not None
+        return place.ticket
+
+    async def enter(self, client: str = "") -> Ticket:
+        """A place now, or after waiting in line for it (see `join` and `Place.wait`)."""
+        place = self.join(client)
+        return place.ticket or await place.wait()
+
+    def join(self, client: str = "", line: bool = True) -> Place:
+        """A place at once if one is free and nobody waits for one; else a place in line, unless the expected
+        wait is over `max_wait` (or there is no line): then `QueueFull`. A client at its cap: `QueueFull` at once."""
         if self._per_client_active.get(client, 0) >= self.per_client:
             raise QueueFull(self.retry_after(), self.per_client)
-        ticket = Ticket(next(self._arrivals), time.monotonic(), client)
-        self._active.add(ticket)
-        self._per_client_active[client] = self._per_client_active.get(client, 0) + 1
-        return ticket
+        arrival = next(self._arrivals)
+        if len(self._active) < self.capacity and not self._line:
+            self._count(client, 1)
+            return Place(self, client, arrival, self._activate(client, arrival, 0.0))
+        ahead = len(self._line)
+        expected = self.expected_wait(ahead)
+        if not line or self.max_wait <= 0 or expected > self.max_wait:
+            raise QueueFull(retry_seconds(expected), ahead=ahead, expected_s=expected)
+        if self._line_closed:
+            raise LineClosed  # after the refusal a client would get anyway: with no line, a 429 as before the stop
+        place = Place(self, client, arrival)
+        self._line.append(place)
+        self._count(client, 1)
+        return place
 
-    def release(self, ticket: Ticket) -> None:
-        """The request is over (finished, failed or gone): stop its work and forget it."""
-        ticket.cancel.set()
-        if ticket in self._active:
-            self._active.remove(ticket)
-            if self._per_client_active[ticket.client] > 1:
-                self._per_client_active[ticket.client] -= 1
-            else:
-                del self._per_client_active[ticket.client]
-            elapsed = time.monotonic() - ticket.started
-            self._mean_request_s = 0.8 * self._mean_request_s + 0.2 * elapsed
+    def slot_seconds(self) -> float:
+        """Seconds between one place freeing and the next while every place is taken: how fast the line moves.
+
+        Measured, not assumed: an exponential average of the real intervals, each from the moment every place
+        was taken (or a place was last freed and refilled) to the next release, so quiet periods never count.
+        These intervals include every way a place frees (finished, cut, client gone) and the real sharing of
+        the workers under that load. Before the first such interval: the mean request duration divided by the
+        number of places (with C places busy for D seconds each, one frees every D / C seconds); before any
+        request has finished, a guess of DEFAULT_REQUEST_S per request.
+        """
+        if self._slot_s is not None:
+            return self._slot_s
+        return (self._mean_request_s or DEFAULT_REQUEST_S) / self.capacity
+
+    def expected_wait(self, ahead: int) -> float:
+        """Seconds until a place frees for a request with `ahead` requests before it in line."""
+        return (ahead + 1) * self.slot_seconds()
 
     def retry_after(self) -> int:
-        """Seconds until a slot is likely free: the queue ahead drained at the recent request rate."""
-        estimate = self._mean_request_s * max(1, len(self._active) - self.workers + 1) / self.workers
-        return max(1, min(120, math.ceil(estimate)))
+        """Retry-After for a client refused now: the wait a newcomer would face (the whole line ahead of it)."""
+        return retry_seconds(self.expected_wait(len(self._line)))
+
+    def close_line(self) -> None:
+        """The server stops: every request still waiting gets `LineClosed` at once, and no place; so do later
+        ones that would have to wait (requests that find a place free still get it, as before the stop)."""
+        self._line_closed = True
+        while self._line:
+            place = self._line.popleft()
+            self._count(place.client, -1)
+            place._grant(None)
+
+    def release(self, ticket: Ticket) -> None:
+        """The request is over (finished, failed or gone): stop its work and forget it; the next in line gets its place."""
+        ticket.cancel.set()
+        if ticket in self._active:
+            was_full = len(self._active) >= self.capacity
+            self._active.remove(ticket)
+            self._count(ticket.client, -1)
+            now = time.monotonic()
+            elapsed = now - ticket.started
+            self._mean_request_s = elapsed if self._mean_request_s is None else 0.8 * self._mean_request_s + 0.2 * elapsed
+            if was_full and self._full_since is not None:
+                interval = now - self._full_since
+                self._slot_s = interval if self._slot_s is None else 0.8 * self._slot_s + 0.2 * interval
+            self._full_since = None
+            while self._line and len(self._active) < self.capacity:
+                place = self._line.popleft()
+                place._grant(self._activate(place.client, place.arrival, now - place.since))
+
+    def _activate(self, client: str, arrival: int, queued_s: float) -> Ticket:
+        ticket = Ticket(arrival, time.monotonic(), client, queued_s)
+        self._active.add(ticket)
+        if len(self._active) >= self.capacity and self._full_since is None:
+            self._full_since = ticket.started
+        return ticket
+
+    def _leave(self, place: Place) -> None:
+        """A request gives up its place in line (timed out, or its client left)."""
+        if place in self._line:
+            self._line.remove(place)
+            self._count(place.client, -1)
+
+    def _count(self, client: str, change: int) -> None:
+        count = self._per_client_active.get(client, 0) + change
+        if count > 0:
+            self._per_client_active[client] = count
+        else:
+            self._per_client_active.pop(client, None)
 
     async def run(self, ticket: Ticket, work: Callable[..., T], *args: object) -> T:
         """Run `work(*args)` in a worker thread when this ticket's turn comes."""

@@ -61,12 +61,13 @@ def server(demo_root: Path, models_dir: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def strict_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server with an API key, one worker and no wait queue (so a second request gets 429),
+    """A server with an API key, one worker and no wait queue nor waiting line (so a second request gets 429),
     voice aliases, mp3 as the default format, a rate limit and short client timeouts (tests/test_limits_e2e.py)."""
     env = {
         "API_KEY": "test-secret-key",
         "WORKERS": "1",
         "QUEUE_SIZE": "0",
+        "MAX_QUEUE_WAIT": "0",
         "ALLOWED_ORIGINS": "https://app.example",
         "VOICE_ALIASES": "alloy=demo/calm,echo=demo",
         "DEFAULT_RESPONSE_FORMAT": "mp3",

@@ -5,7 +5,7 @@ Each test scrapes, does real requests (the OpenAI SDK, httpx, a raw socket), wai
 the request counter series by series (its own scrapes included), 429s by cause, disconnects by stage, speech
 outcomes, the histograms' counts, and the audio seconds against the audio the clients received.
 
-The server has an API key, one worker and room for two requests, at most one per client, a rate limit of 2 per
+The server has an API key, one worker and room for two requests (no waiting line), at most one per client, a rate limit of 2 per
 minute, and trusts X-Forwarded-For from loopback, so each part of a test is a different client address.
 """
 
@@ -41,6 +41,7 @@ def metrics_server(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
         "WORKERS": "1",
         "QUEUE_SIZE": "1",
         "MAX_STREAMS_PER_CLIENT": "1",
+        "MAX_QUEUE_WAIT": "0",  # no waiting line: a request finding both places taken is refused at once (server_busy)
         "RATE_LIMIT_PER_MINUTE": "2",
         "TRUSTED_PROXIES": "127.0.0.1",
     }

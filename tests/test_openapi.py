@@ -23,7 +23,6 @@ no second server process. 429 from a full synthesis queue is produced on the rea
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
@@ -549,23 +548,22 @@ def test_every_undocumented_method_is_405_with_the_documented_allow(server: Serv
 
 
 @pytest.mark.e2e
-def test_queue_full_is_a_documented_429(server: ServerProcess) -> None:
-    """WORKERS + QUEUE_SIZE (2 + 8) requests in progress: the next one is a 429 with Retry-After."""
-    server.wait_idle()
-    capacity = server.health()["synthesis"]["workers"] + 8
+def test_queue_full_is_a_documented_429(strict_server: ServerProcess) -> None:
+    """Its one place (WORKERS=1, QUEUE_SIZE=0) taken and no waiting line (MAX_QUEUE_WAIT=0): a 429 with Retry-After.
+    (A server with a line answers it too, when the expected wait is too long: tests/test_admission_e2e.py.)"""
+    strict_server.wait_idle()
+    headers = {"authorization": "Bearer test-secret-key"}
     body = {"model": "demo", "input": "むかしむかし、ある山のふもとに、おじいさんとおばあさんが住んでいました。" * 4}
-    with contextlib.ExitStack() as streams:
-        for number in range(capacity):  # each gets its 200 and headers at once; the audio is left unread
-            # From addresses of their own: one address may have only MAX_STREAMS_PER_CLIENT (4) requests in progress.
-            transport = httpx.HTTPTransport(local_address=f"127.0.1.{number + 1}")
-            client = streams.enter_context(httpx.Client(base_url=server.base_url, timeout=60, transport=transport))
-            response = streams.enter_context(client.stream("POST", SPEECH, json=body))
-            assert response.status_code == 200
-        busy = httpx.post(f"{server.base_url}{SPEECH}", json=body, timeout=60)
+    # From addresses of their own, out of the other tests' rate-limit budgets.
+    holder = httpx.Client(base_url=strict_server.base_url, timeout=60, transport=httpx.HTTPTransport(local_address="127.0.1.1"))
+    other = httpx.Client(base_url=strict_server.base_url, timeout=60, transport=httpx.HTTPTransport(local_address="127.0.1.2"))
+    with holder, other, holder.stream("POST", SPEECH, json=body, headers=headers) as held:
+        assert held.status_code == 200  # its headers at once; the audio is left unread
+        busy = other.post(SPEECH, json=body, headers=headers)
     assert busy.status_code == 429, busy.content
     assert_conforms("POST", SPEECH, busy)
     assert busy.json()["error"]["code"] == "rate_limit_exceeded"
-    server.wait_idle(timeout=60)  # closing the streams cancelled their synthesis
+    strict_server.wait_idle(timeout=60)  # closing the stream cancelled its synthesis
 
 
 # ---- statuses of other configurations: the real application object, in process -------------------------------
