@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -525,7 +526,12 @@ def markdown(result: dict) -> str:
     lines = [
         "# Scale: three replicas behind HAProxy",
         "",
-        f"Run {result['when']} on {json.dumps(result['machine'])} with `{result['command']}`.",
+        f"Run {result['when']} on {json.dumps(result['machine'])} with `{result['command']}`"
+        + (
+            f" (1-minute load average {result['load_average'][0]} at the start, {result['load_average'][1]} at the end)."
+            if "load_average" in result
+            else "."
+        ),
         f"{REPLICAS} replicas of `python server.py` on the demo voice, each its own process and loopback port, behind "
         "HAProxy configured by `deploy/haproxy/haproxy.cfg` (only its `bind` and `server` addresses changed, plus a stats "
         f"socket and an `{REPLICA_HEADER}` response header for counting). Replica settings: "
@@ -613,8 +619,11 @@ def main(argv: list[str] | None = None) -> int:
     scratch = ROOT / ".cache" / "bench" / "scale"
     scratch.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.UTC)
+    load_before = os.getloadavg()[0]
     result = run(QUICK if args.quick else FULL, scratch)
     result = {
+        # Other work on the machine slows every replica alike: the 1-minute load average at the start and the end.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "when": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "command": "python -m bench.scale" + (" --quick" if args.quick else ""),
