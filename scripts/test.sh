@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # ffmpeg (ffprobe and ffmpeg decode every format), Debian's chromium (the playground's browser test),
-# haproxy (the rate limit behind a real proxy) and git-lfs (the deployment guide's push to a Space) are
-# needed; a Japanese font only makes the playground's screenshots readable.
+# haproxy (the rate limit behind a real proxy; replicas behind deploy/haproxy/haproxy.cfg) and git-lfs (the
+# deployment guide's push to a Space) are needed; a Japanese font only makes the playground's screenshots readable.
 missing=()
 command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)

@@ -90,15 +90,17 @@ def start_server(
     ready_path: str = "/health",
     ready_timeout: float = 300,
     while_loading: Callable[[ServerProcess, httpx.Response], None] | None = None,
+    port: int | None = None,
 ) -> ServerProcess:
     """Start `python <command>` in `cwd` (a checkout) with `env` over this process's environment and a free
     loopback port in HOST/PORT (what server.py reads) and UVICORN_HOST/UVICORN_PORT (what `python -m uvicorn`
     reads); return once `ready_path` answers 200.
 
     `while_loading` is called with each answer that is not 200 yet (our server's voices are loading).
+    `port`: this one rather than a free one (a replica restarted behind a balancer keeps its address).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     address = {"HOST": "127.0.0.1", "PORT": str(port), "UVICORN_HOST": "127.0.0.1", "UVICORN_PORT": str(port)}
     full_env = {**os.environ, **address, "PYTHONUNBUFFERED": "1", **env}
     started = time.monotonic()
