@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -95,3 +98,47 @@ def sse_usage(server: ServerProcess, text: str, model: str = "demo", **extra: ob
     audio = b"".join(base64.b64decode(event["audio"]) for event in events[:-1])
     assert events[-1]["type"] == "speech.audio.done" and len(audio) > 0
     return events[-1]["usage"]
+
+
+def asgi_call(
+    app: Any, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One bodiless request through an ASGI application in process: its status, its headers (names in lower case,
+    in the order sent) and every body byte it sent."""
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(name.encode(), value.encode()) for name, value in (headers or {}).items()],
+        "client": ("127.0.0.1", 1),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, bodies = sent[0], sent[1:]
+    assert all(message["type"] == "http.response.body" for message in bodies)
+    received = [(name.decode().lower(), value.decode()) for name, value in start["headers"]]
+    return start["status"], received, b"".join(message.get("body", b"") for message in bodies)
+
+
+def speech_socket(server: ServerProcess, text: str, source: str, receive_buffer: int | None = None) -> socket.socket:
+    """A speech request from the address `source`, sent on a socket of its own; the caller reads its answer (or not)."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.bind((source, 0))
+    sock.connect((host, int(port)))
+    body = json.dumps({"model": "demo", "input": text}).encode()
+    sock.sendall(
+        b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return sock

@@ -10,7 +10,6 @@ buffer, no read-pace limit). Every client connects from a loopback address of it
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
@@ -24,7 +23,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import LONG, SHORT, start_demo_server, wait_for, wav_info
+from tests.helpers import LONG, SHORT, speech_socket, start_demo_server, wait_for, wav_info
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -54,25 +53,8 @@ def address(number: int) -> str:
     return f"127.0.3.{number}"
 
 
-def raw_request(server: ServerProcess, text: str, source: str, receive_buffer: int | None = None) -> socket.socket:
-    """A speech request sent on a socket of its own; its answer is left to the caller to read (or not)."""
-    host, port = server.base_url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.bind((source, 0))
-    sock.connect((host, int(port)))
-    body = json.dumps({"model": "demo", "input": text}).encode()
-    sock.sendall(
-        b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    return sock
-
-
 def hold_the_place(server: ServerProcess, number: int = 250) -> socket.socket:
-    holder = raw_request(server, LONG * 2, address(number), receive_buffer=4096)
+    holder = speech_socket(server, LONG * 2, address(number), receive_buffer=4096)
     assert holder.recv(12) == b"HTTP/1.1 200"
     return holder
 
@@ -159,7 +141,7 @@ def test_a_client_that_hangs_up_while_waiting_leaves_the_line(one_place: ServerP
     one_place.wait_idle()
     holder = hold_the_place(one_place)
     try:
-        leaving = raw_request(one_place, SHORT, address(20))
+        leaving = speech_socket(one_place, SHORT, address(20))
         wait_for(lambda: queued(one_place) == 1, 10, "the request in line")
         staying = Waiter(one_place, 21)
         staying.start()

@@ -6,7 +6,6 @@ test_headers_e2e.py checks the same on a real server, and tests/test_playground_
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import re
@@ -16,35 +15,19 @@ import pytest
 
 from api.access import Access
 from api.app import Application
-from api.asgi import Message
 from api.endpoints import PLAYGROUND, playground_csp
 from api.protocol import too_many_connections
 from settings import Settings
+from tests.helpers import asgi_call
 
 
 def call(app: Application, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, list[str]]]:
     """One request through the whole application: its status and headers (each name -> every value sent)."""
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "headers": [(name.encode(), value.encode()) for name, value in (headers or {}).items()],
-        "client": ("127.0.0.1", 1),
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start = sent[0]
+    status, sent, _ = asgi_call(app, method, path, headers)
     received: dict[str, list[str]] = {}
-    for name, value in start["headers"]:
-        received.setdefault(name.decode().lower(), []).append(value.decode())
-    return start["status"], received
+    for name, value in sent:
+        received.setdefault(name, []).append(value)
+    return status, received
 
 
 def application(tmp_path: Path, **settings: object) -> Application:

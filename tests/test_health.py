@@ -6,37 +6,18 @@ with raw sockets, and tests/test_drain_e2e.py the drain after a real SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 from api.app import Application
-from api.asgi import Message
 from settings import Settings
+from tests.helpers import asgi_call
 
 
 def call(app: Application, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One request: its status, headers (later values win) and every body byte the application sent."""
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "headers": [(name.encode(), value.encode()) for name, value in (headers or {}).items()],
-        "client": ("127.0.0.1", 1),
-    }
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start, bodies = sent[0], sent[1:]
-    assert all(message["type"] == "http.response.body" for message in bodies)
-    received = {name.decode().lower(): value.decode() for name, value in start["headers"]}
-    return start["status"], received, b"".join(message.get("body", b"") for message in bodies)
+    status, received, body = asgi_call(app, method, path, headers)
+    return status, dict(received), body
 
 
 def application(tmp_path: Path, **settings: object) -> Application:

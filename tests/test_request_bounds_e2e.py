@@ -8,7 +8,6 @@ send wait that long: only its pace (MIN_READ_RATE 0.5) gives it away.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import openai
 import pytest
 
 from engine.audio_budget import fast_speech_seconds
-from tests.helpers import LONG, MEDIUM, SHORT, start_demo_server, wav_info
+from tests.helpers import LONG, MEDIUM, SHORT, speech_socket, start_demo_server, wav_info
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -92,18 +91,7 @@ def test_synthesis_stops_at_the_limit_and_the_cut_is_visible(bounded_server: Ser
 
 def open_unread_stream(server: ServerProcess, source: str, receive_buffer: int | None = None) -> socket.socket:
     """A speech request from `source` whose audio is not read yet: it keeps its place while it lasts."""
-    host, port = server.base_url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.bind((source, 0))
-    sock.connect((host, int(port)))
-    body = json.dumps({"model": "demo", "input": LONG}).encode()
-    sock.sendall(
-        b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        + f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
+    sock = speech_socket(server, LONG, source, receive_buffer)
     assert sock.recv(12) == b"HTTP/1.1 200"
     return sock
 
