@@ -10,8 +10,9 @@
 #                          One of mika, feibi, thirtyseven; empty for none.
 #   HF_ENDPOINT            the hub to download from (a mirror, or a local stand-in in tests).
 
-# ---- builder: a virtualenv with the pinned dependencies. jieba_fast ships only as a source archive, so this
-# stage needs a C compiler; the final stage copies /opt/venv and leaves the compiler behind.
+# ---- builder: a virtualenv with exactly the locked packages (requirements.lock, made by scripts/lock.sh: every
+# package, transitive ones included, at one version with its sha256). jieba_fast ships only as a source archive,
+# so this stage needs a C compiler; the final stage copies /opt/venv and leaves the compiler behind.
 FROM python:3.11-slim AS builder
 # Versions come from the base image's Debian release; pinning them breaks the build at every point release.
 # The official image carries Python.h under /usr/local/include; a Debian Python needs python3-dev for it.
@@ -25,10 +26,13 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements-build.lock requirements.lock /tmp/
+# --require-hashes: a file whose hash is not in the lock fails the build. --no-deps: nothing outside the lock.
+# The locked setuptools goes in first and --no-build-isolation builds jieba_fast and Distance with it.
 # The cache mount keeps downloads and the jieba_fast wheel between builds without putting them in any layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -r /tmp/requirements.txt
+    pip install --require-hashes --no-deps -r /tmp/requirements-build.lock \
+    && pip install --require-hashes --no-deps --no-build-isolation -r /tmp/requirements.lock
 
 # ---- genie-data: GenieData, fetched by the server's own code straight to the path the image uses (so its
 # messages name that path). Only the modules it needs are copied: a code change elsewhere does not fetch 391 MB again.
