@@ -159,17 +159,35 @@ def test_the_pod_runs_as_the_images_user_with_a_read_only_root_and_writable_volu
 
 def test_the_init_container_downloads_with_the_cli_of_the_pinned_huggingface_hub() -> None:
     (init,) = pod_spec()["initContainers"]
-    program, subcommand, repo, local_dir_flag, local_dir = init["command"]
+    program, subcommand, repo, *options = init["command"]
+    local_dir = dict(zip(options[::2], options[1::2]))["--local-dir"]
     scripts = {entry.name for entry in importlib.metadata.distribution("huggingface_hub").entry_points}
     assert program in scripts and subcommand == "download", (program, scripts)
     pinned = re.search(r"^huggingface_hub==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
     assert pinned and pinned.group(1) == importlib.metadata.version("huggingface_hub")
     env = {item["name"]: item for item in init["env"]}
-    assert repo == "$(VOICE_REPO)" and local_dir_flag == "--local-dir"
+    assert repo == "$(VOICE_REPO)"
     assert local_dir == f"{init['volumeMounts'][0]['mountPath']}/$(VOICE_NAME)"
     assert init["volumeMounts"][0]["name"] == "models"
     assert {"VOICE_REPO", "VOICE_NAME", "HF_TOKEN"} <= set(env)
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def test_the_init_container_downloads_a_pinned_commit_of_the_voice() -> None:
+    """A branch would follow every push: each pod start could serve other files than the last one."""
+    (init,) = pod_spec()["initContainers"]
+    program, subcommand, _repo, *options = init["command"]
+    assert len(options) % 2 == 0, options
+    flags = dict(zip(options[::2], options[1::2]))
+    assert flags.get("--revision") == "$(VOICE_REVISION)", init["command"]
+    revision = {item["name"]: item for item in init["env"]}["VOICE_REVISION"]["value"]
+    assert re.fullmatch(r"[0-9a-f]{40}", revision), f"VOICE_REVISION is not a commit id: {revision!r}"
+    # The pinned huggingface_hub's CLI takes the option (its help, offline).
+    cli = Path(sys.executable).with_name(program)
+    usage = subprocess.run([str(cli), subcommand, "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "--revision" in usage.stdout, usage.stdout + usage.stderr
+    readme = (FOLDER / "README.md").read_text(encoding="utf-8")
+    assert "VOICE_REVISION" in readme
 
 
 def test_service_hpa_and_pdb_point_at_the_deployment() -> None:
