@@ -5,7 +5,7 @@
 #   bash scripts/lock.sh           refresh both after editing requirements.txt or requirements-build.txt:
 #                                  versions already locked are kept unless the edit needs others
 #   bash scripts/lock.sh --upgrade every package to its newest version allowed by the pins
-#   bash scripts/lock.sh --check   exit 1 if the committed locks are not what this command makes (CI runs it)
+#   bash scripts/lock.sh --check   exit 1 if the committed locks are not what this command makes
 # Resolved for the image: CPython 3.11 on Linux x86_64 (glibc 2.28 or newer). The hashes cover every file of each
 # locked version, and the same resolution is checked for aarch64, so an arm64 build installs the same versions.
 # Needs the package registry (pip's index); the lock tool itself (requirements-lock.txt) goes into .venv-lock.

@@ -1,4 +1,5 @@
-# Sourced by the other scripts: `setup_venv FILE` makes .venv and installs the pinned requirements FILE into it.
+# Sourced by the other scripts: `setup_venv FILE` makes .venv and installs the pinned requirements FILE into it,
+# with the server runtime taken from the lock files the image installs (scripts/lock.sh makes them).
 
 # jieba_fast (a dependency of genie-tts) ships only as source, so pip compiles it: say so before pip fails.
 check_compiler() {
@@ -18,5 +19,16 @@ setup_venv() {
   check_compiler
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r "$1"
+  # The runtime exactly as the image gets it: every package at its locked version, each file's hash checked.
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements-build.lock
+  .venv/bin/python -m pip install --quiet --require-hashes --no-deps --no-build-isolation -r requirements.lock
+  if [ "$1" != requirements.txt ]; then
+    # FILE's own packages (tests, benchmark, voice preparation), held to the locked versions (names and versions
+    # only: a hash in a constraints file would make pip demand hashes for everything) so none moves the runtime.
+    local pins
+    pins=$(mktemp)
+    grep -oE '^[A-Za-z0-9._-]+==[^ ]+' requirements.lock >"$pins"
+    .venv/bin/python -m pip install --quiet -r "$1" -c "$pins"
+    rm -f "$pins"
+  fi
 }
