@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import socket
 import sys
 import time
@@ -23,6 +25,9 @@ from engine.interface import GenieDataMissing, check_voices, find_voices
 from settings import Settings
 
 logger = logging.getLogger("gsv.server")
+#: The exit status when nothing can be served (GenieData missing or unloadable, a bug at start-up): a Space or
+#: Kubernetes then shows the failure and restarts the process, where a server stuck at 503 would wait forever.
+STARTUP_FAILED = 1
 
 
 class StoppingServer(uvicorn.Server):
@@ -47,8 +52,12 @@ class StoppingServer(uvicorn.Server):
         self.drain_logged = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """A signal handler: it only sets flags (logging here could interrupt a log write in progress)."""
-        if self.drain_seconds > 0 and self.drain_ends is None and not self.should_exit:
+        """A signal handler: it only sets flags (logging here could interrupt a log write in progress).
+
+        No drain before the voices are ready: /health is 503 already, so no balancer sends anything here.
+        """
+        ready = self.application.voices.state == "ready"
+        if ready and self.drain_seconds > 0 and self.drain_ends is None and not self.should_exit:
             self._captured_signals.append(sig)
             self.application.draining = True
             self.drain_ends = time.monotonic() + self.drain_seconds
@@ -57,6 +66,9 @@ class StoppingServer(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         """uvicorn's main loop calls this every 0.1 s; it stops serving once `should_exit` is set."""
+        if self.application.voices.state == "failed" and not self.should_exit:
+            logger.error("exiting with status %d: the start-up failed (see the 'start-up failed' line)", STARTUP_FAILED)
+            self.should_exit = True
         if self.drain_ends is not None and not self.should_exit:
             if not self.drain_logged:
                 self.drain_logged = True
@@ -69,6 +81,28 @@ class StoppingServer(uvicorn.Server):
         self.application.scheduler.close_line()  # requests waiting for a place get 503 now, not at the timeout
         await super().shutdown(sockets)
         self._captured_signals.clear()
+
+
+def stop_during_startup(sig: int, frame: FrameType | None) -> None:
+    """SIGTERM or SIGINT before uvicorn runs (GenieData downloading, the demo voice building): exit at once.
+
+    Without a handler of its own, a process that is PID 1 (as in the image) ignores SIGTERM, and the orchestrator
+    waits its whole grace period before it kills it. Nothing is lost by exiting here: a download resumes from its
+    staging folder, and every build writes a scratch folder renamed into place (engine/scratch.py). `os._exit`,
+    because a normal exit would wait for the download's threads.
+    """
+    logger.warning("stopped by %s during start-up: exiting now", signal.Signals(sig).name)
+    logging.shutdown()
+    os._exit(0)
+
+
+def exit_while_loading(app: Application) -> None:
+    """After uvicorn stopped: if the voices were still loading, exit now rather than wait for the worker thread
+    (it cannot be interrupted inside onnxruntime, and a normal exit joins it, for up to minutes on a cold cache)."""
+    if app.voices.state == "loading":
+        logger.info("stopped while the voices were loading: exiting without waiting for the load to finish")
+        logging.shutdown()
+        os._exit(0)
 
 
 def configure_logging(level: str) -> None:
@@ -129,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(lines))
         return 0 if servable else 1
     configure_logging(settings.log_level)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_during_startup)  # uvicorn puts its own in place while it runs
     try:
         app = create_app(settings)
     except GenieDataMissing as error:
-        logger.error("%s", error)
-        return 1
+        logger.error("start-up failed: %s", error)
+        return STARTUP_FAILED
+    except Exception as error:  # the demo voice's build, Genie's import: nothing can be served
+        logger.exception("start-up failed: %s: %s", type(error).__name__, error)
+        return STARTUP_FAILED
     protocol = guarded_protocol(
         settings.head_timeout,
         settings.max_connections,
@@ -155,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     StoppingServer(config, app, settings.drain_seconds).run()
-    return 0
+    exit_while_loading(app)
+    return STARTUP_FAILED if app.voices.state == "failed" else 0
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ class ReadOnlyEndpoints:
             "models": self.voices.registry.names,
             "api_key_required": self.api_key_required,
         }
+        if self.voices.failure is not None:
+            payload["reason"] = self.voices.failure
         if status != "healthy":
             return JSONResponse(payload, 503, request.response_headers)
         payload["synthesis"] = {
@@ -76,7 +78,11 @@ class ReadOnlyEndpoints:
         return JSONResponse(payload, 200, request.response_headers)
 
     async def liveness(self, request: Request) -> Response:
-        """Liveness: 200 whenever the event loop answers, also while loading and draining (restarting would not help)."""
+        """Liveness: 200 whenever the event loop answers, also while loading and draining (restarting would not help);
+        503 once loading the voices failed, so that an orchestrator restarts a server that can never become ready
+        (`python server.py` exits 1 then; this is for `uvicorn server:app`)."""
+        if self.voices.state == "failed":
+            return JSONResponse({"status": "failed", "reason": self.voices.failure}, 503, request.response_headers)
         return JSONResponse({"status": "alive"}, 200, request.response_headers)
 
     async def playground(self, request: Request) -> Response:

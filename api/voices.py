@@ -91,7 +91,9 @@ class ServedVoices:
     def __init__(self, aliases: Mapping[str, str]) -> None:
         self.aliases = aliases
         self.registry = VoiceRegistry()
-        self.state = "loading"  # then "ready", or "no_voices" (until a restart)
+        self.state = "loading"  # then "ready", "no_voices" (until a restart), or "failed" (see `failure`)
+        #: Why loading failed outside any one voice (GenieData unloadable, a bug): python server.py then exits 1.
+        self.failure: str | None = None
         self.created = int(time.time())  # the `created` of every model object
 
     async def load(
@@ -103,11 +105,20 @@ class ServedVoices:
         cache_dir: Path | None = None,
         t2s_precision: str = "fp32",
     ) -> None:
-        """Load every voice in a worker thread while /health answers 'loading' (through the caches in `cache_dir`)."""
+        """Load every voice in a worker thread while /health answers 'loading' (through the caches in `cache_dir`).
+
+        A broken voice folder is skipped; anything else that fails (GenieData, a bug) makes the state "failed".
+        """
         started = time.perf_counter()
-        self.registry = await anyio.to_thread.run_sync(
-            load_voices, folders, genie_data_dir, threads, cache_dir, t2s_precision, abandon_on_cancel=True
-        )
+        try:
+            self.registry = await anyio.to_thread.run_sync(
+                load_voices, folders, genie_data_dir, threads, cache_dir, t2s_precision, abandon_on_cancel=True
+            )
+        except Exception as error:  # a broken voice is skipped inside load_voices: this is every voice failing
+            self.failure = f"{type(error).__name__}: {error}"
+            self.state = "failed"
+            logger.exception("start-up failed: the voices cannot be loaded: %s", self.failure)
+            return
         if len(self.registry) == 0:
             self.state = "no_voices"
             logger.error(
@@ -125,9 +136,11 @@ class ServedVoices:
         logger.info("ready voices=%s load_s=%.1f", ",".join(self.registry.names), time.perf_counter() - started)
 
     def ready(self) -> VoiceRegistry:
-        """The registry, or 503 while the voices are still loading."""
+        """The registry, or 503 while the voices are still loading (or when loading them failed)."""
         if self.state == "loading":
             raise ApiError(503, "voices are still loading; retry shortly", code="loading", headers=[(b"retry-after", b"10")])
+        if self.state == "failed":
+            raise ApiError(503, "the server failed to load its voices (see its log); it must be restarted", code="startup_failed")
         return self.registry
 
     def choose(self, model: str, requested: str | None) -> VoiceChoice:

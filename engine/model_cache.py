@@ -5,9 +5,10 @@ copies each tensor into the model proto and serialises the proto again, so a loa
 weights in memory (which glibc keeps) and repeats ORT's graph optimisation every start. Here the expansion is
 streamed to disk once, ORT optimises the graph offline (constant folding, fusions) and saves it with its
 weights as external data; the entry is keyed by the content of the files it comes from, the onnxruntime version
-and the optimisation settings. Writes go to a temporary folder renamed into place, so an entry is whole or
-absent; an entry that fails to load is deleted and rebuilt. When the cache folder cannot be written, the
-caller falls back to the in-memory path (one warning).
+and the optimisation settings. Writes go to a scratch folder renamed into place, so an entry is whole or
+absent (the scratch folder of a build killed midway is removed at the next start: engine/scratch.py); an entry
+that fails to load is deleted and rebuilt. When the cache folder cannot be written, the caller falls back to the
+in-memory path (one warning).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime
+
+from engine.scratch import remove_abandoned, scratch_folder
 
 logger = logging.getLogger("gsv.model_cache")
 
@@ -113,40 +115,44 @@ class ModelCache:
         """Remove a damaged entry (a failed load), so the next `get` rebuilds it."""
         shutil.rmtree(folder, ignore_errors=True)
 
+    def remove_abandoned(self) -> None:
+        """Remove the scratch folders of builds killed midway (engine/scratch.py); run once at start-up."""
+        remove_abandoned(self.root)
+
     def _build(self, folder: Path, graph: Path, fp16_weights: Path | None) -> CachedModel:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}-", dir=self.root))
+            with scratch_folder(self.root, folder.name[:12]) as scratch:
+                self._write(scratch, folder, graph, fp16_weights)
         except OSError as error:
             raise CacheUnavailable(f"cannot write to {self.root}: {error}") from error
-        try:
-            source = _expanded_template(graph, fp16_weights, scratch) if fp16_weights is not None else graph
-            level = _save_loadable(source, scratch)
-            for leftover in scratch.iterdir():
-                if leftover.name not in (MODEL_NAME, DATA_NAME):
-                    leftover.unlink()
-            initializers = _initializer_digests(scratch / MODEL_NAME, scratch / DATA_NAME)
-            manifest = {
-                "source": graph.name,
-                "level": level,
-                "sizes": {name: (scratch / name).stat().st_size for name in (MODEL_NAME, DATA_NAME)},
-                "initializers": initializers,
-            }
-            (scratch / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
-            try:
-                os.rename(scratch, folder)
-            except OSError:
-                if _read_entry(folder) is None:  # not another process finishing the same entry first
-                    raise
-        except OSError as error:
-            raise CacheUnavailable(f"cannot write to {self.root}: {error}") from error
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
         logger.info("model cache: wrote %s for %s", folder.name, graph.name)
         entry = _read_entry(folder)
         if entry is None:
             raise CacheUnavailable(f"model cache entry {folder} vanished after it was written")
         return entry
+
+    @staticmethod
+    def _write(scratch: Path, folder: Path, graph: Path, fp16_weights: Path | None) -> None:
+        """Build the entry in `scratch` and rename it to `folder`."""
+        source = _expanded_template(graph, fp16_weights, scratch) if fp16_weights is not None else graph
+        level = _save_loadable(source, scratch)
+        for leftover in scratch.iterdir():
+            if leftover.name not in (MODEL_NAME, DATA_NAME):
+                leftover.unlink()
+        initializers = _initializer_digests(scratch / MODEL_NAME, scratch / DATA_NAME)
+        manifest = {
+            "source": graph.name,
+            "level": level,
+            "sizes": {name: (scratch / name).stat().st_size for name in (MODEL_NAME, DATA_NAME)},
+            "initializers": initializers,
+        }
+        (scratch / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+        try:
+            os.rename(scratch, folder)
+        except OSError:
+            if _read_entry(folder) is None:  # not another process finishing the same entry first
+                raise
 
 
 def _read_entry(folder: Path) -> CachedModel | None:

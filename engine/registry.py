@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.model_cache import ModelCache
 from engine.reference_cache import ReferenceCache
 from engine.sessions import SessionLoader, release_freed_memory
-from engine.voice import SharedModels, Voice, load_voice
+from engine.voice import GenieDataBroken, SharedModels, Voice, load_voice
 from engine.voice_folder import VoiceError, VoiceFolder
 
 logger = logging.getLogger("gsv.voices")
@@ -52,10 +52,15 @@ def load_voices(
 ) -> VoiceRegistry:
     """Load every valid folder; report and skip the broken ones so the others still serve.
 
+    Anything raised outside one voice's own loading (GenieDataBroken among them) propagates: the start-up has failed.
+
     With `cache_dir`, optimised graphs (cache_dir/models) and reference features (cache_dir/references) are
     written once and reused by later starts; the start-up-only models are released at the end either way.
     """
-    loader = SessionLoader(threads, ModelCache(cache_dir / "models") if cache_dir is not None else None)
+    model_cache = ModelCache(cache_dir / "models") if cache_dir is not None else None
+    if model_cache is not None:
+        model_cache.remove_abandoned()
+    loader = SessionLoader(threads, model_cache)
     references = ReferenceCache(cache_dir / "references") if cache_dir is not None else None
     shared = SharedModels.load(genie_data_dir, threads, loader)
     voices = []
@@ -70,6 +75,8 @@ def load_voices(
         misses = references.misses if references is not None else 0
         try:
             voices.append(load_voice(folder, shared, threads, loader=loader, references=references, t2s_precision=t2s_precision))
+        except GenieDataBroken:  # not this voice's fault: every voice needs GenieData, so start-up has failed
+            raise
         except Exception as error:  # onnxruntime and G2P raise many types; one bad voice must not stop the rest
             logger.error("voice=%s outcome=skipped reason=%r", name, f"failed to load: {error}")
             continue

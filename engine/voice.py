@@ -28,6 +28,10 @@ from engine.voice_folder import ReferenceClip, VoiceFolder
 logger = logging.getLogger("gsv.voices")
 
 
+class GenieDataBroken(RuntimeError):
+    """A GenieData model (HuBERT, the speaker encoder) does not load: every voice needs it, so nothing can be served."""
+
+
 class SharedModels:
     """GenieData models every voice uses to compute its reference features, loaded on first use.
 
@@ -55,9 +59,16 @@ class SharedModels:
     def _ensure(self) -> None:
         if self._hubert is None or self._speaker_encoder is None:
             logger.info("loading HuBERT and the speaker encoder for reference features")
-            self._hubert = self._loader.session(*self.hubert_files)
-            self._speaker_encoder = self._loader.session(self.speaker_encoder_file, None)
+            self._hubert = self._session(*self.hubert_files)
+            self._speaker_encoder = self._session(self.speaker_encoder_file, None)
             self.loads += 1
+
+    def _session(self, graph: Path, fp16_weights: Path | None) -> onnxruntime.InferenceSession:
+        """A GenieData session; failing, an error naming the file (protobuf's own message names none)."""
+        try:
+            return self._loader.session(graph, fp16_weights)
+        except Exception as error:  # onnxruntime, onnx and protobuf raise many types for a damaged file
+            raise GenieDataBroken(f"GenieData model {graph} does not load ({type(error).__name__}: {error})") from error
 
     @property
     def hubert(self) -> onnxruntime.InferenceSession:

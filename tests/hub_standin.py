@@ -16,8 +16,9 @@ that does not ask for that exact revision gets the hub's 404 `RevisionNotFound`.
 against the stand-in is pinned, and the recorded URLs show the revision it asked for.
 
 Anything else, such as the client's `/api/agent-harnesses` lookup, gets a 404, which the
-client tolerates. Every request is recorded so a test can also prove that none was made, and
-files named in `failing` answer GET with a 500, to break a download halfway.
+client tolerates. Every request is recorded so a test can also prove that none was made,
+files named in `failing` answer GET with a 500, to break a download halfway, and `bytes_per_second` slows
+every file's bytes down, to catch a download in progress.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +40,8 @@ class StandIn:
     url: str  # what HF_ENDPOINT should be set to
     requests: list[str] = field(default_factory=list)  # "METHOD /path?query", in arrival order
     failing: set[str] = field(default_factory=set)  # repo paths whose GET answers 500
+    #: When set, file bodies are sent at this many bytes per second (a slow hub: a download still in progress).
+    bytes_per_second: int | None = None
 
 
 def git_blob_id(data: bytes) -> str:
@@ -97,8 +101,20 @@ def serve_repo(files_dir: Path, repo_id: str, commit: str) -> Iterator[StandIn]:
             for name, value in {**headers, "Content-Length": str(len(body))}.items():
                 self.send_header(name, value)
             self.end_headers()
-            if not head:
+            if head:
+                return
+            rate = standin.bytes_per_second if headers.get("Content-Type") == "application/octet-stream" else None
+            if rate is None:
                 self.wfile.write(body)
+                return
+            step = max(1, rate // 10)
+            try:
+                for start in range(0, len(body), step):  # ten writes a second
+                    self.wfile.write(body[start : start + step])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):  # the client hung up (or was stopped)
+                self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (keep test output quiet)
             pass

@@ -6,10 +6,15 @@ with raw sockets, and tests/test_drain_e2e.py the drain after a real SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
+import api.voices
 from api.app import Application
+from api.errors import ApiError
 from settings import Settings
 from tests.helpers import asgi_call
 
@@ -75,3 +80,22 @@ def test_a_cors_preflight_allows_head(tmp_path: Path) -> None:
     status, headers, _ = call(app, "OPTIONS", "/health", {"origin": "https://a.example", "access-control-request-method": "HEAD"})
     assert status == 204
     assert headers["access-control-allow-methods"] == "GET, HEAD, POST, OPTIONS"
+
+
+def test_a_failed_load_turns_liveness_and_readiness_to_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `uvicorn server:app` shows an orchestrator (python server.py exits 1 as well: tests/test_startup_failures_e2e.py)."""
+
+    def broken_genie_data(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("GenieData model speaker_encoder.onnx does not load")
+
+    monkeypatch.setattr(api.voices, "load_voices", broken_genie_data)
+    app = application(tmp_path)
+    asyncio.run(app.voices.load([], tmp_path / "GenieData", 1, tmp_path / "models"))
+    reason = "RuntimeError: GenieData model speaker_encoder.onnx does not load"
+    status, _, body = call(app, "GET", "/livez")
+    assert (status, json.loads(body)) == (503, {"status": "failed", "reason": reason})
+    status, _, body = call(app, "GET", "/health")
+    assert status == 503 and json.loads(body)["status"] == "failed" and json.loads(body)["reason"] == reason
+    with pytest.raises(ApiError) as refused:  # a speech request: 503, not a lookup in an empty registry (404)
+        app.voices.ready()
+    assert (refused.value.status, refused.value.code) == (503, "startup_failed")

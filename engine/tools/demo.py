@@ -40,7 +40,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,6 +51,7 @@ import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
 from engine import genie
+from engine.scratch import remove_abandoned, scratch_folder
 from engine.tools.g2p_data import CHINESE_FOLDER, ENGLISH_FOLDER, build_g2p_data
 from engine.tools.quantize import int8_paths, quantize_voice
 
@@ -318,33 +318,34 @@ def ensure_demo_voices(
     """Build (once) the named demo voices and stand-in GenieData under `root`; return ({name: voice_dir}, genie_data_dir).
 
     Each part is built in a scratch folder and renamed into place, so an interrupted or concurrent
-    build never leaves a half-written voice behind. A voice with another `tokens_per_phoneme` has its
-    own stamp, so a root is rebuilt when asked for a rate other than the one it holds. With `int8`, the
-    int8 T2S decoders are added once (each file written whole, then renamed into place).
+    build never leaves a half-written voice behind (nor, after the next call, its scratch folder: engine/scratch.py).
+    A voice with another `tokens_per_phoneme` has its own stamp, so a root is rebuilt when asked for a rate other
+    than the one it holds. With `int8`, the int8 T2S decoders are added once (each file written whole, then renamed into place).
     """
     unknown = [name for name in names if name not in DEMO_VOICES]
     if unknown:
         raise ValueError(f"unknown demo voice {', '.join(unknown)}; the demo voices are {', '.join(DEMO_VOICES)}")
     genie_data_dir = root / "GenieData"
     root.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(root)  # scratch folders of a build killed midway
     if _needs_genie_data(genie_data_dir):
-        scratch = Path(tempfile.mkdtemp(prefix=".genie-data-", dir=root))
-        build_genie_data(scratch)
-        _replace(scratch, genie_data_dir)
+        with scratch_folder(root, "genie-data") as scratch:
+            build_genie_data(scratch)
+            _replace(scratch, genie_data_dir)
     wanted = ["demo", *(name for name in DEMO_VOICES if name != "demo" and name in names)]  # the others link to demo's
     voices = {}
     for name in wanted:
         voice_dir = voices[name] = root / name
         stamp, expected = voice_dir / _STAMP, _stamp(tokens_per_phoneme)
         if not (stamp.exists() and stamp.read_text() == expected):
-            scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-            text, language = DEMO_VOICES[name]
-            if name == "demo":
-                build_voice(scratch, genie_data_dir, tokens_per_phoneme=tokens_per_phoneme)
-            else:
-                build_language_voice(scratch, voices["demo"], genie_data_dir, text, language, tokens_per_phoneme)
-            (scratch / _STAMP).write_text(expected)
-            _replace(scratch, voice_dir)
+            with scratch_folder(root, name) as scratch:
+                text, language = DEMO_VOICES[name]
+                if name == "demo":
+                    build_voice(scratch, genie_data_dir, tokens_per_phoneme=tokens_per_phoneme)
+                else:
+                    build_language_voice(scratch, voices["demo"], genie_data_dir, text, language, tokens_per_phoneme)
+                (scratch / _STAMP).write_text(expected)
+                _replace(scratch, voice_dir)
         if int8 and not all(path.is_file() for path in int8_paths(voice_dir / "tts_models")):
             quantize_voice(voice_dir / "tts_models")
     return {name: path for name, path in voices.items() if name in names}, genie_data_dir
