@@ -32,6 +32,10 @@ SAMPLE_S = 0.25
 #: After a request, the idle RSS is read once synthesis has stopped and this long has passed (frees settle).
 SETTLE_S = 2.0
 REQUEST_TIMEOUT_S = 1800
+#: Issue 23's goals: a 4,096-character request raises RSS by at most RISE_GOAL_MB over the idle RSS before it;
+#: after five in a row the idle RSS is within FLAT_GOAL of the idle RSS after the first.
+RISE_GOAL_MB = 300
+FLAT_GOAL = 0.10
 
 _SUBJECTS = ("The old harbour", "Our small village", "The night train", "A quiet library", "The mountain road", "Her garden")
 _VERBS = ("wakes slowly", "fills with voices", "grows calm again", "smells of rain", "looks different", "stays busy")
@@ -207,11 +211,10 @@ def long_run(scratch: Path, count: int = LONG_REQUESTS, chars: int = LONG_CHARS,
 
 
 def _row(label: str, row: dict) -> str:
-    if row.get("outcome") != "complete":
-        return f"| {label} | {row['request']} | {row.get('outcome')} ({row.get('status')}) | | | | |"
     return (
-        f"| {label} | {row['request']} | {row['idle_before_mb']:,} | {row['peak_mb']:,} (+{row['rise_mb']:,}) "
-        f"| {row['idle_after_mb']:,} | {row.get('audio_s', 0):g} | {row['seconds']:g} |"
+        f"| {label} | {row['request']} | {row.get('outcome')} ({row.get('status')}) | {row['idle_before_mb']:,} "
+        f"| {row['peak_mb']:,} (+{row['rise_mb']:,}) | {row['idle_after_mb']:,} | {row.get('audio_s', '-')} "
+        f"| {row['seconds']:g} |"
     )
 
 
@@ -221,6 +224,14 @@ def flat_within(rows: list[dict]) -> float | None:
         return None
     first, last = rows[0]["idle_after_mb"], rows[-1]["idle_after_mb"]
     return (last - first) / first if first else None
+
+
+def long_goal_met(run: dict) -> bool:
+    """This revision's requests all complete, none rising more than RISE_GOAL_MB, the idle RSS flat within FLAT_GOAL."""
+    rows = run["current"]["requests"]
+    complete = bool(rows) and all(row.get("outcome") == "complete" for row in rows)
+    growth = flat_within(rows)
+    return complete and max(row["rise_mb"] for row in rows) <= RISE_GOAL_MB and growth is not None and growth <= FLAT_GOAL
 
 
 def long_lines(run: dict) -> list[str]:
@@ -235,8 +246,8 @@ def long_lines(run: dict) -> list[str]:
         f"requests in a row of the same {current['chars']:,} characters of English prose to {VOICE} "
         "(`response_format: pcm`, read as fast as the client can); RSS of the server process, MB.",
         "",
-        "| revision | request | idle before | peak during (rise) | idle after | audio s | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| revision | request | outcome (status) | idle before | peak during (rise) | idle after | audio s | seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, phase in phases:
         title = f"{label} (`{phase['revision']}`)"
@@ -254,4 +265,8 @@ def long_lines(run: dict) -> list[str]:
             + f'; `"999999999999999 " * 256`: {digits.get("outcome")} (status {digits.get("status")}) '
             f"after {digits.get('seconds')} s (client timeout {DIGITS_TIMEOUT_S} s)."
         )
+    lines.append(
+        f"- goal (issue 23): a rise of at most {RISE_GOAL_MB} MB per request and the idle RSS within {FLAT_GOAL:.0%} "
+        f"of the first request's: {'met' if long_goal_met(run) else 'missed'} by `{current['revision']}`."
+    )
     return lines

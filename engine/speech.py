@@ -260,45 +260,51 @@ async def speak(
         report.languages.update(decoding.phonemes.languages)
         report.tokens += int(audio.tokens.size)
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(decode_all)
-        try:
-            while not failures:
-                if not in_flight:
-                    if state["decoding_done"]:
-                        break
-                    await changed.wait()
-                    continue
-                decoding = in_flight[0]
-                if decoding.phonemes is None and not decoding.finished:
-                    await changed.wait()  # its first job (G2P) has not run yet
-                    continue
-                if decoding.skipped:
-                    report.segments_skipped += 1
-                else:
-                    await vocode_segment(decoding)
-                in_flight.popleft().release()
-                notify()
-        except Exception as error:
-            failures.append(error)
-            ticket.cancel.set()  # stop the decoding side within one step
-            tasks.cancel_scope.cancel()
-    for decoding in in_flight:  # what an error left (the frames of its traceback may still name them)
-        decoding.release()
-    in_flight.clear()
-    release_freed_memory()
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(decode_all)
+            try:
+                while not failures:
+                    if not in_flight:
+                        if state["decoding_done"]:
+                            break
+                        await changed.wait()
+                        continue
+                    decoding = in_flight[0]
+                    if decoding.phonemes is None and not decoding.finished:
+                        await changed.wait()  # its first job (G2P) has not run yet
+                        continue
+                    if decoding.skipped:
+                        report.segments_skipped += 1
+                    else:
+                        await vocode_segment(decoding)
+                    in_flight.popleft().release()
+                    notify()
+            except Exception as error:
+                failures.append(error)
+                ticket.cancel.set()  # stop the decoding side within one step
+                tasks.cancel_scope.cancel()
+    finally:
+        for decoding in in_flight:  # what an error or a cancellation left
+            decoding.release()
+        in_flight.clear()
+        release_freed_memory()
     if failures:
+        _drop_locals(failures)  # the later ones too: a worker thread may still hold one for a moment
         del failures[1:]
-        _drop_locals(failures[0])
         raise failures.pop()  # not kept in a local: this frame, in the traceback, would hold the error in a circle
 
 
-def _drop_locals(error: BaseException) -> None:
-    """Clear the local variables of every frame in the tracebacks of `error` and the errors it chains: a caller
-    that keeps the error (to log it) must not keep a decoder's KV cache or a segment's audio alive with it. The
-    traceback still prints (its lines and code stay)."""
+def _drop_locals(errors: list[Exception]) -> None:
+    """Clear the local variables of every frame in the tracebacks of `errors` and of the errors they chain: a
+    caller that keeps one (to log it) must not keep a decoder's KV cache or a segment's audio alive with it. The
+    tracebacks still print (their lines and code stay)."""
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
+    pending: list[BaseException | None] = list(errors)
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
         seen.add(id(error))
         traceback.clear_frames(error.__traceback__)
-        error = error.__cause__ or error.__context__
+        pending += [error.__cause__, error.__context__]
