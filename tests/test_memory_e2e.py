@@ -13,25 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from bench.memory import english_prose, long_requests
+from bench.memory import english_prose, long_requests, read_speech
 from tests.helpers import start_demo_server
 
 pytestmark = pytest.mark.e2e
 
-TEXT_CHARS = 700
+TEXT_CHARS = 300
 #: Idle RSS after the third request against after the first (the first warms onnxruntime's arenas).
 IDLE_GROWTH_MB = 60
 #: RSS during a request over the idle RSS before it.
 RISE_MB = 200
 
 
+@pytest.mark.timeout(1200)
 def test_idle_memory_stays_flat_and_a_long_request_rises_little(demo_root: Path, models_dir: Path) -> None:
     server = start_demo_server("memory", models_dir, {"DEMO_VOICES": "demo-en"})
     try:
+        read_speech(server.base_url, "Hello, and welcome.", 120)  # the sessions' first run pages in their weights
         rows = long_requests(server, english_prose(TEXT_CHARS), 3)
     finally:
         server.stop()
-    assert all(row["outcome"] == "complete" and row["audio_s"] > 20 for row in rows), rows
+    assert all(row["outcome"] == "complete" and row["audio_s"] > 8 for row in rows), rows
     growth = rows[-1]["idle_after_mb"] - rows[0]["idle_after_mb"]
     assert growth <= IDLE_GROWTH_MB, f"idle RSS grew {growth} MB from the first request to the third: {rows}"
     rises = [row["rise_mb"] for row in rows]
