@@ -4,7 +4,9 @@ A real server (`python server.py`, demo-en alone) and a real client reading PCM 
 prose three times in a row, the server's RSS (/proc/<pid>/status VmRSS) sampled throughout (bench/memory.py,
 the soak's long-text phase). Before the fix, each request of 2,000 characters left about 1 GB behind that never
 came back, and RSS rose about 12 MB per second of synthesis while it ran; TEXT_CHARS is short enough for a few
-minutes on 2 cores and still far above the bounds below on that code.
+minutes on 2 cores and still far above the bounds below on that code. Measured with this text (10 s of audio):
+on facf13a idle RSS grew 304 MB from the first request to the third and rose up to 201 MB during one; with the
+fix it grew 5 MB and rose 35-55 MB.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ TEXT_CHARS = 300
 #: Idle RSS after the third request against after the first (the first warms onnxruntime's arenas).
 IDLE_GROWTH_MB = 60
 #: RSS during a request over the idle RSS before it.
-RISE_MB = 200
+RISE_MB = 100
 
 
 @pytest.mark.timeout(1200)
