@@ -28,7 +28,7 @@ from api.routing import Route, RouteTable
 from api.speech import SpeechEndpoint, SpeechStream
 from api.voices import ServedVoices
 from api.websocket import refuse_websocket
-from engine.interface import FoundVoices, Scheduler
+from engine.interface import FoundVoices, Scheduler, tune_allocator
 from settings import Settings
 
 logger = logging.getLogger("gsv.server")
@@ -39,6 +39,8 @@ class Application:
     """`python server.py` runs one; tests make their own with other settings or voices."""
 
     def __init__(self, settings: Settings, genie_data_dir: Path, folders: FoundVoices) -> None:
+        #: Before the voices load, whatever made this application (server.py, `uvicorn server:app`, a test).
+        self.allocator_tuned = tune_allocator()
         self.settings = settings
         self.genie_data_dir = genie_data_dir
         self.folders = folders

@@ -1,4 +1,4 @@
-"""python -m bench.reliability [--soak-seconds N] [--only PART]: overload, a disconnect storm and attacks, with figures.
+"""python -m bench.reliability [--soak-seconds N] [--only PART] [--baseline REV]: overload, storms, attacks, long texts.
 
 Loopback only, bounded in count and time. Writes bench/results/reliability.{json,md}.
 
@@ -11,7 +11,9 @@ Loopback only, bounded in count and time. Writes bench/results/reliability.{json
 2. Disconnect storm: many clients start a long text and drop the connection after the first audio. We
    time how long until no synthesis runs, check nothing runs after that, and compare the next request's
    time to first audio with the one measured before the storm.
-3. Attack run (its own server, with a rate limit): each attack of bench/attacks.py runs for ATTACK_S
+3. Long texts (bench/memory.py): long requests in a row, the server's RSS per request (idle before, peak during,
+   idle after), here and, with `--baseline REV`, at that revision in the same run; and the digits text once.
+4. Attack run (its own server, with a rate limit): each attack of bench/attacks.py runs for ATTACK_S
    seconds from its own loopback address while a well-behaved client, from another, requests a sentence
    every PACE_S seconds. Per attack: its requests served (complete audio), refused and failed, and their
    time to first audio against a baseline taken before any attack. The goal: served throughout, with a
@@ -43,6 +45,7 @@ from bench.attacks import ATTACKER, ATTACKS, Attack, Tally
 from bench.contenders import OurServer
 from bench.haproxy import haproxy_in_front_of
 from bench.measure import median, stream_request
+from bench.memory import LONG_CHARS, LONG_REQUESTS, long_goal_met, long_lines, long_run
 from bench.texts import CONCURRENT, PARAGRAPH, SENTENCE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -612,6 +615,7 @@ def markdown(result: dict) -> str:
         "",
         *(soak_and_storm_lines(result) if "soak" in result else []),
         *(attack_lines(result["attack"]) if "attack" in result else []),
+        *(long_lines(result["long"]) + [""] if "long" in result else []),
         "## Fuzzing (the latest test run's figures in tests/output/, copied by `--report-only`)",
         "",
         "```json",
@@ -646,10 +650,18 @@ def soak_and_storm(voice_dir: Path, genie_data: Path, scratch: Path, soak_second
     }
 
 
+def long_texts(scratch: Path, count: int, chars: int, baseline: str | None) -> dict[str, object]:
+    from bench.run import machine
+
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return {"when": when, "machine": machine(), **long_run(scratch, count, chars, baseline)}
+
+
 def broken(result: dict) -> bool:
     """A hung request, synthesis after the storm went idle, or an attack whose goal was missed."""
     hung = "soak" in result and (result["soak"]["counts"].get("hung", 0) + result["storm"]["jobs_in_3_s_after_idle"]) > 0
-    return hung or ("attack" in result and not all(attack["goal_met"] for attack in result["attack"]["attacks"]))
+    missed = "attack" in result and not all(attack["goal_met"] for attack in result["attack"]["attacks"])
+    return hung or missed or ("long" in result and not long_goal_met(result["long"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -657,9 +669,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=180)
     parser.add_argument(
         "--only",
-        choices=("soak-and-storm", "attack"),
+        choices=("soak-and-storm", "attack", "long"),
         help="run this part only; the other part's figures are kept from the previous run's reliability.json",
     )
+    parser.add_argument("--baseline", metavar="REV", help="long texts: also run that git revision's server, same text")
+    parser.add_argument(
+        "--long-requests", type=int, default=LONG_REQUESTS, help=f"long texts: how many (default {LONG_REQUESTS})"
+    )
+    parser.add_argument("--long-chars", type=int, default=LONG_CHARS, help=f"long texts: characters (default {LONG_CHARS})")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default: bench/results)")
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite reliability.md from reliability.json and the latest fuzz figures"
@@ -672,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
         md_path.write_text(markdown(result))
         return 0
-    if args.only != "soak-and-storm" and shutil.which("haproxy") is None:
+    if args.only in (None, "attack") and shutil.which("haproxy") is None:
         parser.error("the attack run needs haproxy for its spoofed X-Forwarded-For attack (apt-get install haproxy)")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # genie_tts's import configures INFO logging
     logging.getLogger("openai").setLevel(logging.WARNING)
@@ -682,10 +699,12 @@ def main(argv: list[str] | None = None) -> int:
     scratch = ROOT / ".cache" / "bench" / "reliability"
     scratch.mkdir(parents=True, exist_ok=True)
     result = json.loads(json_path.read_text()) if args.only and json_path.exists() else {}
-    if args.only != "attack":
+    if args.only in (None, "soak-and-storm"):
         result.update(soak_and_storm(voice_dir, genie_data, scratch, args.soak_seconds))
-    if args.only != "soak-and-storm":
+    if args.only in (None, "attack"):
         result["attack"] = attack_run(voice_dir, genie_data, scratch, through_haproxy)
+    if args.only in (None, "long"):
+        result["long"] = long_texts(scratch, args.long_requests, args.long_chars, args.baseline)
     result["fuzz"] = {**result.get("fuzz", {}), **fuzz_figures()}  # a file not written since keeps its figures
     args.out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

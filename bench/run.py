@@ -61,6 +61,7 @@ def machine() -> dict[str, object]:
     revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return {
         "cpu": cpu,
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(),
@@ -69,6 +70,14 @@ def machine() -> dict[str, object]:
         "uvicorn": version("uvicorn"),
         "ours_revision": revision or "unknown",
     }
+
+
+def cpu_flags() -> str:
+    """The CPU features onnxruntime's kernels pick by (bf16, AMX, VNNI), as listed in /proc/cpuinfo."""
+    cpuinfo = Path("/proc/cpuinfo")
+    line = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "") if cpuinfo.exists() else ""
+    wanted = [flag for flag in line.split(":", 1)[-1].split() if "bf16" in flag or "amx" in flag or "vnni" in flag]
+    return " ".join(sorted(set(wanted)))
 
 
 def interleaved(contenders: Sequence[str], repeats: int) -> list[tuple[int, str]]:

@@ -1,7 +1,7 @@
 """What the HTTP layer and the entry point may use of the engine; nothing outside engine/ imports its other modules.
 
-Start-up: `find_voices` (GenieData, Genie, the demo voice, the voice folders), `check_voices` for `--check`,
-`load_voices` into a `VoiceRegistry`.
+Start-up: `tune_allocator` (when the application is made, before the voices load), `find_voices` (GenieData,
+Genie, the demo voice, the voice folders), `check_voices` for `--check`, `load_voices` into a `VoiceRegistry`.
 A request: `Scheduler.join` (a `Place`, at once or in the line; `Place.wait` for its `Ticket`), `plan_speech`
 (segments, and the first one's G2P before any byte is sent), then `speak`, which hands each segment's float audio
 at `SAMPLE_RATE` to a callback, in order.
@@ -9,6 +9,7 @@ Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToS
 `Cancelled` (the client left), `AudioLimitReached` (synthesis passed the request's audio limit).
 """
 
+from engine.allocator import tune_allocator
 from engine.audio_budget import AudioLimitReached, TooMuchAudio
 from engine.decoding import Cancelled
 from engine.genie import GenieDataMissing
@@ -41,4 +42,5 @@ __all__ = [
     "load_voices",
     "plan_speech",
     "speak",
+    "tune_allocator",
 ]

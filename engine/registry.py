@@ -8,9 +8,10 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from engine.allocator import release_freed_memory
 from engine.model_cache import ModelCache
 from engine.reference_cache import ReferenceCache
-from engine.sessions import SessionLoader, release_freed_memory
+from engine.sessions import SessionLoader
 from engine.voice import GenieDataBroken, SharedModels, Voice, load_voice
 from engine.voice_folder import VoiceError, VoiceFolder
 

@@ -7,8 +7,6 @@ one copy of every weight tensor whose content is equal (the two T2S decoders: ab
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 from pathlib import Path
 
@@ -110,15 +108,3 @@ def in_memory_session(graph: Path, fp16_weights: Path | None, threads: int) -> o
     if fp16_weights is not None and fp16_weights.exists():
         return genie.load_fp16_session(graph, fp16_weights, PROVIDERS, session_options(threads))
     return onnxruntime.InferenceSession(str(graph), session_options(threads), providers=PROVIDERS)
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by released sessions back to the OS (glibc keeps it otherwise); a no-op elsewhere."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # musl and others have no malloc_trim
-        return
-    trim(0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+import traceback
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,6 +15,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from engine.allocator import release_freed_memory
 from engine.audio_budget import AudioLimitReached, TooMuchAudio, fast_speech_seconds, token_budget
 from engine.chunking import SegmentAudio, chunk_size
 from engine.decoding import SegmentDecoder
@@ -104,6 +106,8 @@ class _SegmentDecoding:
         self.phonemes: Phonemes | None = None
         self.decoder: SegmentDecoder | None = None
         self.skipped = False
+        self.decoded_all = False  # set in the worker when the decoder has finished (and has been released)
+        self.model_stopped = False  # the model ended the segment itself (not the token cap)
         self.finished = False  # set by the event loop, after the job's tokens are in `tokens`
         self.capped = False
         self.cap_lowered = False
@@ -124,16 +128,25 @@ class _SegmentDecoding:
                 else _phonemes_or_none(plan.segments[self.index], plan.voice.language, self.request_id, plan.language)
             )
             if self.phonemes is None:
-                self.skipped = True
+                self.skipped = self.decoded_all = True
                 return np.zeros(0, dtype=np.int64)
             cap = token_cap(self.phonemes.count)
             self.cap_lowered = self.budget < cap  # by the request's audio limit
             self.decoder = SegmentDecoder(plan.voice, self.phonemes, plan.reference, min(cap, self.budget))
-        values = self.decoder.advance(count, cancel)
-        if self.decoder.finished and not self.decoder.stopped and self.cap_lowered:
+        decoder = self.decoder
+        values = decoder.advance(count, cancel)
+        if decoder.finished and not decoder.stopped and self.cap_lowered:
             raise AudioLimitReached  # cutting the segment short would send less than the text as if it were all
+        if decoder.finished:  # its KV cache (about 96 KB per position) is not needed to vocode: released now
+            self.model_stopped = decoder.stopped
+            self.decoder = None
+            self.decoded_all = True
         speed.decoded(int(values.size), time.perf_counter() - began)
         return values
+
+    def release(self) -> None:
+        """Once its audio is out: nothing of the segment stays referenced (another segment may still decode)."""
+        self.decoder, self.phonemes, self.tokens = None, None, []
 
 
 #: Tokens per T2S job after the first chunk's: short jobs let the vocoder start a chunk as soon as it has enough,
@@ -161,9 +174,9 @@ async def speak(
     as long). Every job is one scheduler job, so other requests get their turn between them.
     """
     speed = scheduler.speed
-    decodings: list[_SegmentDecoding] = []
+    in_flight: deque[_SegmentDecoding] = deque()  # decoding or being vocoded; released once its audio is out
     changed = anyio.Event()
-    state = {"vocoding": 0, "decoding_done": False}
+    state = {"decoding_done": False}
     report.segments_skipped = plan.first_index
     failures: list[Exception] = []  # raised after the task group, so callers see the error itself, not a group
 
@@ -176,11 +189,11 @@ async def speak(
         decoded = 0
         try:
             for index in range(plan.first_index, len(plan.segments)):
-                while len(decodings) - state["vocoding"] >= 2:  # one segment ahead of the vocoder at most
+                while len(in_flight) >= 2:  # one segment ahead of the vocoder at most
                     await changed.wait()
                 left = HARD_TOKEN_CAP if plan.token_budget is None else plan.token_budget - decoded
                 decoding = _SegmentDecoding(plan, index, request_id, left)
-                decodings.append(decoding)
+                in_flight.append(decoding)
                 first = index == plan.first_index and plan.first_chunk_tokens > 0
                 count = plan.first_chunk_tokens if first else DECODE_JOB_TOKENS
                 hold = first and len(plan.segments) - plan.first_index == 1
@@ -188,8 +201,8 @@ async def speak(
                     values = await scheduler.run(ticket, decoding.step, count, ticket.cancel, speed)
                     # Set here, not in the worker: the vocoder side must never see `finished` before the tokens.
                     decoding.tokens.append(values)
-                    decoding.finished = decoding.skipped or (decoding.decoder is not None and decoding.decoder.finished)
-                    decoding.capped = decoding.finished and decoding.decoder is not None and not decoding.decoder.stopped
+                    decoding.finished = decoding.decoded_all
+                    decoding.capped = decoding.finished and not decoding.skipped and not decoding.model_stopped
                     decoded += int(values.size)
                     count = DECODE_JOB_TOKENS
                     notify()
@@ -247,28 +260,51 @@ async def speak(
         report.languages.update(decoding.phonemes.languages)
         report.tokens += int(audio.tokens.size)
 
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(decode_all)
-        try:
-            while not failures:
-                if state["vocoding"] >= len(decodings):
-                    if state["decoding_done"]:
-                        break
-                    await changed.wait()
-                    continue
-                decoding = decodings[state["vocoding"]]
-                if decoding.phonemes is None and not decoding.finished:
-                    await changed.wait()  # its first job (G2P) has not run yet
-                    continue
-                if decoding.skipped:
-                    report.segments_skipped += 1
-                else:
-                    await vocode_segment(decoding)
-                state["vocoding"] += 1
-                notify()
-        except Exception as error:
-            failures.append(error)
-            ticket.cancel.set()  # stop the decoding side within one step
-            tasks.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(decode_all)
+            try:
+                while not failures:
+                    if not in_flight:
+                        if state["decoding_done"]:
+                            break
+                        await changed.wait()
+                        continue
+                    decoding = in_flight[0]
+                    if decoding.phonemes is None and not decoding.finished:
+                        await changed.wait()  # its first job (G2P) has not run yet
+                        continue
+                    if decoding.skipped:
+                        report.segments_skipped += 1
+                    else:
+                        await vocode_segment(decoding)
+                    in_flight.popleft().release()
+                    notify()
+            except Exception as error:
+                failures.append(error)
+                ticket.cancel.set()  # stop the decoding side within one step
+                tasks.cancel_scope.cancel()
+    finally:
+        for decoding in in_flight:  # what an error or a cancellation left
+            decoding.release()
+        in_flight.clear()
+        release_freed_memory()
     if failures:
-        raise failures[0]
+        _drop_locals(failures)  # the later ones too: a worker thread may still hold one for a moment
+        del failures[1:]
+        raise failures.pop()  # not kept in a local: this frame, in the traceback, would hold the error in a circle
+
+
+def _drop_locals(errors: list[Exception]) -> None:
+    """Clear the local variables of every frame in the tracebacks of `errors` and of the errors they chain: a
+    caller that keeps one (to log it) must not keep a decoder's KV cache or a segment's audio alive with it. The
+    tracebacks still print (their lines and code stay)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = list(errors)
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        pending += [error.__cause__, error.__context__]
