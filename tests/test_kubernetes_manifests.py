@@ -160,7 +160,7 @@ def test_the_pod_runs_as_the_images_user_with_a_read_only_root_and_writable_volu
 def test_the_init_container_downloads_with_the_cli_of_the_pinned_huggingface_hub() -> None:
     (init,) = pod_spec()["initContainers"]
     program, subcommand, repo, *options = init["command"]
-    local_dir = dict(zip(options[::2], options[1::2]))["--local-dir"]
+    local_dir = dict(zip(options[::2], options[1::2], strict=True))["--local-dir"]
     scripts = {entry.name for entry in importlib.metadata.distribution("huggingface_hub").entry_points}
     assert program in scripts and subcommand == "download", (program, scripts)
     pinned = re.search(r"^huggingface_hub==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
@@ -178,7 +178,7 @@ def test_the_init_container_downloads_a_pinned_commit_of_the_voice() -> None:
     (init,) = pod_spec()["initContainers"]
     program, subcommand, _repo, *options = init["command"]
     assert len(options) % 2 == 0, options
-    flags = dict(zip(options[::2], options[1::2]))
+    flags = dict(zip(options[::2], options[1::2], strict=True))
     assert flags.get("--revision") == "$(VOICE_REVISION)", init["command"]
     revision = {item["name"]: item for item in init["env"]}["VOICE_REVISION"]["value"]
     assert re.fullmatch(r"[0-9a-f]{40}", revision), f"VOICE_REVISION is not a commit id: {revision!r}"
