@@ -106,7 +106,17 @@ def test_the_guides_commands_push_a_space_the_dockerfile_can_build(tmp_path: Pat
 
     pushed = set(git("ls-tree", "-r", "--name-only", "main", cwd=remote, env=git_env).split())
     sources = context_copy_sources()
-    assert {"server.py", "settings.py", "api", "engine", "wavstream", "playground", "models", "requirements.txt"} <= sources
+    assert {
+        "server.py",
+        "settings.py",
+        "api",
+        "engine",
+        "wavstream",
+        "playground",
+        "models",
+        "requirements.lock",
+        "requirements-build.lock",
+    } <= sources
     for source in sources:
         assert source in pushed or any(name.startswith(source + "/") for name in pushed), f"the Space lacks {source}"
     assert pushed == expected_files(voice)
