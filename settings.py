@@ -41,7 +41,7 @@ class Settings:
     genie_download: bool = True
     cache_dir: Path = field(default_factory=_default_cache)
     api_key: str = ""
-    allowed_origins: str = "*"
+    allowed_origins: str = ""  # empty: see cors_origins()
     metrics_open: bool = False
     max_input_chars: int = 4096
     max_body_bytes: int = 131072
@@ -83,6 +83,11 @@ class Settings:
             raw = environ.get(item.name.upper())
             if raw is None or raw == "":
                 continue
+            # A value read from a file (a Kubernetes Secret, `$(cat key.txt)`) often ends in a newline; the
+            # bearer token it is compared with never does, so API_KEY and every other value are read stripped.
+            raw = raw.strip()
+            if not raw:
+                raise ValueError(f"environment variable {item.name.upper()} is only whitespace: unset it or give it a value")
             values[item.name] = _convert(item.name, item.type, raw)
         if "trusted_proxies" not in values and environ.get("SPACE_ID"):
             # Hugging Face sets SPACE_ID in every Space, whose container only its proxy can reach.
@@ -122,6 +127,14 @@ class Settings:
             raise ValueError("PROXY_HOPS must be at least 1")
         self.trusted_networks()
         self.aliases()
+
+    def cors_origins(self) -> str:
+        """The origins whose pages may call the server and read its answers: ALLOWED_ORIGINS when set; else "*"
+        with API_KEY (a page still needs the key), and none without (any page could make the server speak for it
+        and read the audio: a server on localhost or an intranet is reachable from every page its user opens)."""
+        if self.allowed_origins:
+            return self.allowed_origins
+        return "*" if self.api_key else ""
 
     @property
     def demo_voice_names(self) -> tuple[str, ...]:

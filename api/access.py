@@ -1,4 +1,5 @@
-"""Who may call what: the API key for every route not marked open, and CORS for browsers on other origins."""
+"""Who may call what: the API key for every route not marked open, and which browser pages on other origins may
+call the server at all (ALLOWED_ORIGINS, see Settings.cors_origins) and read its answers (CORS)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from api.responses import Response
 
 #: Headers a page on another origin may read: the ones the playground and browser clients use.
 EXPOSED_HEADERS = b"x-request-id, x-sample-rate, x-voice"
+#: Methods that make the server do no work: a page on another origin may send them (it cannot read the answer).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Access:
@@ -30,6 +33,40 @@ class Access:
                 code="invalid_api_key",
                 headers=[(b"www-authenticate", b"Bearer")],
             )
+
+    def refuse_foreign_origin(self, request: Request) -> None:
+        """403 for a POST a browser page on another origin sent, unless ALLOWED_ORIGINS lets that origin in.
+
+        CORS alone only hides the answer: a page may still POST a text/plain body without a preflight and make
+        the server synthesise for it. Browsers mark every such request with Origin (and Sec-Fetch-Site); other
+        clients send neither, and the server's own pages (the playground) are same-origin. A GET does no work
+        and its answer stays unreadable to the page without CORS headers, so it is answered as usual.
+        """
+        origin = request.header(b"origin")
+        if (
+            request.method in SAFE_METHODS
+            or origin is None
+            or "*" in self.origins
+            or origin in self.origins
+            or self.is_same_origin(request, origin)
+        ):
+            return
+        raise ApiError(
+            403,
+            f"requests from web pages on {origin} are refused: ALLOWED_ORIGINS does not list that origin "
+            f"(to let a browser client there call this server, set ALLOWED_ORIGINS={origin})",
+            code="origin_not_allowed",
+        )
+
+    @staticmethod
+    def is_same_origin(request: Request, origin: str) -> bool:
+        """Whether the page that sent the request was served by this server (by what it says in Host)."""
+        fetch_site = request.header(b"sec-fetch-site")
+        if fetch_site is not None:
+            return fetch_site.strip().lower() in ("same-origin", "none")  # "none": the user's own action
+        _, _, origin_host = origin.partition("://")
+        host = request.header(b"host")
+        return bool(origin_host) and host is not None and origin_host.lower() == host.strip().lower()
 
     def cors_headers(self, request: Request) -> Headers:
         """What every response to this request adds so that a browser page on its origin may read it."""

@@ -50,7 +50,7 @@ class Application:
         )
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.client_addresses = ClientAddresses.from_settings(settings)
-        self.access = Access(settings.api_key, settings.allowed_origins)
+        self.access = Access(settings.api_key, settings.cors_origins())
         #: Set by server.py on SIGTERM: /health answers 503 "draining" while requests are still served (DRAIN_SECONDS).
         self.draining = False
         self.metrics = Metrics(self.scheduler, self.voices, is_draining=lambda: self.draining)
@@ -131,6 +131,7 @@ class Application:
             if self.access.is_preflight(request):
                 response = self.access.preflight(request, self.routes.methods)
             else:
+                self.access.refuse_foreign_origin(request)
                 route = self.routes.match(request)
                 if not route.open:
                     self.access.authorize(request)

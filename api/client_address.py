@@ -30,6 +30,17 @@ def _address(text: str) -> IPAddress | None:
     return address
 
 
+def client_key(address: str) -> str:
+    """The unit every per-client limit counts (connections, streams, the rate limit): the address, or for IPv6
+    its /64, since one host or site holds a whole /64 and could otherwise take a fresh budget per address."""
+    ip = _address(address)
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class ClientAddresses:
     """Resolves each request's client address: `trusted` proxies (None: any peer; (): none), `hops` of them in a row."""
 

@@ -10,27 +10,15 @@ connections instead of locking everyone out.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, Literal, TypeVar
 
+from api.client_address import client_key
+
 #: The limit a request is over: the client's own (MAX_CONNECTIONS_PER_CLIENT) or the server's (MAX_CONNECTIONS).
 Limit = Literal["client", "total"]
 C = TypeVar("C", bound=Hashable)
-
-
-def client_key(address: str) -> str:
-    """The unit the per-client cap counts: the address, or for IPv6 its /64 (one host or site holds a whole /64)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
-    return str(ip)
 
 
 class ConnectionTable(Generic[C]):

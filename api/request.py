@@ -6,6 +6,7 @@ import re
 import uuid
 
 from api.asgi import Headers, Receive, Scope, header
+from api.client_address import client_key
 from api.log_fields import field
 
 #: A client's own X-Request-Id is logged (as client_request_id) when it is this plain; otherwise it is dropped.
@@ -30,6 +31,11 @@ class Request:
         self.response_headers: Headers = [(b"x-request-id", self.id.encode())]  # plus CORS, added by the application
         self.path_params: dict[str, str] = {}
         self.body_read = False
+
+    @property
+    def client_key(self) -> str:
+        """What the per-client stream cap and the rate limit count: the client's address, an IPv6 /64 as one."""
+        return client_key(self.client)
 
     @property
     def method(self) -> str:

@@ -63,7 +63,7 @@ class SpeechEndpoint:
     async def create(self, request: Request) -> SpeechStream:
         """Every check a request can fail, in order; the stream that answers it once they all pass."""
         started = time.perf_counter()
-        self.rate_limiter.check(request.client)
+        self.rate_limiter.check(request.client_key)
         content_type = (request.header(b"content-type") or "").lower()
         if content_type and "json" not in content_type and not content_type.startswith("text/plain"):
             raise ApiError(415, "send the request body as application/json", code="unsupported_media_type")
@@ -72,7 +72,7 @@ class SpeechEndpoint:
         request.body_read = True
         speech = parse_speech_request(body, settings.max_input_chars, settings.default_response_format)
         choice = self.voices.choose(speech.model, speech.voice)
-        place = self.scheduler.join(request.client)
+        place = self.scheduler.join(request.client_key)
         ticket = place.ticket or await self.wait_in_line(place, request)
         try:
             plan = await plan_speech(

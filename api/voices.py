@@ -41,17 +41,36 @@ def voice_id(name: str, style: str | None) -> str:
 
 
 def choose_voice(registry: VoiceRegistry, model: str, requested: str | None, aliases: Mapping[str, str]) -> VoiceChoice:
-    """`model` names the voice (or is an OpenAI model name); `voice` names a style, "<voice>/<style>", or an alias.
+    """`voice` picks the voice when it names a served one ("<voice>" or "<voice>/<style>", the ids
+    /v1/audio/voices lists, or an alias of one), whatever `model` says: clients such as Open WebUI keep one
+    `model` and offer every listed voice. Otherwise `model` names the voice (or is an OpenAI model name) and
+    `voice` is one of its styles or an OpenAI voice name (the default clip).
 
-    Unknown model: 404 (as OpenAI answers an unknown model). Unknown style of a known voice: 400.
+    Unknown model: 404 (as OpenAI answers an unknown model). Unknown style: 400.
     """
     if requested is not None:
         requested = aliases.get(requested.casefold(), requested)
     voice_name, slash, style_name = (requested or "").partition("/")
+    named = registry.get(voice_name) if voice_name else None
+    if named is not None:
+        return _with_style(named, requested or "", style_name if slash else None)
+    voice = _model_voice(registry, model)
+    if not requested:
+        return VoiceChoice(voice, None)
+    if slash:
+        raise _unknown_style(voice, requested, f"'{requested}' names no voice of this server")
+    if requested.casefold() in OPENAI_VOICES:
+        return VoiceChoice(voice, None)
+    style = voice.style(requested)
+    if style is None:
+        reason = f"'{requested}' is neither a voice of this server, a style of '{voice.name}' nor an OpenAI voice name"
+        raise _unknown_style(voice, requested, reason)
+    return VoiceChoice(voice, style)
 
+
+def _model_voice(registry: VoiceRegistry, model: str) -> Voice:
+    """The voice `model` names; for an OpenAI model name, the only voice served; else 404."""
     voice = registry.get(model)
-    if voice is None:
-        voice = registry.get(voice_name)  # e.g. model "tts-1" with voice "mika/calm"
     if voice is None and is_openai_model(model):
         voice = registry.only()
     if voice is None:
@@ -63,20 +82,16 @@ def choose_voice(registry: VoiceRegistry, model: str, requested: str | None, ali
             code="model_not_found",
             param="model",
         )
-    if not requested:
+    return voice
+
+
+def _with_style(voice: Voice, requested: str, style_name: str | None) -> VoiceChoice:
+    """`voice` itself (no style named), or its style `style_name`; 400 when it has no such style."""
+    if style_name is None:
         return VoiceChoice(voice, None)
-    if slash:
-        if voice_name.casefold() != voice.name.casefold():
-            raise _unknown_style(voice, requested, f"'{requested}' is a style of '{voice_name}', not of '{voice.name}'")
-        style = voice.style(style_name)
-        if style is None:
-            raise _unknown_style(voice, requested, f"voice '{voice.name}' has no style '{style_name}'")
-        return VoiceChoice(voice, style)
-    if requested.casefold() == voice.name.casefold() or requested.casefold() in OPENAI_VOICES:
-        return VoiceChoice(voice, None)
-    style = voice.style(requested)
+    style = voice.style(style_name)
     if style is None:
-        raise _unknown_style(voice, requested, f"'{requested}' is neither a style of '{voice.name}' nor an OpenAI voice name")
+        raise _unknown_style(voice, requested, f"voice '{voice.name}' has no style '{style_name}'")
     return VoiceChoice(voice, style)
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from api.client_address import ClientAddresses
-from api.connections import ConnectionTable, client_key
+from api.client_address import ClientAddresses, client_key
+from api.connections import ConnectionTable
 from settings import Settings
 
 

@@ -133,6 +133,15 @@ def test_the_env_names_are_settings_and_the_grace_period_covers_drain_and_shutdo
     Settings.from_env(values).validate()
 
 
+def test_the_api_key_secret_is_required_so_a_missing_secret_never_runs_open() -> None:
+    """An optional secretKeyRef turns a missing or misnamed Secret into a server without a key, silently."""
+    reference = server_env()["API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert reference.get("optional", False) is False
+    assert f"secret generic {reference['name']} --from-literal={reference['key']}=" in (FOLDER / "README.md").read_text(
+        encoding="utf-8"
+    )
+
+
 def test_the_pod_runs_as_the_images_user_with_a_read_only_root_and_writable_volumes() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     users = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.MULTILINE)
