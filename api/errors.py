@@ -90,7 +90,8 @@ EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
     NothingToSay: lambda nothing: bad_request(str(nothing), "input", "nothing_to_say"),
     TooMuchAudio: lambda much: bad_request(
         f"the input is too long for one request: even spoken fast it makes at least {much.likely_seconds:.0f} s of audio "
-        f"at speed 1, and this server makes at most {much.max_seconds:.0f} s at speed 1 for it (MAX_AUDIO_SECONDS × speed); "
+        f"at speed 1, and this server makes at most {much.max_seconds:.0f} s at speed 1 for one request (MAX_AUDIO_SECONDS, "
+        "whatever the speed); "
         "send the text in shorter requests",
         "input",
         "audio_too_long",

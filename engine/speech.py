@@ -57,7 +57,15 @@ class SpeechReport:
     languages: Counter[str] = field(default_factory=Counter)  # phonemes in per language code
 
 
+def has_letters(text: str) -> bool:
+    """Whether the text has a letter or digit at all: without one G2P finds nothing to say, so it is not called
+    (`". " * 2048` is 682 segments, each a G2P call under the global G2P lock otherwise)."""
+    return any(char.isalnum() for char in text)
+
+
 def _phonemes_or_none(text: str, language: str, request_id: str, forced: str | None = None) -> Phonemes | None:
+    if not has_letters(text):
+        return None
     try:
         phonemes = text_to_phonemes(text, language, forced=forced)
     except Exception as error:  # Genie's G2P raises IndexError, KeyError... on odd input; skip the segment
@@ -87,6 +95,8 @@ async def plan_speech(
         if likely_seconds > max_seconds:
             raise TooMuchAudio(likely_seconds, max_seconds)
         tokens_allowed = token_budget(max_seconds)
+    if not has_letters(text):  # the cheap check first: no G2P call per segment for text of marks only
+        raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
     segments = segment(text, first_budget, budget)
     for index, piece in enumerate(segments):
         phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id, language)
