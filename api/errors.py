@@ -9,7 +9,7 @@ import orjson
 
 from api.asgi import BodyTimeout, BodyTooLarge, Headers
 from api.rate_limit import RateLimited
-from engine.interface import LineClosed, NothingToSay, QueueFull, TooMuchAudio
+from engine.interface import LineClosed, NothingToSay, QueueFull, TooMuchAudio, UnreadableText
 
 
 def error_body(message: str, type: str, code: str | None, param: str | None = None) -> bytes:
@@ -89,11 +89,18 @@ EXCEPTION_TABLE: dict[type[Exception], Callable[[Exception], ApiError]] = {
     ),
     NothingToSay: lambda nothing: bad_request(str(nothing), "input", "nothing_to_say"),
     TooMuchAudio: lambda much: bad_request(
-        f"the input is too long for one request: even spoken fast it makes at least {much.likely_seconds:.0f} s of audio "
-        f"at speed 1, and this server makes at most {much.max_seconds:.0f} s at speed 1 for it (MAX_AUDIO_SECONDS × speed); "
+        f"the input is too long for one request: even spoken fast its phonemes make at least {much.likely_seconds:.0f} s "
+        f"of audio at speed 1, and this server makes at most {much.max_seconds:.0f} s at speed 1 for one request "
+        "(MAX_AUDIO_SECONDS, whatever the speed); "
         "send the text in shorter requests",
         "input",
         "audio_too_long",
+    ),
+    UnreadableText: lambda unreadable: bad_request(
+        f"{unreadable}; nothing was spoken rather than a part left out: spell that part differently (the log has the "
+        "G2P error; please report the text)",
+        "input",
+        "unreadable_input",
     ),
     BodyTooLarge: lambda large: ApiError(413, f"the request body is larger than {large.limit} bytes", code="request_too_large"),
     BodyTimeout: lambda slow: ApiError(408, f"the request body did not arrive within {slow.seconds} s", code="request_timeout"),

@@ -31,7 +31,7 @@ REAL_TIME_FACTOR_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 REJECTION_CAUSES = ("server_busy", "queue_timeout", "client_limit", "rate_limit")
 DISCONNECT_STAGES = ("before_response", "during_stream")
-SPEECH_OUTCOMES = ("ok", "disconnected", "client_too_slow", "audio_limit", "shutdown", "error")
+SPEECH_OUTCOMES = ("ok", "disconnected", "client_too_slow", "audio_limit", "token_cap", "shutdown", "error")
 
 
 class StateCollector(Collector):
@@ -92,6 +92,9 @@ class Metrics:
         self.disconnects = Counter("gsv_disconnects", "Clients gone before or during their answer.", ["stage"], registry=registry)
         self.speech_outcomes = Counter(
             "gsv_speech_outcomes", "Speech streams by outcome (as in their log line).", ["outcome"], registry=registry
+        )
+        self.g2p_jobs = Counter(
+            "gsv_g2p_jobs", "Segments read by G2P before their request's 200, each a job under WORKERS.", registry=registry
         )
         # Known label values start at 0, so that rate() and alerts see a series before the first event.
         for cause in REJECTION_CAUSES:

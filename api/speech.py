@@ -1,4 +1,4 @@
-"""POST /v1/audio/speech: parse → validate → pick voice → admit → plan (segment, first G2P) → stream.
+"""POST /v1/audio/speech: parse → validate → pick voice → admit → plan (segment, G2P, audio estimate) → stream.
 
 Everything that can refuse a request happens before the 200 is sent; after it, each segment's audio is sent
 as soon as it is synthesised and encoded. A failure after the 200 cannot change the status, so the stream
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import anyio
 import numpy as np
@@ -36,11 +39,14 @@ from engine.interface import (
     SpeechPlan,
     SpeechReport,
     Ticket,
+    TokenCapReached,
     plan_speech,
     speak,
 )
 from settings import Settings
 from wavstream.output import AudioOutput
+
+T = TypeVar("T")
 
 logger = logging.getLogger("gsv.server")
 request_log = logging.getLogger("gsv.request")
@@ -82,10 +88,11 @@ class SpeechEndpoint:
                 settings.segment_chars,
                 request.id,
                 choice.style,
-                max_seconds=settings.max_audio_seconds * speech.speed,  # the limit is on the audio after the speed change
+                max_seconds=settings.max_audio_seconds,  # at the model's own pace: speed 4 buys no more synthesis
                 first_chunk_tokens=settings.first_chunk_tokens,
                 speed=speech.speed,
                 language=speech.language,
+                run=partial(self.g2p_job, ticket),
             )
             output = AudioOutput(speech.response_format, SAMPLE_RATE, speech.speed)
         except BaseException:
@@ -93,6 +100,11 @@ class SpeechEndpoint:
             raise
         pace = ReadPace(settings.min_read_rate, settings.send_timeout)
         return SpeechStream(request, speech, choice, plan, output, self.scheduler, ticket, pace, started, self.metrics)
+
+    async def g2p_job(self, ticket: Ticket, work: Callable[..., T], *args: object) -> T:
+        """One segment's G2P while planning: a scheduler job under the worker limit like every model call, counted."""
+        self.metrics.g2p_jobs.inc()
+        return await self.scheduler.run(ticket, work, *args)
 
     @staticmethod
     async def wait_in_line(place: Place, request: Request) -> Ticket:
@@ -220,6 +232,9 @@ class SpeechStream:
             except ClientTooSlow:
                 self.done = True
                 self.outcome = "client_too_slow"  # returning without the last body message drops the connection
+            except TokenCapReached:
+                self.done = True
+                self.outcome = "token_cap"  # a segment's decoding hit its cap: its end would be lost, so cut visibly
             except AudioLimitReached:
                 self.done = True
                 self.outcome = "audio_limit"  # the text needs more audio than MAX_AUDIO_SECONDS: cut, visibly

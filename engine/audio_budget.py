@@ -1,20 +1,26 @@
 """A bound on one request's audio, so that no single request can hold a synthesis slot for an hour.
 
-Checked twice: before any byte is sent, against the shortest duration the text could plausibly take (so a
-request is refused up front only when even fast speech would pass the limit), and during synthesis, exactly,
-on the semantic tokens decoded (25 per second of audio), which is what costs CPU time.
+Checked twice: before any byte is sent, against the shortest duration the text's phonemes could plausibly take
+(so a request is refused up front only when even fast speech would pass the limit), and during synthesis,
+exactly, on the semantic tokens decoded (25 per second of audio), which is what costs CPU time. Both count
+audio at the model's own pace (speed 1): the listener's `speed` stretches the audio afterwards, so it buys no
+more synthesis.
 """
 
 from __future__ import annotations
 
 import math
 
-from engine.segmenter import units
-
 TOKENS_PER_SECOND = 25
-#: Fast speech in Japanese, Chinese or English takes about 24 length units a second or fewer (a kana or a
-#: hanzi is 2 units, a Latin letter or digit 1: the segmenter's measure), so 1/24 s per unit is a low estimate.
-SECONDS_PER_UNIT = 1 / 24
+#: Semantic tokens per phoneme of the text (as G2P counts them, its pauses included; not the pause the server
+#: puts before each segment) of fast speech: the fast end of trained voices (2-3 per phoneme,
+#: engine/synthesis.py). The demo voices measure 2 per phoneme of text plus 3 per segment (the length rule of
+#: engine/tools/demo.py): `"999999999999999 " * 256` is 15,360 phonemes of text for the Japanese demo voice,
+#: 1,229 s of audio by this estimate and about 1,234 s made (20 minutes on 2 cores); 29,440 for the English one.
+#: Counted in characters, the estimate was 160 s. Trained voices are rarely faster at speed 1, so a text is
+#: refused only when it is sure to pass the limit, or within a few percent of it.
+FAST_TOKENS_PER_PHONEME = 2
+SECONDS_PER_PHONEME = FAST_TOKENS_PER_PHONEME / TOKENS_PER_SECOND
 
 
 class TooMuchAudio(ValueError):
@@ -29,9 +35,9 @@ class AudioLimitReached(Exception):
     """Synthesis reached the request's audio limit before the text was spoken: the rest is not sent."""
 
 
-def fast_speech_seconds(text: str) -> float:
-    """Seconds of audio the text takes at least, at speed 1: its letters, digits and characters, spoken fast."""
-    return SECONDS_PER_UNIT * units("".join(char for char in text if char.isalnum()))
+def fast_speech_seconds(phoneme_count: int) -> float:
+    """Seconds of audio `phoneme_count` phonemes take at least, at speed 1 (the model's own pace), spoken fast."""
+    return SECONDS_PER_PHONEME * phoneme_count
 
 
 def token_budget(max_seconds: float) -> int:

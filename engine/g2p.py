@@ -24,6 +24,10 @@ from engine.script_runs import CODE_OF, CODES, GENIE_NAMES, Run, script_runs
 # pyopenjtalk, jieba and g2pM keep global state that is not documented as thread-safe.
 _G2P_LOCK = threading.Lock()
 BERT_DIM = 1024
+#: Put before every segment: it keeps the model from swallowing the first word. G2P reads it as one phoneme,
+#: '.', in every language: a pause of the server's making, not part of the text (engine/audio_budget.py).
+SEGMENT_PREFIX = "。"
+SEGMENT_PREFIX_PHONEMES = 1
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,9 @@ def _run_phonemes(text: str, code: str, prefix: str, last: bool) -> tuple[np.nda
     return sequence[0].astype(np.int64), bert.astype(np.float32)
 
 
-def text_to_phonemes(text: str, language: str, prefix: str = "。", forced: str | None = None) -> Phonemes:
+def text_to_phonemes(text: str, language: str, prefix: str = SEGMENT_PREFIX, forced: str | None = None) -> Phonemes:
     """G2P of `text` for a voice of `language` (a code or Genie's name), each run in its own language, or all of it
-    in `forced` (a code). The leading '。' (once per segment) keeps the model from swallowing the first word."""
+    in `forced` (a code), after `prefix` (SEGMENT_PREFIX for a segment)."""
     voice_code = language_code(language)
     runs = script_runs(text, voice_code, forced and language_code(forced)) or [Run("", voice_code)]
     ids: list[np.ndarray] = []

@@ -3,10 +3,11 @@
 Start-up: `tune_allocator` (when the application is made, before the voices load), `find_voices` (GenieData,
 Genie, the demo voice, the voice folders), `check_voices` for `--check`, `load_voices` into a `VoiceRegistry`.
 A request: `Scheduler.join` (a `Place`, at once or in the line; `Place.wait` for its `Ticket`), `plan_speech`
-(segments, and the first one's G2P before any byte is sent), then `speak`, which hands each segment's float audio
+(segments and their G2P, all before any byte is sent), then `speak`, which hands each segment's float audio
 at `SAMPLE_RATE` to a callback, in order.
-Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToSay` and `TooMuchAudio` (planning),
-`Cancelled` (the client left), `AudioLimitReached` (synthesis passed the request's audio limit).
+Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToSay`, `TooMuchAudio` and `UnreadableText`
+(planning), `Cancelled` (the client left), `AudioLimitReached` (synthesis passed the request's audio limit),
+`TokenCapReached` (a segment's decoding did not end on its own).
 """
 
 from engine.allocator import tune_allocator
@@ -15,9 +16,9 @@ from engine.decoding import Cancelled
 from engine.genie import GenieDataMissing
 from engine.registry import VoiceRegistry, load_voices
 from engine.scheduler import LineClosed, Place, QueueFull, Scheduler, Ticket
-from engine.speech import NothingToSay, SpeechPlan, SpeechReport, plan_speech, speak
+from engine.speech import NothingToSay, SpeechPlan, SpeechReport, UnreadableText, plan_speech, speak
 from engine.startup import FoundVoices, check_voices, find_voices
-from engine.synthesis import SAMPLE_RATE
+from engine.synthesis import SAMPLE_RATE, TokenCapReached
 from engine.voice import Voice
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "SpeechPlan",
     "SpeechReport",
     "Ticket",
+    "TokenCapReached",
     "TooMuchAudio",
+    "UnreadableText",
     "Voice",
     "VoiceRegistry",
     "check_voices",

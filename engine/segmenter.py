@@ -111,6 +111,13 @@ def _split_long(text: str, budget: int) -> list[str]:
     return [part for part in parts if part]
 
 
+def halves(text: str) -> list[str]:
+    """`text` cut in about two halves where no word is cut (the same rule as a cut for length), for a segment
+    whose phonemes are too many for one decoding (engine/speech.py); [text] when it cannot be cut."""
+    parts = _split_long(text, max(1, (units(text) + 1) // 2))
+    return parts if len(parts) > 1 else [text]
+
+
 def _spaceless(char: str) -> bool:
     """A character of a script written without spaces (Han, kana, CJK punctuation and full-width forms)."""
     point = ord(char)

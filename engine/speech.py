@@ -10,6 +10,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -19,11 +20,11 @@ from engine.allocator import release_freed_memory
 from engine.audio_budget import AudioLimitReached, TooMuchAudio, fast_speech_seconds, token_budget
 from engine.chunking import SegmentAudio, chunk_size
 from engine.decoding import SegmentDecoder
-from engine.g2p import Phonemes, text_to_phonemes
+from engine.g2p import SEGMENT_PREFIX_PHONEMES, Phonemes, text_to_phonemes
 from engine.scheduler import Scheduler, Ticket
 from engine.script_runs import GENIE_NAMES
-from engine.segmenter import segment
-from engine.synthesis import HARD_TOKEN_CAP, SAMPLE_RATE, token_cap, vocode_values
+from engine.segmenter import halves, segment
+from engine.synthesis import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SAMPLE_RATE, TokenCapReached, token_cap, vocode_values
 from engine.synthesis_speed import SynthesisSpeed
 from engine.voice import Reference, Voice
 
@@ -34,17 +35,32 @@ class NothingToSay(ValueError):
     """No segment of the text has anything pronounceable in the voice's language."""
 
 
+class UnreadableText(ValueError):
+    """G2P failed on part of the text: refused before the 200, rather than spoken with that part left out."""
+
+    def __init__(self, text: str, error: Exception) -> None:
+        super().__init__(f"the server could not read part of the input: {text[:80]!r} ({type(error).__name__})")
+        self.text = text
+
+
 @dataclass
 class SpeechPlan:
     voice: Voice
     segments: list[str]
-    first_index: int  # segments before it had nothing to say
-    first_phonemes: Phonemes
+    #: Each segment's, from G2P up front; None: it has nothing to say, or its audio is out (speak() releases it).
+    phonemes: list[Phonemes | None]
+    first_index: int  # the first segment with something to say (segments before it are skipped)
     reference: Reference  # the voice's default clip or one of its styles
     token_budget: int | None  # semantic tokens the whole request may decode (its audio limit); None: no limit
     first_chunk_tokens: int = 0  # tokens of the request's first vocoder chunk; 0: whole segments (no chunking)
     speed: float = 1.0  # the listener's playback speed (the audio's duration is divided by it)
     language: str | None = None  # the request's forced language (a code); None: each run of script in its own
+
+    @property
+    def first_phonemes(self) -> Phonemes:
+        phonemes = self.phonemes[self.first_index]
+        assert phonemes is not None
+        return phonemes
 
 
 @dataclass
@@ -59,13 +75,34 @@ class SpeechReport:
     languages: Counter[str] = field(default_factory=Counter)  # phonemes in per language code
 
 
+def has_letters(text: str) -> bool:
+    """Whether the text has a letter or digit at all: without one G2P finds nothing to say, so it is not called
+    (`". " * 2048` is 682 segments, each a G2P call under the global G2P lock otherwise)."""
+    return any(char.isalnum() for char in text)
+
+
 def _phonemes_or_none(text: str, language: str, request_id: str, forced: str | None = None) -> Phonemes | None:
+    """One segment's phonemes; None when it has nothing to say; `UnreadableText` when G2P fails on it."""
+    if not has_letters(text):
+        return None
     try:
         phonemes = text_to_phonemes(text, language, forced=forced)
-    except Exception as error:  # Genie's G2P raises IndexError, KeyError... on odd input; skip the segment
-        logger.warning("request_id=%s segment_skipped=g2p_error error=%r text=%r", request_id, error, text[:80])
-        return None
+    except Exception as error:  # Genie's G2P raised IndexError, KeyError... on odd input: never skipped silently
+        logger.warning("request_id=%s g2p_error error=%r text=%r", request_id, error, text[:80])
+        raise UnreadableText(text, error) from error
     return phonemes if phonemes.speakable else None
+
+
+def _bounded_phonemes(text: str, language: str, request_id: str, forced: str | None) -> list[tuple[str, Phonemes | None]]:
+    """A segment as parts of at most MAX_SEGMENT_PHONEMES phonemes each (cut at word boundaries), with their
+    phonemes: a dense segment (a run of digits, kanji with long readings) would otherwise reach its token cap."""
+    phonemes = _phonemes_or_none(text, language, request_id, forced)
+    if phonemes is None or phonemes.count <= MAX_SEGMENT_PHONEMES:
+        return [(text, phonemes)]
+    parts = halves(text)
+    if len(parts) == 1:  # one character with that many phonemes: nothing real is that dense
+        return [(text, phonemes)]
+    return [bounded for part in parts for bounded in _bounded_phonemes(part, language, request_id, forced)]
 
 
 async def plan_speech(
@@ -79,27 +116,40 @@ async def plan_speech(
     first_chunk_tokens: int = 0,
     speed: float = 1.0,
     language: str | None = None,
+    run: Callable[..., Awaitable[Any]] | None = None,
 ) -> SpeechPlan:
-    """Check the text's likely length, segment it and run G2P until a speakable segment is found, before any
-    byte is sent. `max_seconds` is the request's audio limit at the model's own pace (speed 1). `language` (a code)
-    forces one language on the whole text; None reads each run of script in its own (engine/script_runs.py)."""
+    """Segment the text and run G2P on all of it, before any byte is sent: a text the limit refuses, or one G2P
+    cannot read, is refused with an error rather than cut after the 200; synthesis reuses these phonemes.
+
+    `max_seconds` is the request's audio limit at the model's own pace (speed 1). `language` (a code) forces one
+    language on the whole text; None reads each run of script in its own (engine/script_runs.py). `run(work,
+    *args)` runs each segment's G2P as a job: the server passes its scheduler's, so G2P is under the worker
+    limit like every model call; None (in-process tests) runs it in a thread."""
+    if not has_letters(text):  # the cheap check first: no G2P call per segment for text of marks only
+        raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
+    job = run or anyio.to_thread.run_sync
+    segments: list[str] = []
+    phonemes: list[Phonemes | None] = []
+    for piece in segment(text, first_budget, budget):
+        bounded: list[tuple[str, Phonemes | None]] = await job(_bounded_phonemes, piece, voice.language, request_id, language)
+        segments += [part for part, _ in bounded]
+        phonemes += [part_phonemes for _, part_phonemes in bounded]
+    if all(part is None for part in phonemes):
+        raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
     tokens_allowed = None
     if max_seconds is not None:
-        likely_seconds = fast_speech_seconds(text)
+        spoken = sum(part.count - SEGMENT_PREFIX_PHONEMES for part in phonemes if part is not None)
+        likely_seconds = fast_speech_seconds(spoken)
         if likely_seconds > max_seconds:
             raise TooMuchAudio(likely_seconds, max_seconds)
         tokens_allowed = token_budget(max_seconds)
-    segments = segment(text, first_budget, budget)
-    for index, piece in enumerate(segments):
-        phonemes = await anyio.to_thread.run_sync(_phonemes_or_none, piece, voice.language, request_id, language)
-        if phonemes is not None:
-            reference = voice.reference_for(style)
-            return SpeechPlan(voice, segments, index, phonemes, reference, tokens_allowed, first_chunk_tokens, speed, language)
-    raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
+    reference = voice.reference_for(style)
+    first_index = next(index for index, part in enumerate(phonemes) if part is not None)
+    return SpeechPlan(voice, segments, phonemes, first_index, reference, tokens_allowed, first_chunk_tokens, speed, language)
 
 
 class _SegmentDecoding:
-    """One segment's T2S side: its G2P (unless planned already), then its resumable decoding, job by job."""
+    """One segment's T2S side: its resumable decoding, job by job, on the phonemes planned up front."""
 
     def __init__(self, plan: SpeechPlan, index: int, request_id: str, budget: int) -> None:
         self.plan, self.index, self.request_id, self.budget = plan, index, request_id, budget
@@ -107,9 +157,7 @@ class _SegmentDecoding:
         self.decoder: SegmentDecoder | None = None
         self.skipped = False
         self.decoded_all = False  # set in the worker when the decoder has finished (and has been released)
-        self.model_stopped = False  # the model ended the segment itself (not the token cap)
         self.finished = False  # set by the event loop, after the job's tokens are in `tokens`
-        self.capped = False
         self.cap_lowered = False
         self.tokens: list[np.ndarray] = []  # decoded so far, appended by the event loop after each job
 
@@ -122,11 +170,7 @@ class _SegmentDecoding:
         began = time.perf_counter()
         if self.decoder is None:
             plan = self.plan
-            self.phonemes = (
-                plan.first_phonemes
-                if self.index == plan.first_index
-                else _phonemes_or_none(plan.segments[self.index], plan.voice.language, self.request_id, plan.language)
-            )
+            self.phonemes = plan.phonemes[self.index]  # from plan_speech: G2P runs once per segment
             if self.phonemes is None:
                 self.skipped = self.decoded_all = True
                 return np.zeros(0, dtype=np.int64)
@@ -135,10 +179,12 @@ class _SegmentDecoding:
             self.decoder = SegmentDecoder(plan.voice, self.phonemes, plan.reference, min(cap, self.budget))
         decoder = self.decoder
         values = decoder.advance(count, cancel)
-        if decoder.finished and not decoder.stopped and self.cap_lowered:
-            raise AudioLimitReached  # cutting the segment short would send less than the text as if it were all
+        if decoder.finished and not decoder.stopped:  # cutting the segment short would send less than the text
+            if self.cap_lowered:  # as if it were all of it: break the stream instead
+                raise AudioLimitReached
+            logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", self.request_id, self.index, decoder.generated)
+            raise TokenCapReached
         if decoder.finished:  # its KV cache (about 96 KB per position) is not needed to vocode: released now
-            self.model_stopped = decoder.stopped
             self.decoder = None
             self.decoded_all = True
         speed.decoded(int(values.size), time.perf_counter() - began)
@@ -147,6 +193,7 @@ class _SegmentDecoding:
     def release(self) -> None:
         """Once its audio is out: nothing of the segment stays referenced (another segment may still decode)."""
         self.decoder, self.phonemes, self.tokens = None, None, []
+        self.plan.phonemes[self.index] = None  # its BERT features are 4 KB per phoneme
 
 
 #: Tokens per T2S job after the first chunk's: short jobs let the vocoder start a chunk as soon as it has enough,
@@ -202,7 +249,6 @@ async def speak(
                     # Set here, not in the worker: the vocoder side must never see `finished` before the tokens.
                     decoding.tokens.append(values)
                     decoding.finished = decoding.decoded_all
-                    decoding.capped = decoding.finished and not decoding.skipped and not decoding.model_stopped
                     decoded += int(values.size)
                     count = DECODE_JOB_TOKENS
                     notify()
@@ -210,8 +256,6 @@ async def speak(
                         hold = False
                         while first_audio_at is None and not decoding.finished and not failures:
                             await changed.wait()
-                if decoding.capped:
-                    logger.warning("request_id=%s segment=%d token_cap_reached tokens=%d", request_id, index, decoding.decoded)
         except Exception as error:  # ends the stream; the vocoder side re-raises it
             failures.append(error)
         finally:

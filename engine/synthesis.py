@@ -13,12 +13,20 @@ from engine.voice import Reference, Voice
 
 SAMPLE_RATE = 32000
 #: Real speech needs 2-3 semantic tokens (25 per second) per phoneme; a slow speaker about 5.
-#: The cap leaves twice that, to stop a model that would otherwise never emit EOS. Known gap: segments are
-#: bounded in characters, not phonemes, and a dense one (a 120-unit run of digits is about 650 phonemes)
-#: passes the hard cap's 1500 tokens even at a normal pace, so its end is cut.
+#: The cap leaves twice that, to stop a model that would otherwise never emit EOS.
 TOKENS_PER_PHONEME_CAP = 10
 TOKEN_CAP_FLOOR = 50
 HARD_TOKEN_CAP = 1500
+SLOW_TOKENS_PER_PHONEME = 5
+#: Segments are bounded in phonemes (engine/speech.py splits longer ones at word boundaries), so that even a
+#: slow speaker finishes every segment under the hard cap: 300 phonemes (a 120-unit run of digits read in
+#: English is about 800, kanji with long readings about 5 per character).
+MAX_SEGMENT_PHONEMES = HARD_TOKEN_CAP // SLOW_TOKENS_PER_PHONEME
+
+
+class TokenCapReached(Exception):
+    """A segment reached its token cap before the model ended it: the rest of its words would be lost, so the
+    stream is broken rather than ended as if complete."""
 
 
 def token_cap(phoneme_count: int) -> int:

@@ -365,12 +365,12 @@ def test_two_requests_run_the_models_at_the_same_time(demo_voice) -> None:
     assert overlapping, f"no decoding step of A overlaps one of B ({len(steps['A'])} and {len(steps['B'])} steps)"
 
 
-def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, monkeypatch, caplog) -> None:
-    """Genie's Chinese G2P raises IndexError on some interjections; here the failure is injected."""
+def test_a_later_segment_that_fails_g2p_refuses_the_request_with_a_log_line(demo_voice, monkeypatch, caplog) -> None:
+    """Genie's Chinese G2P raises IndexError on some interjections; here the failure is injected. The whole text's
+    G2P runs before any audio, so the request is refused (400 unreadable_input) rather than spoken without it."""
     import anyio
 
     from engine import speech
-    from engine.scheduler import Scheduler
 
     real = speech.text_to_phonemes
 
@@ -380,23 +380,10 @@ def test_a_later_segment_that_fails_g2p_is_skipped_with_a_log_line(demo_voice, m
         return real(text, language, **options)
 
     monkeypatch.setattr(speech, "text_to_phonemes", fragile)
-
-    async def run() -> tuple[speech.SpeechReport, int]:
-        plan = await speech.plan_speech(demo_voice, "こんにちは。ぬぬぬぬぬ。ありがとう。", 24, 120, "g2p-test")
-        scheduler = Scheduler(workers=1, queue_size=1)
-        ticket = scheduler.admit()
-        report = speech.SpeechReport()
-        chunks = []
-
-        async def deliver(audio) -> None:
-            chunks.append(audio)
-
-        await speech.speak(plan, scheduler, ticket, report, "g2p-test", deliver)
-        return report, len(chunks)
-
-    report, chunks = anyio.run(run)
-    assert (report.segments_done, report.segments_skipped, chunks) == (2, 1, 2)
-    assert any("request_id=g2p-test segment_skipped=g2p_error" in record.getMessage() for record in caplog.records)
+    with pytest.raises(speech.UnreadableText) as refused:
+        anyio.run(speech.plan_speech, demo_voice, "こんにちは。ぬぬぬぬぬ。ありがとう。", 24, 120, "g2p-test")
+    assert refused.value.text == "ぬぬぬぬぬ。"
+    assert any("request_id=g2p-test g2p_error error=IndexError" in record.getMessage() for record in caplog.records)
 
 
 def test_a_style_uses_its_own_reference_in_both_stages(demo_voice) -> None:

@@ -1,5 +1,6 @@
 """The bounds on one request: its audio (engine/audio_budget.py), its client's reading pace (api/read_pace.py) and
-its client's share of the scheduler. The end-to-end tests are in tests/test_request_bounds_e2e.py."""
+its client's share of the scheduler. The end-to-end tests are in tests/test_request_bounds_e2e.py; the estimate
+of a text's audio (in phonemes) is tested in tests/test_spoken_limits.py."""
 
 from __future__ import annotations
 
@@ -7,23 +8,8 @@ import pytest
 
 from api.errors import as_api_error
 from api.read_pace import ReadPace
-from engine.audio_budget import TooMuchAudio, fast_speech_seconds, token_budget
+from engine.audio_budget import TooMuchAudio, token_budget
 from engine.scheduler import QueueFull, Scheduler
-
-
-def test_fast_speech_counts_letters_digits_and_characters_only() -> None:
-    assert fast_speech_seconds("") == 0
-    assert fast_speech_seconds("。、！？ ... -- \n") == 0  # punctuation and spaces take no time of their own
-    assert fast_speech_seconds("a" * 24) == pytest.approx(1.0)  # 24 Latin letters: one second of fast speech
-    assert fast_speech_seconds("こんにちは、世界") == pytest.approx(7 * 2 / 24)  # kana and hanzi: 2 units each
-    assert fast_speech_seconds("龍" * 4096) == pytest.approx(4096 / 12)  # the attacker's text: 341 s at speed 1
-
-
-def test_the_attackers_text_is_refused_at_slow_speed_and_an_ordinary_long_one_is_not() -> None:
-    limit = 1200  # MAX_AUDIO_SECONDS's default, in seconds after the speed change
-    assert fast_speech_seconds("龍" * 4096) > limit * 0.25  # speed 0.25: refused before any byte
-    english = "The quick brown fox jumps over the lazy dog. " * 91  # 4095 characters
-    assert fast_speech_seconds(english) < limit * 0.25  # even at speed 0.25 the longest English input passes
 
 
 def test_token_budget_is_25_tokens_per_second() -> None:
