@@ -41,10 +41,12 @@ MAX_HEAD_BYTES = 32 * 1024
 #: After an answer that closes the connection early, how long what the client still sends is read and dropped,
 #: so that closing does not reset the connection before the client has read the answer.
 LINGER_S = 2.0
-#: The kernel's send buffer per connection (Linux doubles it): 8 s of 32 kHz WAV. Left to itself the kernel grows
-#: it to 4 MiB, a minute of audio that a client which barely reads would seem to have taken; bounded, the
-#: server's sends wait for the client soon, so its reading pace can be judged (api/read_pace.py).
-SEND_BUFFER_BYTES = 256 * 1024
+#: The kernel's send buffer per connection (Linux doubles it): 2 s of 32 kHz WAV, 8 s of mp3, far more than a
+#: connection needs in flight at audio rates. Left to itself the kernel grows it to 4 MiB, a minute of audio that
+#: a client which barely reads would seem to have taken; bounded, the server's sends wait for the client soon,
+#: so its reading pace can be judged (api/read_pace.py) and no synthesis runs ahead of a client that has not
+#: read (engine/speech.py pauses the decoding while a send waits).
+SEND_BUFFER_BYTES = 64 * 1024
 
 #: The ASGI app a request gets instead of ours when connections with requests in progress fill MAX_CONNECTIONS.
 too_many_connections = ErrorResponse(

@@ -182,11 +182,14 @@ class SpeechStream:
         async def send_body(chunk: bytes, audio_s: float = 0.0, more: bool = True) -> None:
             """uvicorn's send waits while the client is not reading (backpressure); give up on a slow reader."""
             waiting_since = time.perf_counter()
+            self.ticket.client_behind = True  # returns at once unless the client has unread audio: then others go first
             try:
                 with anyio.fail_after(max(0.0, self.pace.allowance())):
                     await send({"type": "http.response.body", "body": chunk, "more_body": more})
             except TimeoutError:
                 raise ClientTooSlow from None
+            finally:
+                self.ticket.client_behind = False
             self.pace.record(time.perf_counter() - waiting_since, audio_s)
 
         async def watch_disconnect() -> None:

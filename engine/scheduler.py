@@ -1,12 +1,16 @@
 """Fair scheduling of synthesis jobs (a segment's T2S loop, or its vocoder) across concurrent requests.
 
 Each request holds a `Ticket` and asks for one worker slot per job. When a slot frees up it goes,
-first, to requests whose first audio is not out yet, oldest first: a new client never waits behind
-another client's long text, only behind the jobs already running, and a request about to send its
-first audio is not overtaken by newer ones. Among requests already streaming it goes to one whose
-listener has run out of audio, the one whose last audio went out the longest ago (under load every
-listener waits: this spreads the waits between audio bytes evenly instead of piling them on one), and
-then to the one whose listener will run out first.
+first, to requests whose first audio is not out yet: a new client never waits behind another client's
+long text, only behind the jobs already running. Among those, a client's first request in progress goes
+before its second (so one address with four requests does not put a newcomer from another behind all
+four), then the oldest: a request about to send its first audio is not overtaken by newer ones. Among
+requests already streaming it goes to one whose listener has run out of audio, the one whose last audio
+went out the longest ago (under load every listener waits: this spreads the waits between audio bytes
+evenly instead of piling them on one), and then to the one whose listener will run out first. Last come
+requests whose client has not yet taken the audio already sent (a send is waiting on it): that listener
+has audio in hand, and a client reading slowly must not turn the server's work ahead of it into waits
+for everyone else.
 
 A bounded number of requests hold a place (`capacity` = workers + queue_size). A request that finds every place
 taken waits in a first-come-first-served line (`join`, then `Place.wait`) and gets the next place that frees,
@@ -85,16 +89,19 @@ class Ticket:
     started: float  # when it got its place (time.monotonic)
     client: str = ""
     queued_s: float = 0.0  # how long it waited in line for its place
-    served: int = 0
     streaming: bool = False  # its first audio has been sent
     audio_at: float = 0.0  # when (time.monotonic) its last audio went out
     dry_at: float = 0.0  # when its listener will have played all the audio sent so far
+    client_behind: bool = False  # a send of its audio is waiting for the client to read what it was sent
     cancel: threading.Event = field(default_factory=threading.Event)
 
-    def priority(self, now: float) -> tuple[bool, float, int]:
+    def priority(self, now: float, rank: int) -> tuple[int, float, int]:
+        """Smallest first (see the module's docstring); `rank`: how many older requests of its client are active."""
+        if self.client_behind:
+            return (2, self.audio_at, self.arrival)
         if not self.streaming:
-            return (False, 0.0, self.arrival)
-        return (True, self.audio_at if self.dry_at <= now else self.dry_at, self.arrival)
+            return (0, rank, self.arrival)
+        return (1, self.audio_at if self.dry_at <= now else self.dry_at, self.arrival)
 
 
 @dataclass(eq=False)
@@ -271,6 +278,10 @@ class Scheduler:
             self._line.remove(place)
             self._count(place.client, -1)
 
+    def _client_rank(self, ticket: Ticket) -> int:
+        """How many requests of the same client that arrived before this one are still active."""
+        return sum(1 for other in self._active if other.client == ticket.client and other.arrival < ticket.arrival)
+
     def _count(self, client: str, change: int) -> None:
         count = self._per_client_active.get(client, 0) + change
         if count > 0:
@@ -286,7 +297,6 @@ class Scheduler:
             # checks it between decoding steps, so the thread ends within one step.
             return await anyio.to_thread.run_sync(work, *args)
         finally:
-            ticket.served += 1
             self.jobs_run += 1
             self._hand_over()
 
@@ -310,6 +320,6 @@ class Scheduler:
             self._free += 1
             return
         now = time.monotonic()
-        chosen = min(self._waiters, key=lambda waiter: waiter.ticket.priority(now))
+        chosen = min(self._waiters, key=lambda waiter: waiter.ticket.priority(now, self._client_rank(waiter.ticket)))
         self._waiters.remove(chosen)
         chosen.granted.set()

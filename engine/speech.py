@@ -218,7 +218,9 @@ async def speak(
     chat clients send speech) is the exception for its first chunk: the decoding waits for the first audio, so
     the first vocoder run has both cores (first audio about 0.15 s sooner on 2). A longer text keeps decoding
     meanwhile: the audio after the first chunk would otherwise come late (the benchmark's sentence paused twice
-    as long). Every job is one scheduler job, so other requests get their turn between them.
+    as long). Every job is one scheduler job, so other requests get their turn between them. While a send waits
+    for the client (`ticket.client_behind`), the decoding waits too: that listener has audio in hand, and a
+    client that reads slowly would otherwise keep a worker busy on audio it may never take.
     """
     speed = scheduler.speed
     in_flight: deque[_SegmentDecoding] = deque()  # decoding or being vocoded; released once its audio is out
@@ -245,6 +247,8 @@ async def speak(
                 count = plan.first_chunk_tokens if first else DECODE_JOB_TOKENS
                 hold = first and len(plan.segments) - plan.first_index == 1
                 while not decoding.finished:
+                    while ticket.client_behind and not failures:  # it has audio in hand: nothing is needed yet
+                        await changed.wait()
                     values = await scheduler.run(ticket, decoding.step, count, ticket.cancel, speed)
                     # Set here, not in the worker: the vocoder side must never see `finished` before the tokens.
                     decoding.tokens.append(values)
@@ -290,6 +294,7 @@ async def speak(
             samples = await scheduler.run(ticket, audio.vocode, count, final)
             if samples.size:
                 await deliver(samples)
+                notify()  # the client has taken what was sent before: the decoding may go on
                 if first_audio_at is None:
                     first_audio_at = time.monotonic()
                     notify()  # the decoding waits for it

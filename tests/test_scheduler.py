@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from engine.scheduler import QueueFull, Scheduler
+from engine.scheduler import QueueFull, Scheduler, Ticket
 
 
 @pytest.fixture
@@ -156,3 +156,46 @@ async def test_among_streaming_requests_the_one_silent_longest_goes_first_then_t
             await anyio.sleep(0.02)
         release.set()
     assert order == ["silent 3 s", "silent 1 s", "buffered 1 s", "buffered 2 s"]
+
+
+async def _order_of(scheduler: Scheduler, tickets: dict[str, Ticket]) -> list[str]:
+    """The order in which one worker runs a job of each ticket, all queued behind a job holding it."""
+    holder = scheduler.admit("holder")
+    order: list[str] = []
+    release = threading.Event()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(scheduler.run, holder, release.wait, 5)
+        await anyio.sleep(0.05)
+        for label, ticket in tickets.items():
+            tasks.start_soon(scheduler.run, ticket, order.append, label)
+            await anyio.sleep(0.02)
+        release.set()
+    return order
+
+
+@pytest.mark.anyio
+async def test_a_clients_first_request_goes_before_another_clients_second_third_and_fourth() -> None:
+    """One address with four requests before their first audio must not put a newcomer behind all four."""
+    scheduler = Scheduler(workers=1, queue_size=8)
+    tickets = {f"busy {n}": scheduler.admit("busy") for n in range(1, 5)}
+    tickets["newcomer"] = scheduler.admit("newcomer")
+    order = await _order_of(scheduler, tickets)
+    assert order == ["busy 1", "newcomer", "busy 2", "busy 3", "busy 4"]
+
+
+@pytest.mark.anyio
+async def test_a_request_whose_client_has_not_read_its_audio_goes_after_every_other() -> None:
+    """A client reading slowly has audio in hand: the server's work ahead of it waits behind everyone's, even
+    behind listeners with audio buffered, so a slow reader's decoding never delays another listener's audio."""
+    scheduler = Scheduler(workers=1, queue_size=8)
+    now = time.monotonic()
+    slow, buffered, silent, new = (scheduler.admit(client) for client in ("slow", "buffered", "silent", "new"))
+    slow.streaming, slow.audio_at, slow.dry_at, slow.client_behind = True, now - 20.0, now - 19.0, True
+    buffered.streaming, buffered.audio_at, buffered.dry_at = True, now - 0.1, now + 5.0
+    silent.streaming, silent.audio_at, silent.dry_at = True, now - 1.0, now - 0.5
+    order = await _order_of(scheduler, {"slow reader": slow, "buffered": buffered, "silent": silent, "new": new})
+    assert order == ["new", "silent", "buffered", "slow reader"]
+    # Once the client has read it, the same request is a silent listener again: first among the streaming ones.
+    slow.client_behind = False
+    order = await _order_of(scheduler, {"silent": silent, "slow reader": slow})
+    assert order == ["slow reader", "silent"]
