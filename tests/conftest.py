@@ -51,6 +51,18 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models
 
 
+@pytest.fixture(scope="module")
+def demo_voice(demo_root: Path):
+    """The demo voice loaded in this process, for in-process tests of synthesis."""
+    from engine.genie import import_genie
+    from engine.voice import SharedModels, load_voice
+    from engine.voice_folder import inspect_voice
+
+    import_genie(demo_root / "GenieData")
+    shared = SharedModels.load(demo_root / "GenieData", threads=2)
+    return load_voice(inspect_voice(demo_root / "demo"), shared, threads=2)
+
+
 @pytest.fixture(scope="session")
 def server(demo_root: Path, models_dir: Path) -> Iterator[ServerProcess]:
     """The main server: demo voice, default settings, no API key."""

@@ -8,7 +8,6 @@ everyone else (bench/results/reliability.md, the slow-reader attacks).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import anyio
 import numpy as np
@@ -19,17 +18,6 @@ from tests.helpers import LONG
 pytestmark = pytest.mark.e2e
 
 BLOCKED_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def demo_voice(demo_root: Path):
-    from engine.genie import import_genie
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
-
-    import_genie(demo_root / "GenieData")
-    shared = SharedModels.load(demo_root / "GenieData", threads=2)
-    return load_voice(inspect_voice(demo_root / "demo"), shared, threads=2)
 
 
 def test_the_decoding_waits_while_the_client_has_not_read(demo_voice, monkeypatch: pytest.MonkeyPatch) -> None:

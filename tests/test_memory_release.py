@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import traceback
 import weakref
-from pathlib import Path
 
 import anyio
 import numpy as np
@@ -22,17 +21,6 @@ pytestmark = pytest.mark.e2e
 
 #: Small segments, so the text makes many of them.
 FIRST_BUDGET, BUDGET = 24, 40
-
-
-@pytest.fixture(scope="module")
-def demo_voice(demo_root: Path):
-    from engine.genie import import_genie
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
-
-    import_genie(demo_root / "GenieData")
-    shared = SharedModels.load(demo_root / "GenieData", threads=2)
-    return load_voice(inspect_voice(demo_root / "demo"), shared, threads=2)
 
 
 class WatchedDecoders:

@@ -110,54 +110,6 @@ async def test_cancelled_waiter_gives_its_slot_back() -> None:
     assert await scheduler.run(waiter, lambda: 42) == 42
 
 
-@pytest.mark.anyio
-async def test_requests_before_their_first_audio_go_first_oldest_first() -> None:
-    scheduler = Scheduler(workers=1, queue_size=8)
-    holder, streaming, older_new, newer_new = (scheduler.admit() for _ in range(4))
-    streaming.streaming = True
-    order: list[str] = []
-    release = threading.Event()
-
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(scheduler.run, holder, release.wait, 5)
-        await anyio.sleep(0.05)
-        for label, ticket in (("streaming", streaming), ("newer", newer_new), ("older", older_new)):
-            tasks.start_soon(scheduler.run, ticket, order.append, label)
-            await anyio.sleep(0.02)
-        release.set()
-    # older_new was admitted before newer_new; both beat the request that is already streaming.
-    assert order == ["older", "newer", "streaming"]
-
-
-@pytest.mark.anyio
-async def test_among_streaming_requests_the_one_silent_longest_goes_first_then_the_one_running_dry_first() -> None:
-    """Under load every listener waits; the slot goes to the listener who has waited longest since its last audio
-    (so the waits are spread evenly), and a listener with audio still buffered waits behind every silent one."""
-    scheduler = Scheduler(workers=1, queue_size=8)
-    holder = scheduler.admit()
-    now = time.monotonic()
-    tickets = {}
-    for label, audio_at, dry_at in (
-        ("silent 1 s", now - 1.0, now - 0.5),
-        ("silent 3 s", now - 3.0, now - 2.9),
-        ("buffered 2 s", now - 0.1, now + 2.0),
-        ("buffered 1 s", now - 0.2, now + 1.0),
-    ):
-        ticket = scheduler.admit()
-        ticket.streaming, ticket.audio_at, ticket.dry_at = True, audio_at, dry_at
-        tickets[label] = ticket
-    order: list[str] = []
-    release = threading.Event()
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(scheduler.run, holder, release.wait, 5)
-        await anyio.sleep(0.05)
-        for label, ticket in tickets.items():
-            tasks.start_soon(scheduler.run, ticket, order.append, label)
-            await anyio.sleep(0.02)
-        release.set()
-    assert order == ["silent 3 s", "silent 1 s", "buffered 1 s", "buffered 2 s"]
-
-
 async def _order_of(scheduler: Scheduler, tickets: dict[str, Ticket]) -> list[str]:
     """The order in which one worker runs a job of each ticket, all queued behind a job holding it."""
     holder = scheduler.admit("holder")
@@ -171,6 +123,36 @@ async def _order_of(scheduler: Scheduler, tickets: dict[str, Ticket]) -> list[st
             await anyio.sleep(0.02)
         release.set()
     return order
+
+
+@pytest.mark.anyio
+async def test_requests_before_their_first_audio_go_first_oldest_first() -> None:
+    scheduler = Scheduler(workers=1, queue_size=8)
+    streaming, older_new, newer_new = (scheduler.admit() for _ in range(3))
+    streaming.streaming = True
+    order = await _order_of(scheduler, {"streaming": streaming, "newer": newer_new, "older": older_new})
+    # older_new was admitted before newer_new; both beat the request that is already streaming.
+    assert order == ["older", "newer", "streaming"]
+
+
+@pytest.mark.anyio
+async def test_among_streaming_requests_the_one_silent_longest_goes_first_then_the_one_running_dry_first() -> None:
+    """Under load every listener waits; the slot goes to the listener who has waited longest since its last audio
+    (so the waits are spread evenly), and a listener with audio still buffered waits behind every silent one."""
+    scheduler = Scheduler(workers=1, queue_size=8)
+    now = time.monotonic()
+    tickets = {}
+    for label, audio_at, dry_at in (
+        ("silent 1 s", now - 1.0, now - 0.5),
+        ("silent 3 s", now - 3.0, now - 2.9),
+        ("buffered 2 s", now - 0.1, now + 2.0),
+        ("buffered 1 s", now - 0.2, now + 1.0),
+    ):
+        ticket = scheduler.admit()
+        ticket.streaming, ticket.audio_at, ticket.dry_at = True, audio_at, dry_at
+        tickets[label] = ticket
+    order = await _order_of(scheduler, tickets)
+    assert order == ["silent 3 s", "silent 1 s", "buffered 1 s", "buffered 2 s"]
 
 
 @pytest.mark.anyio
