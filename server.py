@@ -1,6 +1,6 @@
 """OpenAI-compatible, streaming text-to-speech for GPT-SoVITS voices: the entry point.
 
-`python server.py` reads the settings, finds the voices (engine/startup.py) and runs the ASGI application
+`python server.py` reads the settings, finds the voices (engine/voices/startup.py) and runs the ASGI application
 (api/app.py) under uvicorn; `uvicorn server:app` serves the same application, configured from the
 environment. The request path is in docs/architecture.md.
 """
@@ -88,7 +88,7 @@ def stop_during_startup(sig: int, frame: FrameType | None) -> None:
 
     Without a handler of its own, a process that is PID 1 (as in the image) ignores SIGTERM, and the orchestrator
     waits its whole grace period before it kills it. Nothing is lost by exiting here: a download resumes from its
-    staging folder, and every build writes a scratch folder renamed into place (engine/scratch.py). `os._exit`,
+    staging folder, and every build writes a scratch folder renamed into place (engine/models/scratch.py). `os._exit`,
     because a normal exit would wait for the download's threads.
     """
     logger.warning("stopped by %s during start-up: exiting now", signal.Signals(sig).name)

@@ -45,7 +45,7 @@ LINGER_S = 2.0
 #: connection needs in flight at audio rates. Left to itself the kernel grows it to 4 MiB, a minute of audio that
 #: a client which barely reads would seem to have taken; bounded, the server's sends wait for the client soon,
 #: so its reading pace can be judged (api/read_pace.py) and no synthesis runs ahead of a client that has not
-#: read (engine/speech.py pauses the decoding while a send waits).
+#: read (engine/synthesis/speech.py pauses the decoding while a send waits).
 SEND_BUFFER_BYTES = 64 * 1024
 
 #: The ASGI app a request gets instead of ours when connections with requests in progress fill MAX_CONNECTIONS.

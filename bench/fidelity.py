@@ -1,7 +1,7 @@
 """python -m bench.fidelity [--voice DIR --genie-data DIR]: what int8 T2S decoders change, measured against fp32.
 
 Both precisions run the deterministic copy of the voice (engine/tools/deterministic.py: greedy decoding), on
-the bench texts cut into segments as the server cuts them (bench/texts.py, engine/segmenter.py):
+the bench texts cut into segments as the server cuts them (bench/texts.py, engine/text/segmenter.py):
 
 * top-1 agreement: the int8 decoders are fed the fp32 token sequence (teacher forcing) and, at every step,
   their greedy choice is compared with fp32's; the figure is the fraction of steps that agree;
@@ -118,7 +118,7 @@ def penalised_margin(logits: np.ndarray, history: np.ndarray) -> float:
 
 def bench_segments() -> list[str]:
     """Every bench text cut as the server cuts it (default segment budgets), then the concurrent sentences."""
-    from engine.segmenter import segment  # noqa: PLC0415
+    from engine.text.segmenter import segment  # noqa: PLC0415
     from settings import Settings  # noqa: PLC0415
 
     defaults = Settings()
@@ -129,14 +129,14 @@ def bench_segments() -> list[str]:
 def measure(voice_dir: Path, genie_data_dir: Path, threads: int = 2, log: Callable[[str], None] = print) -> dict:
     """Both precisions on the deterministic copy of `voice_dir`; the figures and the per-segment detail."""
     from engine import genie  # noqa: PLC0415
-    from engine.decoding import encode  # noqa: PLC0415
-    from engine.g2p import text_to_phonemes  # noqa: PLC0415
-    from engine.sessions import in_memory_session  # noqa: PLC0415
-    from engine.synthesis import token_cap  # noqa: PLC0415
-    from engine.t2s_precision import decoder_files  # noqa: PLC0415
+    from engine.models.sessions import in_memory_session  # noqa: PLC0415
+    from engine.models.t2s_precision import decoder_files  # noqa: PLC0415
+    from engine.synthesis.decoding import encode  # noqa: PLC0415
+    from engine.synthesis.vocoding import token_cap  # noqa: PLC0415
+    from engine.text.g2p import text_to_phonemes  # noqa: PLC0415
     from engine.tools.deterministic import DECODER_FILES, deterministic_voice  # noqa: PLC0415
-    from engine.voice import SharedModels, load_voice  # noqa: PLC0415
-    from engine.voice_folder import inspect_voice  # noqa: PLC0415
+    from engine.voices.voice import SharedModels, load_voice  # noqa: PLC0415
+    from engine.voices.voice_folder import inspect_voice  # noqa: PLC0415
 
     genie.import_genie(genie_data_dir)
     with tempfile.TemporaryDirectory(prefix="fidelity-") as scratch:
@@ -148,7 +148,7 @@ def measure(voice_dir: Path, genie_data_dir: Path, threads: int = 2, log: Callab
         log(f"loading {voice_dir} (fp32 and int8 decoders)")
         voice = load_voice(folder, SharedModels.load(genie_data_dir, threads), threads)
         # Genie's form of the stage decoder, as the int8 one: the served fp32 graph attends through an in-place
-        # cache (engine/decoder_graph.py), which would make the step times compare two changes at once.
+        # cache (engine/models/decoder_graph.py), which would make the step times compare two changes at once.
         stage_fp32 = in_memory_session(
             folder.models / "t2s_stage_decoder_fp32.onnx", folder.models / "t2s_shared_fp16.bin", threads
         )

@@ -8,7 +8,7 @@ language, each contender freshly started per round; medians with the min-max of 
 GenieData has no Chinese RoBERTa model, so no contender computes Chinese BERT features (Genie's are optional).
 
 Before any round our server must speak every language's sentence: a voice it cannot speak (Korean, until
-engine/korean_g2p.py is there) stops the run at once with the server's answer, instead of rows of failures.
+engine/text/korean_g2p.py is there) stops the run at once with the server's answer, instead of rows of failures.
 
 `python -m bench` runs this as its last step: latest.md's "Languages" section, the committed figures. Alone,
 it writes bench/results/languages.md and .json, for development; they are not committed (bench/results/.gitignore).

@@ -1,6 +1,6 @@
 """python -m bench.vocoder_runtime: the demo voice's vocoder (VITS) on onnxruntime against OpenVINO.
 
-Both run the same fp32 graph (the voice's fp16 weights expanded as engine/voice.py loads them, saved after
+Both run the same fp32 graph (the voice's fp16 weights expanded as engine/voices/voice.py loads them, saved after
 onnxruntime's basic, standard-ops-only optimisation) on the same input, 2 threads each, in interleaved
 repeats; medians are compared. The graph's one RandomNormalLike (the VITS noise) is replaced by zeros in a
 scratch copy, so both runtimes must produce the same audio. Decision rule (issue 13): adopt OpenVINO only if
@@ -28,10 +28,10 @@ from onnx import helper, numpy_helper
 
 from bench.texts import SENTENCE
 from engine import genie
-from engine.g2p import text_to_phonemes
-from engine.sessions import PROVIDERS, in_memory_session, session_options
-from engine.voice import SharedModels, compute_reference
-from engine.voice_folder import inspect_voice
+from engine.models.sessions import PROVIDERS, in_memory_session, session_options
+from engine.text.g2p import text_to_phonemes
+from engine.voices.voice import SharedModels, compute_reference
+from engine.voices.voice_folder import inspect_voice
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -11,15 +11,15 @@ Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToS
 """
 
 from engine.allocator import tune_allocator
-from engine.audio_budget import AudioLimitReached, TooMuchAudio
-from engine.decoding import Cancelled
 from engine.genie import GenieDataMissing
-from engine.registry import VoiceRegistry, load_voices
-from engine.scheduler import LineClosed, Place, QueueFull, Scheduler, Ticket
-from engine.speech import NothingToSay, SpeechPlan, SpeechReport, UnreadableText, plan_speech, speak
-from engine.startup import FoundVoices, check_voices, find_voices
-from engine.synthesis import SAMPLE_RATE, TokenCapReached
-from engine.voice import Voice
+from engine.synthesis.audio_budget import AudioLimitReached, TooMuchAudio
+from engine.synthesis.decoding import Cancelled
+from engine.synthesis.scheduler import LineClosed, Place, QueueFull, Scheduler, Ticket
+from engine.synthesis.speech import NothingToSay, SpeechPlan, SpeechReport, UnreadableText, plan_speech, speak
+from engine.synthesis.vocoding import SAMPLE_RATE, TokenCapReached
+from engine.voices.registry import VoiceRegistry, load_voices
+from engine.voices.startup import FoundVoices, check_voices, find_voices
+from engine.voices.voice import Voice
 
 __all__ = [
     "SAMPLE_RATE",

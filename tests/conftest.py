@@ -55,8 +55,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_voice(demo_root: Path):
     """The demo voice loaded in this process, for in-process tests of synthesis."""
     from engine.genie import import_genie
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voices.voice import SharedModels, load_voice
+    from engine.voices.voice_folder import inspect_voice
 
     import_genie(demo_root / "GenieData")
     shared = SharedModels.load(demo_root / "GenieData", threads=2)

@@ -10,7 +10,7 @@ import onnxruntime
 
 
 def load_deterministic_vocoder(models: Path, scratch: Path, threads: int = 2) -> onnxruntime.InferenceSession:
-    from engine.sessions import in_memory_session  # noqa: PLC0415
+    from engine.models.sessions import in_memory_session  # noqa: PLC0415
     from engine.tools.deterministic import VOCODER_FILE, pin_file  # noqa: PLC0415
 
     pinned = scratch / VOCODER_FILE

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.decoding import Cancelled, SegmentDecoder
-from engine.g2p import Phonemes
-from engine.synthesis import token_cap, vocode_values
-from engine.voice import Reference, Voice
+from engine.synthesis.decoding import Cancelled, SegmentDecoder
+from engine.synthesis.vocoding import token_cap, vocode_values
+from engine.text.g2p import Phonemes
+from engine.voices.voice import Reference, Voice
 
 
 @dataclass(frozen=True)

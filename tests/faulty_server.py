@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import g2p, synthesis  # noqa: E402  (after the checkout is on the path)
+from engine.synthesis import vocoding  # noqa: E402
+from engine.text import g2p  # noqa: E402  (after the checkout is on the path)
 
 FAULT = os.environ["FAULT"]
 if FAULT == "g2p":
@@ -28,9 +29,9 @@ if FAULT == "g2p":
             raise IndexError("list index out of range")
         return readable(text, language, *args, **options)  # type: ignore[arg-type]
 
-    g2p.text_to_phonemes = fragile  # before engine.speech imports it
+    g2p.text_to_phonemes = fragile  # before engine.synthesis.speech imports it
 elif FAULT == "token_cap":
-    synthesis.TOKENS_PER_PHONEME_CAP, synthesis.TOKEN_CAP_FLOOR = 1, 1
+    vocoding.TOKENS_PER_PHONEME_CAP, vocoding.TOKEN_CAP_FLOOR = 1, 1
 else:
     raise SystemExit(f"unknown FAULT={FAULT!r}")
 runpy.run_path(str(ROOT / "server.py"), run_name="__main__")

@@ -79,8 +79,8 @@ def demo_application(demo_root: Path, settings: object) -> object:
     """The real application (api.app.Application) with the demo voice loaded, to serve in this process."""
     from api.app import Application
     from engine.genie import import_genie
-    from engine.registry import load_voices
-    from engine.voice_folder import inspect_voice
+    from engine.voices.registry import load_voices
+    from engine.voices.voice_folder import inspect_voice
 
     import_genie(demo_root / "GenieData")
     app = Application(settings, demo_root / "GenieData", [])  # type: ignore[arg-type]

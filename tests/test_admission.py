@@ -1,4 +1,4 @@
-"""The waiting line before the 200 (engine/scheduler.py): places in arrival order, waits measured, refusals with
+"""The waiting line before the 200 (engine/synthesis/scheduler.py): places in arrival order, waits measured, refusals with
 the expected wait. Plain tickets stand for requests; tests/test_admission_e2e.py runs it on a real server."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from engine.scheduler import MAX_RETRY_AFTER_S, LineClosed, QueueFull, Scheduler, Ticket
+from engine.synthesis.scheduler import MAX_RETRY_AFTER_S, LineClosed, QueueFull, Scheduler, Ticket
 
 
 @pytest.fixture

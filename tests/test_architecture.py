@@ -108,15 +108,15 @@ def test_the_graph_sees_the_imports_that_matter() -> None:
     assert "engine.interface" in graph["api.speech"]
     assert "wavstream.output" in graph["api.speech"]
     assert "genie_tts" in graph["engine.genie"]
-    assert "engine.genie" in graph["engine.g2p"]  # `from engine import genie`
-    assert "engine.tools.demo" in graph["engine.startup"]  # `from engine.tools import demo`
+    assert "engine.genie" in graph["engine.text.g2p"]  # `from engine import genie`
+    assert "engine.tools.demo" in graph["engine.voices.startup"]  # `from engine.tools import demo`
 
 
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
-        ({"api/x.py": "from engine.voice import Voice\n"}, "api.x imports engine.voice"),
-        ({"api/x.py": "def f():\n    from engine import synthesis\n"}, "api.x imports engine.synthesis"),
+        ({"api/x.py": "from engine.voices.voice import Voice\n"}, "api.x imports engine.voices.voice"),
+        ({"api/x.py": "def f():\n    from engine.synthesis import vocoding\n"}, "api.x imports engine.synthesis.vocoding"),
         ({"engine/x.py": "import wavstream.output\n"}, "engine.x imports wavstream.output"),
         ({"engine/tools/x.py": "from settings import Settings\n"}, "engine.tools.x imports settings"),
         ({"engine/x.py": "from ..api import app\n"}, "engine.x imports api.app"),
@@ -150,8 +150,8 @@ SKELETON = {
     "api/app.py": "",
     "engine/__init__.py": "",
     "engine/interface.py": "",
-    "engine/voice.py": "",
-    "engine/synthesis.py": "",
+    "engine/voices/voice.py": "",
+    "engine/synthesis/vocoding.py": "",
     "engine/tools/__init__.py": "",
     "wavstream/__init__.py": "",
     "wavstream/output.py": "",

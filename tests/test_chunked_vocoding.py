@@ -1,4 +1,4 @@
-"""Chunked vocoding (engine/chunking.py): the plan of chunk sizes, the seams, and a chunked stream end to end.
+"""Chunked vocoding (engine/synthesis/chunking.py): the plan of chunk sizes, the seams, and a chunked stream end to end.
 
 Exactness is checked on the demo voice's real vocoder graph with its one random node (the VITS noise) made zero
 (tests/deterministic_vocoder.py), so that chunked and whole-segment audio can be compared sample by sample.
@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from engine.chunking import (
+from engine.synthesis.chunking import (
     CONTEXT_TOKENS,
     CROSSFADE_SAMPLES,
     LOOKAHEAD_TOKENS,
@@ -28,7 +28,7 @@ from engine.chunking import (
     chunk_turn_s,
     growing_chunk,
 )
-from engine.synthesis_speed import SynthesisSpeed
+from engine.synthesis.speed import SynthesisSpeed
 
 #: Chunked output equals the whole-segment output within this, everywhere but the crossfades at the seams
 #: (measured on the demo voice: 0.0 with CONTEXT_TOKENS >= 1 and LOOKAHEAD_TOKENS >= 1; without them the
@@ -168,10 +168,10 @@ def segment(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """The demo voice with a deterministic vocoder, and the tokens of one sentence."""
     import dataclasses
 
-    from engine.g2p import text_to_phonemes
     from engine.genie import import_genie
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.text.g2p import text_to_phonemes
+    from engine.voices.voice import SharedModels, load_voice
+    from engine.voices.voice_folder import inspect_voice
     from tests.deterministic_vocoder import load_deterministic_vocoder
     from tests.engine_helpers import text_to_tokens
 
@@ -189,7 +189,7 @@ def chunked(voice, tokens, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
     """The segment vocoded in chunks of `sizes` (the last takes the rest); also where each seam falls."""
     from functools import partial
 
-    from engine.synthesis import vocode_values
+    from engine.synthesis.vocoding import vocode_values
 
     audio = SegmentAudio(partial(vocode_values, voice, tokens.phonemes, tokens.reference))
     audio.add(tokens.values)

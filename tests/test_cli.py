@@ -88,8 +88,8 @@ def test_check_says_what_missing_genie_data_means(demo_root: Path, tmp_path: Pat
 def test_a_real_voice_is_never_served_on_the_demos_stand_in_genie_data(demo_root: Path, tmp_path: Path) -> None:
     """DEMO=1 without GenieData: the demo voice runs on its generated stand-in (random HuBERT and speaker encoder),
     which would make a real voice speak noise, so the user's voices are refused with the usual instructions."""
-    from engine.startup import find_voices
-    from engine.voice_folder import VoiceError
+    from engine.voices.startup import find_voices
+    from engine.voices.voice_folder import VoiceError
 
     models = tmp_path / "models"
     models.mkdir()
@@ -106,8 +106,8 @@ def test_a_real_voice_is_never_served_on_the_demos_stand_in_genie_data(demo_root
 
 
 def test_demo_serves_a_voice_per_language_unless_demo_voices_names_fewer(demo_root: Path, tmp_path: Path) -> None:
-    from engine.startup import find_voices
-    from engine.voice_folder import VoiceError, VoiceFolder
+    from engine.voices.startup import find_voices
+    from engine.voices.voice_folder import VoiceError, VoiceFolder
 
     absent = tmp_path / "GenieData"
     _, found = find_voices(tmp_path, absent, allow_download=False, with_demo=True, cache_dir=CACHE)

@@ -21,8 +21,8 @@ BLOCKED_S = 2.0
 
 
 def test_the_decoding_waits_while_the_client_has_not_read(demo_voice, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine import speech
-    from engine.scheduler import Scheduler
+    from engine.synthesis import speech
+    from engine.synthesis.scheduler import Scheduler
 
     steps: list[float] = []  # when each decoding job began
     step = speech._SegmentDecoding.step

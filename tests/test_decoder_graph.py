@@ -1,4 +1,4 @@
-"""The stage decoder rewritten for an in-place KV cache (engine/decoder_graph.py) computes what Genie's graph does.
+"""The stage decoder rewritten for an in-place KV cache (engine/models/decoder_graph.py) computes what Genie's graph does.
 
 The structural tests read Genie's template (no weights needed). The equality tests run the demo voice with
 its sampling made deterministic (the `RandomNormalLike` draw replaced by ones: greedy decoding over the same
@@ -16,8 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from engine.decoder_graph import SEQLENS, TOTAL, UnsupportedGraph, rewrite_stage_decoder
 from engine.genie import package_data_dir
+from engine.models.decoder_graph import SEQLENS, TOTAL, UnsupportedGraph, rewrite_stage_decoder
 
 TEMPLATE = package_data_dir() / "v2/Models/t2s_stage_decoder_fp32.onnx"
 LAYERS = 24
@@ -84,9 +84,9 @@ def expose_logits(model: onnx.ModelProto) -> str:
 def greedy(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """The demo voice with deterministic first-stage, original and rewritten stage decoders (logits exposed)."""
     from engine.genie import import_genie
-    from engine.sessions import in_memory_session
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.models.sessions import in_memory_session
+    from engine.voices.voice import SharedModels, load_voice
+    from engine.voices.voice_folder import inspect_voice
 
     import_genie(demo_root / "GenieData")
     voice = load_voice(inspect_voice(demo_root / "demo"), SharedModels.load(demo_root / "GenieData", threads=2), threads=2)
@@ -109,8 +109,8 @@ TEXTS = ("こんにちは。", "今日はとてもいい天気ですね、散歩
 
 def first_stage(voice, text: str) -> list[np.ndarray]:
     """y, y_emb and the KV cache after the first-stage decoder, as SegmentDecoder starts a segment."""
-    from engine.decoding import encode
-    from engine.g2p import text_to_phonemes
+    from engine.synthesis.decoding import encode
+    from engine.text.g2p import text_to_phonemes
 
     x, prompts = encode(voice, text_to_phonemes(text, "Japanese"), voice.reference)
     return list(voice.first_stage_decoder.run(None, {"x": x, "prompts": prompts}))
@@ -119,7 +119,7 @@ def first_stage(voice, text: str) -> list[np.ndarray]:
 @pytest.mark.e2e
 @pytest.mark.parametrize("text", TEXTS)
 def test_the_rewritten_graph_gives_the_same_logits_at_every_step(greedy, text: str) -> None:
-    from engine.decoding import _BufferSteps
+    from engine.synthesis.decoding import _BufferSteps
 
     voice, original, rewritten, logits = greedy
 
@@ -142,7 +142,7 @@ def test_the_rewritten_graph_gives_the_same_logits_at_every_step(greedy, text: s
 @pytest.mark.parametrize("text", TEXTS)
 def test_segments_decode_to_the_same_tokens_on_both_paths(greedy, text: str) -> None:
     """The whole segment through SegmentDecoder: the array path on Genie's graph, the buffer path on ours."""
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
     from tests.engine_helpers import text_to_tokens
 
     voice, original, rewritten, _ = greedy

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 def shared_models(demo_root: Path):
     """Imports Genie with the demo's GenieData (once per process) and loads the models every voice shares."""
     from engine.genie import import_genie
-    from engine.voice import SharedModels
+    from engine.voices.voice import SharedModels
 
     import_genie(demo_root / "GenieData")
     return SharedModels.load(demo_root / "GenieData", threads=2)
@@ -34,8 +34,8 @@ def shared_models(demo_root: Path):
 
 @pytest.fixture(scope="module")
 def demo_voice(demo_root: Path, shared_models):
-    from engine.voice import load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voices.voice import load_voice
+    from engine.voices.voice_folder import inspect_voice
 
     return load_voice(inspect_voice(demo_root / "demo"), shared_models, threads=2)
 
@@ -48,8 +48,8 @@ SLOW_TOKENS_PER_PHONEME = 5
 def slow_voice(demo_root: Path, shared_models):
     """The demo voice built with a length rule of 5 tokens per phoneme, cached beside the demo voice."""
     from engine.tools.demo import ensure_demo
-    from engine.voice import load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voices.voice import load_voice
+    from engine.voices.voice_folder import inspect_voice
 
     root = demo_root.with_name(f"{demo_root.name}-tokens-per-phoneme-{SLOW_TOKENS_PER_PHONEME}")
     voice_dir, _ = ensure_demo(root, tokens_per_phoneme=SLOW_TOKENS_PER_PHONEME)
@@ -61,7 +61,7 @@ def slow_voice(demo_root: Path, shared_models):
 class CountingDecoder:
     """Delegates to the real stage decoder; counts steps and can act at a given step.
 
-    The demo's stage decoder is the rewritten one (engine/decoder_graph.py), stepped through IO binding:
+    The demo's stage decoder is the rewritten one (engine/models/decoder_graph.py), stepped through IO binding:
     `on_step(step, outputs)` gets the bound outputs (y, y_emb, stop first) and returns what the decoder sees.
     """
 
@@ -95,7 +95,7 @@ class StepBinding:
 
 
 def test_length_rule_gives_two_tokens_per_phoneme(demo_voice) -> None:
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
     from tests.engine_helpers import synthesize
 
     for text in ("こんにちは。", "今日はとてもいい天気ですね、散歩に行きましょう。"):
@@ -109,10 +109,10 @@ def test_length_rule_gives_two_tokens_per_phoneme(demo_voice) -> None:
 
 def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Path) -> None:
     """The stage decoder from Genie's template, without the length rule: random weights never stop."""
-    from engine.g2p import text_to_phonemes
     from engine.genie import package_data_dir
-    from engine.sessions import in_memory_session
-    from engine.synthesis import token_cap
+    from engine.models.sessions import in_memory_session
+    from engine.synthesis.vocoding import token_cap
+    from engine.text.g2p import text_to_phonemes
     from tests.engine_helpers import synthesize
 
     template = package_data_dir() / "v2/Models/t2s_stage_decoder_fp32.onnx"
@@ -160,8 +160,8 @@ def test_a_slow_speaker_is_never_capped(slow_voice, kind: str) -> None:
     Denser text exists and is capped for a slow speaker: 120 units of digits (about 650 phonemes) or of
     kanji with long readings (志承詔..., about 320) are past those 299; this test does not cover them.
     """
-    from engine.g2p import text_to_phonemes
-    from engine.segmenter import segment, units
+    from engine.text.g2p import text_to_phonemes
+    from engine.text.segmenter import segment, units
     from tests.engine_helpers import text_to_tokens
 
     if kind == "short":
@@ -178,8 +178,8 @@ def test_a_slow_speaker_is_never_capped(slow_voice, kind: str) -> None:
 
 
 def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
-    from engine.decoding import Cancelled
-    from engine.g2p import text_to_phonemes
+    from engine.synthesis.decoding import Cancelled
+    from engine.text.g2p import text_to_phonemes
     from tests.engine_helpers import synthesize
 
     cancel = threading.Event()
@@ -199,7 +199,7 @@ def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
 def test_stop_at_step_zero_never_replays_the_reference(demo_voice) -> None:
     import onnxruntime
 
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
     from tests.engine_helpers import synthesize
 
     def stop_now(step, outputs):
@@ -230,7 +230,7 @@ class FailingVocoder:
 def inprocess_server(demo_voice, demo_root: Path) -> Iterator[str]:
     """The real ASGI app under uvicorn in a thread: voices 'demo' and 'faulty', one worker."""
     from api.app import Application
-    from engine.registry import VoiceRegistry
+    from engine.voices.registry import VoiceRegistry
     from settings import Settings
 
     faulty_folder = dataclasses.replace(demo_voice.folder, name="faulty")
@@ -325,9 +325,9 @@ def test_two_requests_run_the_models_at_the_same_time(demo_voice) -> None:
     """
     import anyio
 
-    from engine import speech
-    from engine.scheduler import Scheduler
-    from engine.segmenter import segment
+    from engine.synthesis import speech
+    from engine.synthesis.scheduler import Scheduler
+    from engine.text.segmenter import segment
 
     texts = {"A": "今日はいい天気ですね。", "B": "散歩に行きましょう。"}
     assert all(len(segment(text, 24, 120)) == 1 for text in texts.values())
@@ -370,7 +370,7 @@ def test_a_later_segment_that_fails_g2p_refuses_the_request_with_a_log_line(demo
     G2P runs before any audio, so the request is refused (400 unreadable_input) rather than spoken without it."""
     import anyio
 
-    from engine import speech
+    from engine.synthesis import speech
 
     real = speech.text_to_phonemes
 
@@ -390,7 +390,7 @@ def test_a_style_uses_its_own_reference_in_both_stages(demo_voice) -> None:
     """The demo's random vocoder barely depends on its conditioning, so check what each stage is fed."""
     import anyio
 
-    from engine.speech import plan_speech
+    from engine.synthesis.speech import plan_speech
     from tests.engine_helpers import text_to_tokens, vocode
 
     assert list(demo_voice.styles) == ["calm"]
@@ -419,8 +419,8 @@ def overlaps_of_the_first_chunk(demo_voice, text: str) -> tuple[int, int]:
     """(decoding steps beside the request's first vocoder run, decoding steps beside its later vocoder runs)."""
     import anyio
 
-    from engine import speech
-    from engine.scheduler import Scheduler
+    from engine.synthesis import speech
+    from engine.synthesis.scheduler import Scheduler
 
     runs: list[tuple[float, float, str, str]] = []
     stages = ("stage_decoder", "vocoder")
@@ -453,7 +453,7 @@ def overlaps_of_the_first_chunk(demo_voice, text: str) -> tuple[int, int]:
 def test_a_one_segment_text_vocodes_its_first_chunk_alone_and_later_ones_beside_the_decoding(demo_voice) -> None:
     """A clause (one segment): the decoding waits for the first audio, so the first vocoder run has the cores to
     itself; after it the two sides overlap again (the pipelining that keeps a long text near real time)."""
-    from engine.segmenter import segment
+    from engine.text.segmenter import segment
 
     text = "今日はいい天気ですね。"
     assert len(segment(text, 24, 120)) == 1
@@ -464,7 +464,7 @@ def test_a_one_segment_text_vocodes_its_first_chunk_alone_and_later_ones_beside_
 
 def test_a_longer_text_keeps_decoding_beside_its_first_chunk(demo_voice) -> None:
     """More than one segment: the decoding does not wait, so the audio after the first chunk is not late."""
-    from engine.segmenter import segment
+    from engine.text.segmenter import segment
 
     text = "今日はとてもいい天気なので、公園まで散歩に行きましょう。"
     assert len(segment(text, 24, 120)) == 2

@@ -3,9 +3,9 @@
 Our stand-in for listening to a trained voice (none can be downloaded here). Both run the demo voice made
 deterministic (engine/tools/deterministic.py: greedy decoders, noise-free vocoder) on the same sessions:
 
-* ours: G2P, encoder, our decoding loop and our vocoder call (engine/decoding.py's `SegmentDecoder` and
-  engine/synthesis.py's `vocode_values`, through tests/engine_helpers.py; one segment, no chunking), with our
-  own reference features (engine/voice.py);
+* ours: G2P, encoder, our decoding loop and our vocoder call (engine/synthesis/decoding.py's `SegmentDecoder` and
+  engine/synthesis/vocoding.py's `vocode_values`, through tests/engine_helpers.py; one segment, no chunking), with our
+  own reference features (engine/voices/voice.py);
 * Genie's: `GENIE.tts` (its G2P, `t2s_cpu` loop and vocoder call) with its own `ReferenceAudio` features.
 
 Deliberate differences, each asserted as an exact relation rather than skipped:
@@ -52,19 +52,19 @@ TEXTS = {
 
 @dataclasses.dataclass(frozen=True)
 class Sides:
-    voice: object  # engine.voice.Voice on the deterministic copy
+    voice: object  # engine.voices.voice.Voice on the deterministic copy
     genie_reference: dict  # style name ("" for the default) -> Genie's ReferenceAudio
     prompt_encoder: object  # the session Genie computes its speaker embeddings with (ours releases it after loading)
-    genie_stage_decoder: object  # Genie's own graph: ours attends through an in-place cache (engine/decoder_graph.py)
+    genie_stage_decoder: object  # Genie's own graph: ours attends through an in-place cache (engine/models/decoder_graph.py)
 
 
 @pytest.fixture(scope="module")
 def sides(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sides]:
     from engine.genie import import_genie
-    from engine.sessions import in_memory_session
+    from engine.models.sessions import in_memory_session
     from engine.tools.deterministic import deterministic_voice
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voices.voice import SharedModels, load_voice
+    from engine.voices.voice_folder import inspect_voice
 
     genie_data = demo_root / "GenieData"
     import_genie(genie_data)
@@ -109,7 +109,7 @@ def assert_same_inputs(ours_feed: dict, genies_feed: dict, skip: tuple[str, ...]
 
 def ours(voice, text: str, style: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Our tokens and audio for one segment, exactly as the server's two jobs make them."""
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
     from tests.engine_helpers import text_to_tokens, vocode
 
     tokens = text_to_tokens(voice, text_to_phonemes(text, voice.language), voice.reference_for(style), threading.Event())
@@ -189,7 +189,7 @@ def test_our_tokens_and_audio_are_genies(sides: Sides, text: str, style: str | N
 
 
 def ours_vocoder(voice, text: str, tokens: np.ndarray, style: str | None) -> np.ndarray:
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
     from tests.engine_helpers import Tokens, vocode
 
     phonemes = text_to_phonemes(text, voice.language)
@@ -198,7 +198,7 @@ def ours_vocoder(voice, text: str, tokens: np.ndarray, style: str | None) -> np.
 
 def stop_at_step_zero(voice, tmp_path: Path):
     """The voice with a stage decoder whose stop condition fires at its first step."""
-    from engine.sessions import in_memory_session
+    from engine.models.sessions import in_memory_session
 
     models = voice.folder.models
     graph = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
@@ -242,6 +242,6 @@ def test_a_stop_at_step_zero_replays_the_reference_in_genie_and_not_in_ours(side
 
 
 def voice_phonemes(voice, text: str):
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
 
     return text_to_phonemes(text, voice.language)

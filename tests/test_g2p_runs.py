@@ -1,4 +1,4 @@
-"""engine/g2p.py: each run of a segment read by its own language's G2P and the results joined in order.
+"""engine/text/g2p.py: each run of a segment read by its own language's G2P and the results joined in order.
 
 Genie's G2P and the Korean G2P are replaced by recording stand-ins here (Genie needs GenieData, a demo build:
 the e2e tests read real text); what is checked is the routing, the order, the prefix, the BERT features and
@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import g2p, genie
+from engine import genie
+from engine.text import g2p
 
 #: A small symbol table: the stand-ins' phonemes are its indices.
 SYMBOLS = ["_", ".", "a", "b", "c", "k", "o", "z", "ㄱ", "ㅏ", "空"]

@@ -1,4 +1,4 @@
-"""Korean G2P (engine/korean_g2p.py, engine/korean_normaliser.py): words whose pronunciation changes by rule.
+"""Korean G2P (engine/text/korean_g2p.py, engine/text/korean_normaliser.py): words whose pronunciation changes by rule.
 
 Each expected sequence is derived by hand: the written word, the rule that changes it (in the comment), the
 pronounced syllables, then each syllable split into its letters (the silent ㅇ of a vowel-initial syllable is
@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from engine.genie import package_data_dir
-from engine.korean_g2p import JAMO, PUNCTUATION, SYMBOLS, korean_to_symbols
-from engine.korean_normaliser import native_korean, normalise, sino_korean
+from engine.text.korean_g2p import JAMO, PUNCTUATION, SYMBOLS, korean_to_symbols
+from engine.text.korean_normaliser import native_korean, normalise, sino_korean
 from tests.helpers import OUTPUT
 from tests.server_process import ROOT
 
@@ -240,7 +240,7 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 import nltk
 nltk.download = refuse
-import engine.korean_g2p as korean
+import engine.text.korean_g2p as korean
 assert not {"g2pk2", "mecab", "jamo"} & set(sys.modules), sorted(sys.modules)
 print("".join(korean.korean_to_symbols("국물")))
 assert {"g2pk2", "mecab"} <= set(sys.modules)
@@ -294,7 +294,7 @@ def test_a_missing_library_is_named() -> None:
     script = """
 import sys
 sys.modules["mecab"] = None  # what an environment without python-mecab-ko looks like to an import
-import engine.korean_g2p as korean
+import engine.text.korean_g2p as korean
 try:
     korean.korean_to_symbols("국물")
 except RuntimeError as error:

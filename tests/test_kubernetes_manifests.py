@@ -155,7 +155,7 @@ def test_the_pod_runs_as_the_images_user_with_a_read_only_root_and_writable_volu
         assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
         assert container["image"] == server_container()["image"], container["name"]
         mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
-        assert "/tmp" in mounts, container["name"]  # scratch files (engine/decoder_graph.py, jieba's cache)
+        assert "/tmp" in mounts, container["name"]  # scratch files (engine/models/decoder_graph.py, jieba's cache)
     mounts = {mount["mountPath"]: mount["name"] for mount in server_container()["volumeMounts"]}
     env = server_env()
     # The paths the server writes (CACHE_DIR; HF_HOME and XDG_CACHE_HOME are under the image's ~/.cache) are emptyDirs.

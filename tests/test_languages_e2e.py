@@ -68,8 +68,8 @@ def test_in_every_language_the_audio_grows_with_the_text(polyglot: ServerProcess
 @pytest.fixture(scope="module")
 def english_phonemes(demo_root: Path) -> object:
     """Phonemes of an English word as the server's G2P reads it (no segment prefix)."""
-    from engine.g2p import text_to_phonemes
     from engine.genie import import_genie
+    from engine.text.g2p import text_to_phonemes
 
     import_genie(demo_root / "GenieData")
     return lambda word: text_to_phonemes(word, "English", prefix="").count

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from engine.segmenter import segment
+from engine.text.segmenter import segment
 from tests.helpers import LONG, SHORT
 from tests.server_process import ServerProcess
 

@@ -24,10 +24,10 @@ FIRST_BUDGET, BUDGET = 24, 40
 
 
 class WatchedDecoders:
-    """Replaces engine.speech.SegmentDecoder with a subclass whose instances are watched by weak references."""
+    """Replaces engine.synthesis.speech.SegmentDecoder with a subclass whose instances are watched by weak references."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from engine import speech
+        from engine.synthesis import speech
 
         self.made: list[weakref.ref] = []
         watched = self.made
@@ -68,8 +68,8 @@ class FailingSession:
 
 
 def speak_text(voice, text: str, deliver) -> None:
-    from engine import speech
-    from engine.scheduler import Scheduler
+    from engine.synthesis import speech
+    from engine.synthesis.scheduler import Scheduler
 
     async def run() -> None:
         plan = await speech.plan_speech(voice, text, FIRST_BUDGET, BUDGET, "memory-test", first_chunk_tokens=8)

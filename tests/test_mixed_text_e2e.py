@@ -22,7 +22,7 @@ def real_g2p(demo_root: Path) -> None:
 
 
 def phonemes(text: str, voice: str, forced: str | None = None):
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
 
     return text_to_phonemes(text, voice, forced=forced)
 

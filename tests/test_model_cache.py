@@ -1,4 +1,4 @@
-"""The model cache (engine/model_cache.py) and the session loader on it (engine/sessions.py), on small real graphs.
+"""The model cache (engine/models/model_cache.py) and the session loader on it (engine/models/sessions.py), on small real graphs.
 
 Each graph is built like Genie's templates: its weight is external data at an fp32 offset, stored in a
 separate fp16 file, so the cache's expansion, optimisation and loading all run for real.
@@ -15,8 +15,8 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
-from engine.model_cache import ModelCache, cache_key
-from engine.sessions import SessionLoader, WeightPool
+from engine.models.model_cache import ModelCache, cache_key
+from engine.models.sessions import SessionLoader, WeightPool
 
 ROWS, COLUMNS = 128, 256  # 128 KB in fp32: above the pool's sharing threshold
 

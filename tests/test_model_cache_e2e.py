@@ -23,8 +23,8 @@ RSS_SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from engine.model_cache import ModelCache
-from engine.sessions import SessionLoader, WeightPool
+from engine.models.model_cache import ModelCache
+from engine.models.sessions import SessionLoader, WeightPool
 
 def rss():
     for line in open("/proc/self/status"):
@@ -69,8 +69,8 @@ def test_the_two_decoders_hold_one_copy_of_the_t2s_weights(demo_root: Path, tmp_
 
 def test_cached_sessions_compute_what_genies_loader_gives(demo_root: Path, tmp_path: Path) -> None:
     from engine.genie import import_genie
-    from engine.model_cache import ModelCache
-    from engine.sessions import SessionLoader, WeightPool, in_memory_session
+    from engine.models.model_cache import ModelCache
+    from engine.models.sessions import SessionLoader, WeightPool, in_memory_session
 
     import_genie(demo_root / "GenieData")
     models = demo_root / "demo" / "tts_models"
@@ -108,10 +108,10 @@ def test_cached_sessions_compute_what_genies_loader_gives(demo_root: Path, tmp_p
 def test_a_warm_start_loads_no_start_up_model_and_still_speaks(
     demo_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from engine.g2p import text_to_phonemes
     from engine.genie import import_genie
-    from engine.registry import load_voices
-    from engine.voice_folder import inspect_voice
+    from engine.text.g2p import text_to_phonemes
+    from engine.voices.registry import load_voices
+    from engine.voices.voice_folder import inspect_voice
     from tests.engine_helpers import synthesize
 
     import_genie(demo_root / "GenieData")

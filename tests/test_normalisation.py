@@ -1,4 +1,4 @@
-"""engine/normalisation.py: what each language's G2P misreads, rewritten first.
+"""engine/text/normalisation.py: what each language's G2P misreads, rewritten first.
 
 Japanese is checked on pyopenjtalk's own phonemes (it needs no GenieData): the rewritten text must read as the
 words a Japanese speaker says. Chinese and English are checked on the text here (Genie's G2P needs GenieData:
@@ -16,7 +16,7 @@ import pyopenjtalk
 import pytest
 from pypinyin import Style, lazy_pinyin
 
-from engine.normalisation import CHINESE_SPOKEN_AS, english_number, english_ordinal, normalise
+from engine.text.normalisation import CHINESE_SPOKEN_AS, english_number, english_ordinal, normalise
 
 
 def japanese(text: str) -> str:

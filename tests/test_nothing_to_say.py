@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import anyio
 import pytest
 
-from engine import speech
+from engine.synthesis import speech
 
 
 def test_marks_only_text_is_refused_without_any_g2p_call(monkeypatch: pytest.MonkeyPatch) -> None:

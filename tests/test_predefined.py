@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from engine.tools.hub import HF_REPO, HF_REVISION
-from engine.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, inspect_voice
+from engine.voices.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, inspect_voice
 from tests.hub_standin import serve_repo
 from tests.server_process import ROOT
 from tests.test_genie_data import hub_env

@@ -25,7 +25,7 @@ import soundfile as sf
 import torch
 
 from engine.tools import checkpoints, prepare
-from engine.voice_folder import BASE_FILES
+from engine.voices.voice_folder import BASE_FILES
 from tests.fake_checkpoints import random_weights, write_gpt_checkpoint, write_sovits_checkpoint
 from tests.server_process import ROOT
 
@@ -68,7 +68,7 @@ def v2proplus_pth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def shared_models(demo_root: Path):
     from engine.genie import import_genie
-    from engine.voice import SharedModels
+    from engine.voices.voice import SharedModels
 
     import_genie(demo_root / "GenieData")
     return SharedModels.load(demo_root / "GenieData", threads=2)
@@ -128,9 +128,9 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def speak(voice_dir: Path, genie_data: Path, shared_models):
-    from engine.g2p import text_to_phonemes
-    from engine.voice import load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.text.g2p import text_to_phonemes
+    from engine.voices.voice import load_voice
+    from engine.voices.voice_folder import inspect_voice
     from tests.engine_helpers import synthesize
 
     voice = load_voice(inspect_voice(voice_dir, genie_data), shared_models, threads=2)
@@ -200,10 +200,10 @@ def test_v2proplus_export_becomes_a_voice_that_loads_and_speaks(
 
 
 def test_int8_flag_adds_int8_decoders_that_load_and_speak(inputs: Inputs, demo_root: Path, shared_models, models: Path) -> None:
-    from engine.g2p import text_to_phonemes
+    from engine.text.g2p import text_to_phonemes
     from engine.tools.quantize import int8_paths
-    from engine.voice import load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voices.voice import load_voice
+    from engine.voices.voice_folder import inspect_voice
     from tests.engine_helpers import synthesize
 
     result = run_command([*arguments(inputs, models), "--int8"], demo_root / "GenieData")

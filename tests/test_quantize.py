@@ -15,7 +15,7 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
-from engine.t2s_precision import MissingInt8Decoders, decoder_files
+from engine.models.t2s_precision import MissingInt8Decoders, decoder_files
 from engine.tools import quantize
 
 WIDTH, HIDDEN, VOCAB, TOKENS = 64, 128, 50, 6

@@ -1,4 +1,4 @@
-"""The bounds on one request: its audio (engine/audio_budget.py), its client's reading pace (api/read_pace.py) and
+"""The bounds on one request: its audio (engine/synthesis/audio_budget.py), its client's reading pace (api/read_pace.py) and
 its client's share of the scheduler. The end-to-end tests are in tests/test_request_bounds_e2e.py; the estimate
 of a text's audio (in phonemes) is tested in tests/test_spoken_limits.py."""
 
@@ -8,8 +8,8 @@ import pytest
 
 from api.errors import as_api_error
 from api.read_pace import ReadPace
-from engine.audio_budget import TooMuchAudio, token_budget
-from engine.scheduler import QueueFull, Scheduler
+from engine.synthesis.audio_budget import TooMuchAudio, token_budget
+from engine.synthesis.scheduler import QueueFull, Scheduler
 
 
 def test_token_budget_is_25_tokens_per_second() -> None:

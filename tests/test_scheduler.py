@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from engine.scheduler import QueueFull, Scheduler, Ticket
+from engine.synthesis.scheduler import QueueFull, Scheduler, Ticket
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ async def test_new_request_first_segment_jumps_ahead_of_long_requests() -> None:
         try:
             for index in range(segments):
                 await scheduler.run(ticket, work, f"{label}{index}")
-                ticket.streaming = True  # as engine.speech does once a segment's audio is out
+                ticket.streaming = True  # as engine.synthesis.speech does once a segment's audio is out
         finally:
             scheduler.release(ticket)
 

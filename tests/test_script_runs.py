@@ -1,4 +1,4 @@
-"""engine/script_runs.py: which language each run of a text is read in."""
+"""engine/text/script_runs.py: which language each run of a text is read in."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.script_runs import CODES, script_runs
+from engine.text.script_runs import CODES, script_runs
 
 
 def runs(text: str, voice: str, forced: str | None = None) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from engine.segmenter import MIN_SEGMENT_UNITS, segment, units
+from engine.text.segmenter import MIN_SEGMENT_UNITS, segment, units
 
 
 def letters(text: str) -> str:

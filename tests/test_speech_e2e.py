@@ -16,7 +16,7 @@ import openai
 import pytest
 import soundfile as sf
 
-from engine.segmenter import segment
+from engine.text.segmenter import segment
 from tests.helpers import LONG, MEDIUM, OUTPUT, SHORT, client, speak, wait_for, wav_info
 from tests.server_process import ServerProcess
 

@@ -1,4 +1,4 @@
-"""Limits that count what is spoken, and no audio lost silently: planning (engine/speech.py plan_speech) on a
+"""Limits that count what is spoken, and no audio lost silently: planning (engine/synthesis/speech.py plan_speech) on a
 stand-in G2P whose phoneme counts the tests choose, so the rules show without loading a voice.
 
 The end-to-end tests, on the real demo voice through a real server, are in tests/test_spoken_e2e.py.
@@ -15,11 +15,11 @@ import orjson
 import pytest
 
 from api.errors import as_api_error
-from engine import speech
-from engine.audio_budget import SECONDS_PER_PHONEME, TooMuchAudio, fast_speech_seconds
-from engine.g2p import Phonemes
-from engine.scheduler import Scheduler
-from engine.synthesis import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SLOW_TOKENS_PER_PHONEME, token_cap
+from engine.synthesis import speech
+from engine.synthesis.audio_budget import SECONDS_PER_PHONEME, TooMuchAudio, fast_speech_seconds
+from engine.synthesis.scheduler import Scheduler
+from engine.synthesis.vocoding import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SLOW_TOKENS_PER_PHONEME, token_cap
+from engine.text.g2p import Phonemes
 
 DIGITS = "999999999999999 " * 256  # 4 KB; about 1,230 s of speech on the Japanese demo voice
 

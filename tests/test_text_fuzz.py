@@ -5,9 +5,9 @@ sequences, right-to-left text with bidi controls and combining marks, control an
 4096 characters without punctuation, punctuation only, digits and URLs, mixed Chinese/Japanese/English,
 and concatenations of these):
 
-1. `engine.segmenter.segment`: never raises or hangs, loses no character but whitespace, and keeps
+1. `engine.text.segmenter.segment`: never raises or hangs, loses no character but whitespace, and keeps
    every segment within its budget (see `check_segments` for the exact invariants).
-2. `engine.speech.plan_speech` on the real demo voice in this process, with real G2P (pyopenjtalk; the
+2. `engine.synthesis.speech.plan_speech` on the real demo voice in this process, with real G2P (pyopenjtalk; the
    voice is Japanese): a `SpeechPlan` (carrying every segment's phonemes, what `speak` decodes),
    `NothingToSay` or `UnreadableText` and nothing else.
 3. A real server: each of the nastiest inputs gets a 200 whose WAV decodes and whose stream ends
@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from engine.segmenter import CLAUSE_END, CLOSERS, MIN_SEGMENT_UNITS, SENTENCE_END, segment, units
+from engine.text.segmenter import CLAUSE_END, CLOSERS, MIN_SEGMENT_UNITS, SENTENCE_END, segment, units
 from tests.helpers import OUTPUT
 from tests.server_process import ServerProcess
 
@@ -366,8 +366,8 @@ def demo_voice(demo_root: Path) -> Iterator[SimpleNamespace]:
     server tests start a server: at most one 4 GB model of this module is alive at a time (so the scope is the
     class). The holder is what the tests' arguments keep, so the voice itself can go at teardown."""
     from engine.genie import import_genie
-    from engine.voice import SharedModels, load_voice
-    from engine.voice_folder import inspect_voice
+    from engine.voices.voice import SharedModels, load_voice
+    from engine.voices.voice_folder import inspect_voice
 
     import_genie(demo_root / "GenieData")
     shared = SharedModels.load(demo_root / "GenieData", threads=2)
@@ -394,8 +394,8 @@ def plan_and_check(voice, text: str, outcomes: Counter[str]) -> None:
     the client), and anything else fails the test. The plan keeps every character but whitespace of the
     segments, and carries each one's phonemes (what `speak` decodes): well-formed, within the phoneme bound
     (unless one character), or None exactly when the segment has nothing to say."""
-    from engine.speech import NothingToSay, SpeechPlan, UnreadableText, _phonemes_or_none, plan_speech
-    from engine.synthesis import MAX_SEGMENT_PHONEMES
+    from engine.synthesis.speech import NothingToSay, SpeechPlan, UnreadableText, _phonemes_or_none, plan_speech
+    from engine.synthesis.vocoding import MAX_SEGMENT_PHONEMES
 
     request_id = f"fuzz-{uuid.uuid4().hex[:8]}"
     segments = segment(text, FIRST_BUDGET, BUDGET)
@@ -469,9 +469,9 @@ class TestPlanningOnTheDemoVoice:
 
     def test_g2p_of_other_languages_returns_phonemes_or_none(self, demo_voice, g2p_errors) -> None:
         """Every language, on the demo's stand-in G2P data: a voice of each language reading hostile text run by run
-        (engine/script_runs.py) or forced into one language: `_phonemes_or_none` gives phonemes or None, or raises
+        (engine/text/script_runs.py) or forced into one language: `_phonemes_or_none` gives phonemes or None, or raises
         UnreadableText (the request's 400), nothing else."""
-        from engine.speech import UnreadableText, _phonemes_or_none
+        from engine.synthesis.speech import UnreadableText, _phonemes_or_none
 
         tried: Counter[str] = Counter()
 

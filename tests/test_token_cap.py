@@ -1,4 +1,4 @@
-"""The token cap of the decoding loop, as a rule (see engine/synthesis.py for what it is meant to stop).
+"""The token cap of the decoding loop, as a rule (see engine/synthesis/vocoding.py for what it is meant to stop).
 
 tests/test_engine_inprocess.py shows on the demo voice that the cap stops such a model and that a slow
 speaker (5 tokens per phoneme) is not capped on the densest segments the segmenter makes.
@@ -6,7 +6,7 @@ speaker (5 tokens per phoneme) is not capped on the densest segments the segment
 
 from __future__ import annotations
 
-from engine.synthesis import token_cap
+from engine.synthesis.vocoding import token_cap
 
 
 def test_token_cap_rule() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, VoiceError, inspect_voice, normalize_language, scan
+from engine.voices.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, VoiceError, inspect_voice, normalize_language, scan
 
 
 def make_voice(root: Path, name: str = "alice", *, seconds: float = 5.0, language: str = "ja", kind: str = "V2ProPlus") -> Path:
@@ -98,7 +98,7 @@ def test_reference_length_outside_3_to_10_s_is_a_warning(tmp_path: Path) -> None
 
 
 def test_korean_voice_needs_no_genie_data_folder(tmp_path: Path) -> None:
-    """Korean G2P is ours (engine/korean_g2p.py): a Korean voice is servable with GenieData lacking any G2P folder."""
+    """Korean G2P is ours (engine/text/korean_g2p.py): a Korean voice is servable with GenieData lacking any G2P folder."""
     voice = make_voice(tmp_path, language="Korean")
     data = tmp_path / "GenieData"
     data.mkdir()

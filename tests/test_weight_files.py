@@ -11,8 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from engine.startup import find_voices
-from engine.voice_folder import VoiceError, inspect_voice
+from engine.voices.startup import find_voices
+from engine.voices.voice_folder import VoiceError, inspect_voice
 from tests.helpers import CACHE
 from tests.test_cli import run_check
 from tests.test_voice_folder import make_voice

@@ -51,7 +51,7 @@ import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
 from engine import genie
-from engine.scratch import remove_abandoned, scratch_folder
+from engine.models.scratch import remove_abandoned, scratch_folder
 from engine.tools.g2p_data import CHINESE_FOLDER, ENGLISH_FOLDER, build_g2p_data
 from engine.tools.quantize import int8_paths, quantize_voice
 
@@ -220,7 +220,7 @@ def _reference_lengths(voice_dir: Path, genie_data_dir: Path, text: str, languag
     """Phoneme count of the reference text (the server's own G2P) and semantic-token count of the reference clip."""
     if "genie_tts" not in sys.modules:
         genie.import_genie(genie_data_dir)
-    from engine.g2p import text_to_phonemes  # noqa: PLC0415  (imports Genie's G2P: only after import_genie)
+    from engine.text.g2p import text_to_phonemes  # noqa: PLC0415  (imports Genie's G2P: only after import_genie)
 
     phonemes = text_to_phonemes(text, language, prefix="")  # a code: the G2P takes codes and names
     phones, bert = phonemes.sequence, phonemes.bert
@@ -318,7 +318,7 @@ def ensure_demo_voices(
     """Build (once) the named demo voices and stand-in GenieData under `root`; return ({name: voice_dir}, genie_data_dir).
 
     Each part is built in a scratch folder and renamed into place, so an interrupted or concurrent
-    build never leaves a half-written voice behind (nor, after the next call, its scratch folder: engine/scratch.py).
+    build never leaves a half-written voice behind (nor, after the next call, its scratch folder: engine/models/scratch.py).
     A voice with another `tokens_per_phoneme` has its own stamp, so a root is rebuilt when asked for a rate other
     than the one it holds. With `int8`, the int8 T2S decoders are added once (each file written whole, then renamed into place).
     """

@@ -20,7 +20,7 @@ from pathlib import Path
 import soundfile as sf
 
 from engine.tools.hub import HF_REPO, HF_REVISION, fetch_folder
-from engine.voice_folder import VoiceError, inspect_voice
+from engine.voices.voice_folder import VoiceError, inspect_voice
 
 #: name -> language of its reference clip (Genie's CHARA_LANG)
 CHARACTERS = {"mika": "Japanese", "feibi": "Chinese", "thirtyseven": "English"}

@@ -33,11 +33,11 @@ import soundfile as sf
 import soxr
 
 from engine import genie
-from engine.g2p import text_to_phonemes
+from engine.text.g2p import text_to_phonemes
 from engine.tools.checkpoints import CheckpointError, check_gpt_checkpoint, check_sovits_checkpoint, require_torch
 from engine.tools.genie_data import resolve_genie_data
 from engine.tools.quantize import QuantizeError, quantize_voice
-from engine.voice_folder import (
+from engine.voices.voice_folder import (
     BASE_FILES,
     G2P_DATA,
     LANGUAGES,

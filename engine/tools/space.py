@@ -20,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from engine.voice_folder import VoiceError, inspect_voice
+from engine.voices.voice_folder import VoiceError, inspect_voice
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What makes the folder a Docker Space, besides what the image copies: the build recipe, its context filter,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.model_cache import file_digest
+from engine.models.model_cache import file_digest
 
 logger = logging.getLogger("gsv.reference_cache")
 

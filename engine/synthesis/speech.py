@@ -17,16 +17,16 @@ import anyio.to_thread
 import numpy as np
 
 from engine.allocator import release_freed_memory
-from engine.audio_budget import AudioLimitReached, TooMuchAudio, fast_speech_seconds, token_budget
-from engine.chunking import SegmentAudio, chunk_size
-from engine.decoding import SegmentDecoder
-from engine.g2p import SEGMENT_PREFIX_PHONEMES, Phonemes, text_to_phonemes
-from engine.scheduler import Scheduler, Ticket
-from engine.script_runs import GENIE_NAMES
-from engine.segmenter import halves, segment
-from engine.synthesis import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SAMPLE_RATE, TokenCapReached, token_cap, vocode_values
-from engine.synthesis_speed import SynthesisSpeed
-from engine.voice import Reference, Voice
+from engine.synthesis.audio_budget import AudioLimitReached, TooMuchAudio, fast_speech_seconds, token_budget
+from engine.synthesis.chunking import SegmentAudio, chunk_size
+from engine.synthesis.decoding import SegmentDecoder
+from engine.synthesis.scheduler import Scheduler, Ticket
+from engine.synthesis.speed import SynthesisSpeed
+from engine.synthesis.vocoding import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SAMPLE_RATE, TokenCapReached, token_cap, vocode_values
+from engine.text.g2p import SEGMENT_PREFIX_PHONEMES, Phonemes, text_to_phonemes
+from engine.text.script_runs import GENIE_NAMES
+from engine.text.segmenter import halves, segment
+from engine.voices.voice import Reference, Voice
 
 logger = logging.getLogger("gsv.speech")
 
@@ -122,7 +122,7 @@ async def plan_speech(
     cannot read, is refused with an error rather than cut after the 200; synthesis reuses these phonemes.
 
     `max_seconds` is the request's audio limit at the model's own pace (speed 1). `language` (a code) forces one
-    language on the whole text; None reads each run of script in its own (engine/script_runs.py). `run(work,
+    language on the whole text; None reads each run of script in its own (engine/text/script_runs.py). `run(work,
     *args)` runs each segment's G2P as a job: the server passes its scheduler's, so G2P is under the worker
     limit like every model call; None (in-process tests) runs it in a thread."""
     if not has_letters(text):  # the cheap check first: no G2P call per segment for text of marks only
@@ -212,7 +212,7 @@ async def speak(
     """Synthesise every segment and `deliver` its float audio (32 kHz), in order, as soon as it is ready.
 
     Two sides, pipelined: the T2S decoding, in jobs of a few tokens, and the vocoder, in chunks
-    (engine/chunking.py) planned so that each is out before the listener has played what came before. The
+    (engine/synthesis/chunking.py) planned so that each is out before the listener has played what came before. The
     decoding runs ahead of the vocoder by at most one segment. The T2S step barely uses a second core and the
     vocoder does, so the overlap shortens a long request on 2 cores. A text of one segment (a clause, the way
     chat clients send speech) is the exception for its first chunk: the decoding waits for the first audio, so

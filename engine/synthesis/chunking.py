@@ -9,7 +9,7 @@ made deterministic, chunked output then equals whole-segment output (tests/test_
 
 `chunk_size` is the plan: how many decoded tokens to vocode now. The first chunk of a request is
 `first_chunk_tokens`; later ones are as large as can be ready before the listener runs out of audio, at the
-speed measured at run time (engine/synthesis_speed.py), so they grow as audio builds up ahead of the listener.
+speed measured at run time (engine/synthesis/speed.py), so they grow as audio builds up ahead of the listener.
 A segment whose tokens are all decoded is vocoded at once (unless that would make the listener wait), and
 the last piece of a segment is never held back waiting for a chunk size.
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.synthesis_speed import SynthesisSpeed
+from engine.synthesis.speed import SynthesisSpeed
 
 SAMPLES_PER_TOKEN = 1280  # 25 tokens per second at 32 kHz
 TOKEN_S = 0.04

@@ -1,7 +1,7 @@
 """Before serving: GenieData found (or downloaded), Genie imported, the demo voice built if asked, voice folders checked.
 
 Runs in the process's main thread before the server starts; loading the voices themselves happens later, in
-the application's start-up (engine/registry.py), while /health answers "loading".
+the application's start-up (engine/voices/registry.py), while /health answers "loading".
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from engine.genie import import_genie, missing_data
 from engine.tools import demo
 from engine.tools.genie_data import instructions, resolve_genie_data
-from engine.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
+from engine.voices.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
 
 logger = logging.getLogger("gsv.startup")
 

@@ -113,7 +113,7 @@ def _split_long(text: str, budget: int) -> list[str]:
 
 def halves(text: str) -> list[str]:
     """`text` cut in about two halves where no word is cut (the same rule as a cut for length), for a segment
-    whose phonemes are too many for one decoding (engine/speech.py); [text] when it cannot be cut."""
+    whose phonemes are too many for one decoding (engine/synthesis/speech.py); [text] when it cannot be cut."""
     parts = _split_long(text, max(1, (units(text) + 1) // 2))
     return parts if len(parts) > 1 else [text]
 

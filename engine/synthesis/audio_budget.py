@@ -14,7 +14,7 @@ import math
 TOKENS_PER_SECOND = 25
 #: Semantic tokens per phoneme of the text (as G2P counts them, its pauses included; not the pause the server
 #: puts before each segment) of fast speech: the fast end of trained voices (2-3 per phoneme,
-#: engine/synthesis.py). The demo voices measure 2 per phoneme of text plus 3 per segment (the length rule of
+#: engine/synthesis/vocoding.py). The demo voices measure 2 per phoneme of text plus 3 per segment (the length rule of
 #: engine/tools/demo.py): `"999999999999999 " * 256` is 15,360 phonemes of text for the Japanese demo voice,
 #: 1,229 s of audio by this estimate and about 1,234 s made (20 minutes on 2 cores); 29,440 for the English one.
 #: Counted in characters, the estimate was 160 s. Trained voices are rarely faster at speed 1, so a text is

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime
 
 from engine import genie
-from engine.model_cache import CachedModel, CacheUnavailable, ModelCache, external_tensors
+from engine.models.model_cache import CachedModel, CacheUnavailable, ModelCache, external_tensors
 
 logger = logging.getLogger("gsv.sessions")
 

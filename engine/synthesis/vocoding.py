@@ -1,6 +1,6 @@
 """The limits of one segment's decoding, and the vocoder call that turns some of its tokens into audio.
 
-engine/speech.py runs the decoding (engine/decoding.py) and these vocoder calls as scheduler jobs, in place
+engine/synthesis/speech.py runs the decoding (engine/synthesis/decoding.py) and these vocoder calls as scheduler jobs, in place
 of Genie's `GENIE.tts`.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.g2p import Phonemes
-from engine.voice import Reference, Voice
+from engine.text.g2p import Phonemes
+from engine.voices.voice import Reference, Voice
 
 SAMPLE_RATE = 32000
 #: Real speech needs 2-3 semantic tokens (25 per second) per phoneme; a slow speaker about 5.
@@ -18,7 +18,7 @@ TOKENS_PER_PHONEME_CAP = 10
 TOKEN_CAP_FLOOR = 50
 HARD_TOKEN_CAP = 1500
 SLOW_TOKENS_PER_PHONEME = 5
-#: Segments are bounded in phonemes (engine/speech.py splits longer ones at word boundaries), so that even a
+#: Segments are bounded in phonemes (engine/synthesis/speech.py splits longer ones at word boundaries), so that even a
 #: slow speaker finishes every segment under the hard cap: 300 phonemes (a 120-unit run of digits read in
 #: English is about 800, kanji with long readings about 5 per character).
 MAX_SEGMENT_PHONEMES = HARD_TOKEN_CAP // SLOW_TOKENS_PER_PHONEME

@@ -35,7 +35,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from engine.synthesis_speed import SynthesisSpeed
+from engine.synthesis.speed import SynthesisSpeed
 
 T = TypeVar("T")
 

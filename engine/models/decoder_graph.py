@@ -6,7 +6,7 @@ attention. At a few hundred tokens that copying costs about as much as the matri
 layer's attention (from the cache concatenation to the attention output) becomes one onnxruntime
 `GroupQueryAttention` node whose past and present cache are the same buffer, [1, heads, capacity, head_size]:
 the node writes the new entry at `seqlens_k` and attends over the first `total_sequence_length` entries.
-The caller (engine/decoding.py) binds one buffer per cache input and output, so nothing is copied per step.
+The caller (engine/synthesis/decoding.py) binds one buffer per cache input and output, so nothing is copied per step.
 
 The layers are found by the graph's interface names, not by node names (which differ between exports);
 anything that does not look like the expected attention raises `UnsupportedGraph`, and the voice then keeps

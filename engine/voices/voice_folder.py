@@ -12,7 +12,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from engine.weight_files import is_lfs_pointer, lfs_pointer_message, weight_problem
+from engine.models.weight_files import is_lfs_pointer, lfs_pointer_message, weight_problem
 
 LANGUAGES = {
     "chinese": "Chinese",

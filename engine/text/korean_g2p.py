@@ -1,11 +1,11 @@
 """Korean text to the Korean phoneme symbols of GPT-SoVITS v2 (`symbols_v2`), as its models were trained on.
 
-The steps follow GPT-SoVITS v2's Korean front end: written forms to Hangul words (`engine/korean_normaliser.py`),
+The steps follow GPT-SoVITS v2's Korean front end: written forms to Hangul words (`engine/text/korean_normaliser.py`),
 the standard pronunciation rules of g2pk2 (liaison, nasalisation, tensification, aspiration, lateralisation,
 palatalisation; it finds word classes with mecab-ko), one fix-up, then each syllable split into its letters
 (compound vowels into two: ㅘ -> ㅗㅏ), spaces as '空' and anything else unknown as '停'.
 
-g2pk2 and mecab keep global state, so calls are serialised by `_LOCK` here (engine/g2p.py also holds its own lock
+g2pk2 and mecab keep global state, so calls are serialised by `_LOCK` here (engine/text/g2p.py also holds its own lock
 around every G2P call). Nothing is loaded at import: the first call imports g2pk2 and opens the mecab-ko
 dictionary (tens of milliseconds), and never downloads anything (see `_load`).
 """
@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from engine.korean_normaliser import normalise
+from engine.text.korean_normaliser import normalise
 
 JAMO = frozenset("ㄱㄴㄷㄹㅁㅂㅅㅇㅈㅊㅋㅌㅍㅎㄲㄸㅃㅆㅉㅏㅓㅗㅜㅡㅣㅐㅔ")
 SPACE = "空"
@@ -117,7 +117,7 @@ def _load() -> _Pronouncer:
     import nltk  # noqa: PLC0415  (deliberately late: loading is on first use)
 
     download = nltk.download
-    nltk.download = _refuse_download  # a process-wide swap, safe because engine/g2p.py runs one G2P call at a time
+    nltk.download = _refuse_download  # a process-wide swap, safe because engine/text/g2p.py runs one G2P call at a time
     try:
         import g2pk2  # noqa: PLC0415
         from g2pk2.utils import get_rule_id2text, parse_table  # noqa: PLC0415

@@ -5,7 +5,7 @@ KV cache between calls, so one segment's decoding can be split over several sche
 chunks in between. This replaces Genie's loop, whose stop event is global, whose step limit is a hard-coded
 500 and which replays the reference audio when decoding stops at step 0 (`y[:, -0:]` is the whole sequence).
 
-A stage decoder rewritten by engine/decoder_graph.py keeps its KV cache in one buffer per layer, allocated
+A stage decoder rewritten by engine/models/decoder_graph.py keeps its KV cache in one buffer per layer, allocated
 once per segment for its token cap and written in place through IO binding: per step only the new token,
 the stop flag and two lengths cross between Python and onnxruntime. Any other stage decoder (Genie's graph
 as it is) runs the way Genie runs it, the whole cache in and out as numpy arrays.
@@ -18,9 +18,9 @@ import threading
 import numpy as np
 import onnxruntime
 
-from engine.decoder_graph import SEQLENS, TOTAL, is_rewritten
-from engine.g2p import Phonemes
-from engine.voice import Reference, Voice
+from engine.models.decoder_graph import SEQLENS, TOTAL, is_rewritten
+from engine.text.g2p import Phonemes
+from engine.voices.voice import Reference, Voice
 
 EOS_TOKEN = 1024
 

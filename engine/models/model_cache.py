@@ -6,7 +6,7 @@ weights in memory (which glibc keeps) and repeats ORT's graph optimisation every
 streamed to disk once, ORT optimises the graph offline (constant folding, fusions) and saves it with its
 weights as external data; the entry is keyed by the content of the files it comes from, the onnxruntime version
 and the optimisation settings. Writes go to a scratch folder renamed into place, so an entry is whole or
-absent (the scratch folder of a build killed midway is removed at the next start: engine/scratch.py); an entry
+absent (the scratch folder of a build killed midway is removed at the next start: engine/models/scratch.py); an entry
 that fails to load is deleted and rebuilt. When the cache folder cannot be written, the caller falls back to the
 in-memory path (one warning).
 """
@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import onnxruntime
 
-from engine.scratch import remove_abandoned, scratch_folder
+from engine.models.scratch import remove_abandoned, scratch_folder
 
 logger = logging.getLogger("gsv.model_cache")
 
@@ -116,7 +116,7 @@ class ModelCache:
         shutil.rmtree(folder, ignore_errors=True)
 
     def remove_abandoned(self) -> None:
-        """Remove the scratch folders of builds killed midway (engine/scratch.py); run once at start-up."""
+        """Remove the scratch folders of builds killed midway (engine/models/scratch.py); run once at start-up."""
         remove_abandoned(self.root)
 
     def _build(self, folder: Path, graph: Path, fp16_weights: Path | None) -> CachedModel:

@@ -1,8 +1,8 @@
 """Text to phonemes (G2P), for the reference transcripts and for every segment of a request.
 
-A segment is cut into runs of one language each (engine/script_runs.py); each run is normalised
-(engine/normalisation.py) and read by its own language's G2P: Japanese, Chinese and English through Genie,
-Korean through engine/korean_g2p.py. The runs' phonemes are joined into one sequence, as upstream GPT-SoVITS
+A segment is cut into runs of one language each (engine/text/script_runs.py); each run is normalised
+(engine/text/normalisation.py) and read by its own language's G2P: Japanese, Chinese and English through Genie,
+Korean through engine/text/korean_g2p.py. The runs' phonemes are joined into one sequence, as upstream GPT-SoVITS
 joins them, and so are their BERT features: Genie's for Chinese runs (RoBERTa when GenieData has it, else
 zeros), zeros for the others.
 """
@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import genie
-from engine.korean_g2p import korean_to_symbols
-from engine.normalisation import normalise
-from engine.script_runs import CODE_OF, CODES, GENIE_NAMES, Run, script_runs
+from engine.text.korean_g2p import korean_to_symbols
+from engine.text.normalisation import normalise
+from engine.text.script_runs import CODE_OF, CODES, GENIE_NAMES, Run, script_runs
 
 # pyopenjtalk, jieba and g2pM keep global state that is not documented as thread-safe.
 _G2P_LOCK = threading.Lock()
 BERT_DIM = 1024
 #: Put before every segment: it keeps the model from swallowing the first word. G2P reads it as one phoneme,
-#: '.', in every language: a pause of the server's making, not part of the text (engine/audio_budget.py).
+#: '.', in every language: a pause of the server's making, not part of the text (engine/synthesis/audio_budget.py).
 SEGMENT_PREFIX = "。"
 SEGMENT_PREFIX_PHONEMES = 1
 

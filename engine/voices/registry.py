@@ -9,11 +9,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from engine.allocator import release_freed_memory
-from engine.model_cache import ModelCache
-from engine.reference_cache import ReferenceCache
-from engine.sessions import SessionLoader
-from engine.voice import GenieDataBroken, SharedModels, Voice, load_voice
-from engine.voice_folder import VoiceError, VoiceFolder
+from engine.models.model_cache import ModelCache
+from engine.models.sessions import SessionLoader
+from engine.voices.reference_cache import ReferenceCache
+from engine.voices.voice import GenieDataBroken, SharedModels, Voice, load_voice
+from engine.voices.voice_folder import VoiceError, VoiceFolder
 
 logger = logging.getLogger("gsv.voices")
 

@@ -18,12 +18,12 @@ import onnxruntime
 import soxr
 
 from engine import genie
-from engine.decoder_graph import load_stage_decoder
-from engine.g2p import text_to_phonemes
-from engine.reference_cache import ReferenceCache
-from engine.sessions import SessionLoader, WeightPool
-from engine.t2s_precision import decoder_files
-from engine.voice_folder import ReferenceClip, VoiceFolder
+from engine.models.decoder_graph import load_stage_decoder
+from engine.models.sessions import SessionLoader, WeightPool
+from engine.models.t2s_precision import decoder_files
+from engine.text.g2p import text_to_phonemes
+from engine.voices.reference_cache import ReferenceCache
+from engine.voices.voice_folder import ReferenceClip, VoiceFolder
 
 logger = logging.getLogger("gsv.voices")
 
@@ -142,7 +142,7 @@ def load_voice(
     """Load sessions and reference features: through the caches in a few seconds, about 15-20 s on 2 cores without."""
     loader = loader or SessionLoader(threads, None)
     models = folder.models
-    # T2S_PRECISION (engine/t2s_precision.py): fp32 templates + fp16 weights, or self-contained int8 graphs.
+    # T2S_PRECISION (engine/models/t2s_precision.py): fp32 templates + fp16 weights, or self-contained int8 graphs.
     first_graph, stage_graph, t2s_weights = decoder_files(models, t2s_precision)
     pool = WeightPool() if loader.cache is not None and t2s_weights is not None else None
     encoder = loader.session(models / "t2s_encoder_fp32.onnx", None)
