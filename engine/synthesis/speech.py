@@ -201,6 +201,182 @@ class _SegmentDecoding:
 DECODE_JOB_TOKENS = 8
 
 
+class _Changes:
+    """Wakes whoever waits on the other side (decoding, vocoding) when something moved on; a fresh event each time."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            await self.wait()
+
+
+class SpeechRun:
+    """One request's synthesis in progress: every segment decoded and vocoded, its audio delivered in order.
+
+    Two sides, pipelined: the decode side runs the T2S decoding in jobs of a few tokens, the vocode side the
+    vocoder in chunks (engine/synthesis/chunking.py) planned so that each is out before the listener has played
+    what came before. The decoding runs ahead of the vocoder by at most one segment. The T2S step barely uses a
+    second core and the vocoder does, so the overlap shortens a long request on 2 cores. A text of one segment (a
+    clause, the way chat clients send speech) is the exception for its first chunk: the decoding waits for the
+    first audio, so the first vocoder run has both cores (first audio about 0.15 s sooner on 2). A longer text
+    keeps decoding meanwhile: the audio after the first chunk would otherwise come late (the benchmark's sentence
+    paused twice as long). Every job is one scheduler job, so other requests get their turn between them. While a
+    send waits for the client (`ticket.client_behind`), the decoding waits too: that listener has audio in hand,
+    and a client that reads slowly would otherwise keep a worker busy on audio it may never take.
+    """
+
+    def __init__(
+        self,
+        plan: SpeechPlan,
+        scheduler: Scheduler,
+        ticket: Ticket,
+        report: SpeechReport,
+        request_id: str,
+        deliver: Callable[[np.ndarray], Awaitable[None]],
+    ) -> None:
+        self.plan, self.scheduler, self.ticket, self.report = plan, scheduler, ticket, report
+        self.request_id, self.deliver = request_id, deliver
+        self.in_flight: deque[_SegmentDecoding] = deque()  # decoding or being vocoded; released once its audio is out
+        self.changes = _Changes()
+        self.failures: list[Exception] = []  # raised after the task group: callers see the error itself, not a group
+        # The decode side's:
+        self.decoding_done = False
+        self.tokens_decoded = 0  # by the whole request, against its token budget
+        # The vocode side's:
+        self.first_audio_at: float | None = None  # monotonic
+        self.audio_out_s = 0.0  # listener seconds sent
+
+    async def run(self) -> None:
+        self.report.segments_skipped = self.plan.first_index
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._decode_all)
+                try:
+                    await self._vocode_all()
+                except Exception as error:
+                    self.failures.append(error)
+                    self.ticket.cancel.set()  # stop the decode side within one step
+                    tasks.cancel_scope.cancel()
+        finally:
+            for decoding in self.in_flight:  # what an error or a cancellation left
+                decoding.release()
+            self.in_flight.clear()
+            release_freed_memory()
+        if self.failures:
+            _drop_locals(self.failures)  # the later ones too: a worker thread may still hold one for a moment
+            del self.failures[1:]
+            raise self.failures.pop()  # not kept in a local: this frame, in the traceback, would hold the error in a circle
+
+    # The decode side.
+
+    async def _decode_all(self) -> None:
+        try:
+            for index in range(self.plan.first_index, len(self.plan.segments)):
+                await self.changes.until(lambda: len(self.in_flight) < 2)  # one segment ahead of the vocoder at most
+                await self._decode_segment(index)
+        except Exception as error:  # ends the stream; the vocode side re-raises it
+            self.failures.append(error)
+        finally:
+            self.decoding_done = True
+            self.changes.notify()
+
+    async def _decode_segment(self, index: int) -> None:
+        plan, ticket = self.plan, self.ticket
+        left = HARD_TOKEN_CAP if plan.token_budget is None else plan.token_budget - self.tokens_decoded
+        decoding = _SegmentDecoding(plan, index, self.request_id, left)
+        self.in_flight.append(decoding)
+        first = index == plan.first_index and plan.first_chunk_tokens > 0
+        count = plan.first_chunk_tokens if first else DECODE_JOB_TOKENS
+        hold = first and len(plan.segments) - plan.first_index == 1  # a one-segment text: its first audio goes first
+        while not decoding.finished:
+            await self.changes.until(lambda: not ticket.client_behind or bool(self.failures))
+            values = await self.scheduler.run(ticket, decoding.step, count, ticket.cancel, self.scheduler.speed)
+            # Set here, not in the worker: the vocode side must never see `finished` before the tokens.
+            decoding.tokens.append(values)
+            decoding.finished = decoding.decoded_all
+            self.tokens_decoded += int(values.size)
+            count = DECODE_JOB_TOKENS
+            self.changes.notify()
+            if hold:
+                hold = False
+                await self.changes.until(lambda: self.first_audio_at is not None or decoding.finished or bool(self.failures))
+
+    # The vocode side.
+
+    async def _vocode_all(self) -> None:
+        while not self.failures:
+            if not self.in_flight:
+                if self.decoding_done:
+                    break
+                await self.changes.wait()
+                continue
+            decoding = self.in_flight[0]
+            if decoding.phonemes is None and not decoding.finished:
+                await self.changes.wait()  # its first job has not run yet
+                continue
+            if decoding.skipped:
+                self.report.segments_skipped += 1
+            else:
+                await self._vocode_segment(decoding)
+            self.in_flight.popleft().release()
+            self.changes.notify()
+
+    async def _vocode_segment(self, decoding: _SegmentDecoding) -> None:
+        assert decoding.phonemes is not None
+        plan, scheduler = self.plan, self.scheduler
+        audio = SegmentAudio(partial(vocode_values, plan.voice, decoding.phonemes, plan.reference), scheduler.speed)
+        taken = 0
+        while True:
+            for values in decoding.tokens[taken:]:
+                audio.add(values)
+            taken = len(decoding.tokens)
+            finished = decoding.finished
+            load = scheduler.active / scheduler.workers
+            count = chunk_size(audio.pending, finished, self._buffered_s(), scheduler.speed, plan.first_chunk_tokens, load)
+            if count == 0:
+                if finished or self.failures:
+                    break
+                await self.changes.wait()
+                continue
+            final = finished and count == audio.pending
+            samples = await scheduler.run(self.ticket, audio.vocode, count, final)
+            if samples.size:
+                await self._send(samples)
+            self.ticket.streaming = True
+            if final:
+                break
+        self._report_segment(decoding.phonemes, audio)
+
+    async def _send(self, samples: np.ndarray) -> None:
+        await self.deliver(samples)
+        if self.first_audio_at is None:
+            self.first_audio_at = time.monotonic()
+        self.changes.notify()  # the client has taken what was sent before (and the first audio is out): decode on
+        self.audio_out_s += samples.size / SAMPLE_RATE / self.plan.speed
+        self.ticket.audio_at, self.ticket.dry_at = time.monotonic(), self.first_audio_at + self.audio_out_s
+
+    def _buffered_s(self) -> float | None:
+        """Listener seconds sent and not yet played; None before the first audio."""
+        return None if self.first_audio_at is None else self.audio_out_s - (time.monotonic() - self.first_audio_at)
+
+    def _report_segment(self, phonemes: Phonemes, audio: SegmentAudio) -> None:
+        report = self.report
+        report.chunks += audio.chunks
+        report.segments_done += 1
+        report.phonemes += phonemes.count
+        report.languages.update(phonemes.languages)
+        report.tokens += int(audio.tokens.size)
+
+
 async def speak(
     plan: SpeechPlan,
     scheduler: Scheduler,
@@ -209,139 +385,8 @@ async def speak(
     request_id: str,
     deliver: Callable[[np.ndarray], Awaitable[None]],
 ) -> None:
-    """Synthesise every segment and `deliver` its float audio (32 kHz), in order, as soon as it is ready.
-
-    Two sides, pipelined: the T2S decoding, in jobs of a few tokens, and the vocoder, in chunks
-    (engine/synthesis/chunking.py) planned so that each is out before the listener has played what came before. The
-    decoding runs ahead of the vocoder by at most one segment. The T2S step barely uses a second core and the
-    vocoder does, so the overlap shortens a long request on 2 cores. A text of one segment (a clause, the way
-    chat clients send speech) is the exception for its first chunk: the decoding waits for the first audio, so
-    the first vocoder run has both cores (first audio about 0.15 s sooner on 2). A longer text keeps decoding
-    meanwhile: the audio after the first chunk would otherwise come late (the benchmark's sentence paused twice
-    as long). Every job is one scheduler job, so other requests get their turn between them. While a send waits
-    for the client (`ticket.client_behind`), the decoding waits too: that listener has audio in hand, and a
-    client that reads slowly would otherwise keep a worker busy on audio it may never take.
-    """
-    speed = scheduler.speed
-    in_flight: deque[_SegmentDecoding] = deque()  # decoding or being vocoded; released once its audio is out
-    changed = anyio.Event()
-    state = {"decoding_done": False}
-    report.segments_skipped = plan.first_index
-    failures: list[Exception] = []  # raised after the task group, so callers see the error itself, not a group
-
-    def notify() -> None:
-        nonlocal changed
-        changed.set()
-        changed = anyio.Event()
-
-    async def decode_all() -> None:
-        decoded = 0
-        try:
-            for index in range(plan.first_index, len(plan.segments)):
-                while len(in_flight) >= 2:  # one segment ahead of the vocoder at most
-                    await changed.wait()
-                left = HARD_TOKEN_CAP if plan.token_budget is None else plan.token_budget - decoded
-                decoding = _SegmentDecoding(plan, index, request_id, left)
-                in_flight.append(decoding)
-                first = index == plan.first_index and plan.first_chunk_tokens > 0
-                count = plan.first_chunk_tokens if first else DECODE_JOB_TOKENS
-                hold = first and len(plan.segments) - plan.first_index == 1
-                while not decoding.finished:
-                    while ticket.client_behind and not failures:  # it has audio in hand: nothing is needed yet
-                        await changed.wait()
-                    values = await scheduler.run(ticket, decoding.step, count, ticket.cancel, speed)
-                    # Set here, not in the worker: the vocoder side must never see `finished` before the tokens.
-                    decoding.tokens.append(values)
-                    decoding.finished = decoding.decoded_all
-                    decoded += int(values.size)
-                    count = DECODE_JOB_TOKENS
-                    notify()
-                    if hold:
-                        hold = False
-                        while first_audio_at is None and not decoding.finished and not failures:
-                            await changed.wait()
-        except Exception as error:  # ends the stream; the vocoder side re-raises it
-            failures.append(error)
-        finally:
-            state["decoding_done"] = True
-            notify()
-
-    first_audio_at: float | None = None
-    audio_out_s = 0.0  # listener seconds sent
-
-    def buffered_s() -> float | None:
-        return None if first_audio_at is None else audio_out_s - (time.monotonic() - first_audio_at)
-
-    async def vocode_segment(decoding: _SegmentDecoding) -> None:
-        nonlocal first_audio_at, audio_out_s
-        assert decoding.phonemes is not None
-        vocode = partial(vocode_values, plan.voice, decoding.phonemes, plan.reference)
-        audio = SegmentAudio(vocode, speed)
-        taken = 0
-        while True:
-            for values in decoding.tokens[taken:]:
-                audio.add(values)
-            taken = len(decoding.tokens)
-            finished = decoding.finished
-            load = scheduler.active / scheduler.workers
-            count = chunk_size(audio.pending, finished, buffered_s(), speed, plan.first_chunk_tokens, load)
-            if count == 0:
-                if finished or failures:
-                    break
-                await changed.wait()
-                continue
-            final = finished and count == audio.pending
-            samples = await scheduler.run(ticket, audio.vocode, count, final)
-            if samples.size:
-                await deliver(samples)
-                notify()  # the client has taken what was sent before: the decoding may go on
-                if first_audio_at is None:
-                    first_audio_at = time.monotonic()
-                    notify()  # the decoding waits for it
-                audio_out_s += samples.size / SAMPLE_RATE / plan.speed
-                ticket.audio_at, ticket.dry_at = time.monotonic(), first_audio_at + audio_out_s
-            ticket.streaming = True
-            if final:
-                break
-        report.chunks += audio.chunks
-        report.segments_done += 1
-        report.phonemes += decoding.phonemes.count
-        report.languages.update(decoding.phonemes.languages)
-        report.tokens += int(audio.tokens.size)
-
-    try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(decode_all)
-            try:
-                while not failures:
-                    if not in_flight:
-                        if state["decoding_done"]:
-                            break
-                        await changed.wait()
-                        continue
-                    decoding = in_flight[0]
-                    if decoding.phonemes is None and not decoding.finished:
-                        await changed.wait()  # its first job (G2P) has not run yet
-                        continue
-                    if decoding.skipped:
-                        report.segments_skipped += 1
-                    else:
-                        await vocode_segment(decoding)
-                    in_flight.popleft().release()
-                    notify()
-            except Exception as error:
-                failures.append(error)
-                ticket.cancel.set()  # stop the decoding side within one step
-                tasks.cancel_scope.cancel()
-    finally:
-        for decoding in in_flight:  # what an error or a cancellation left
-            decoding.release()
-        in_flight.clear()
-        release_freed_memory()
-    if failures:
-        _drop_locals(failures)  # the later ones too: a worker thread may still hold one for a moment
-        del failures[1:]
-        raise failures.pop()  # not kept in a local: this frame, in the traceback, would hold the error in a circle
+    """Synthesise every segment and `deliver` its float audio (32 kHz), in order, as soon as it is ready."""
+    await SpeechRun(plan, scheduler, ticket, report, request_id, deliver).run()
 
 
 def _drop_locals(errors: list[Exception]) -> None:
