@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from api.errors import bad_request
+from engine.interface import language_code, language_spellings
 from wavstream.formats import OPENAI_FORMATS
 
 #: OpenAI's model names; clients such as SillyTavern send them and cannot change them.
@@ -15,8 +16,6 @@ OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 SPEED_RANGE = (0.25, 4.0)
 STREAM_FORMATS = ("audio", "sse")
 MAX_INSTRUCTIONS_CHARS = 4096
-#: `language`: the code of one language for the whole input, or "auto" (each run of script in its own).
-LANGUAGES = {"ja": "ja", "japanese": "ja", "zh": "zh", "chinese": "zh", "en": "en", "english": "en", "ko": "ko", "korean": "ko"}
 #: RFC 8259 lets a parser ignore a leading byte order mark. Windows tools write one (PowerShell 5's
 #: `Set-Content -Encoding UTF8`, older Notepad), and `curl -d @file` sends it; Python's json accepts it.
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -34,7 +33,7 @@ class SpeechRequest:
     response_format: str
     speed: float
     stream_format: str
-    language: str | None = None  # a code of LANGUAGES; None: "auto"
+    language: str | None = None  # a code (engine/text/languages.py); None: "auto"
 
 
 def _optional_string(body: dict, name: str) -> str | None:
@@ -102,14 +101,10 @@ def parse_speech_request(raw: bytes, max_input_chars: int, default_format: str =
             f"'instructions' is limited to {MAX_INSTRUCTIONS_CHARS} characters", "instructions", "string_above_max_length"
         )
 
-    language = _optional_string(body, "language") or "auto"
-    folded = language.lower() if language.isascii() else language  # ASCII case only, as the OpenAPI pattern
-    if folded != "auto" and folded not in LANGUAGES:
-        raise bad_request(
-            f"'language' must be one of auto, ja, en, zh, ko (or japanese, english, chinese, korean; any case); "
-            f"got {language[:40]!r}",
-            "language",
-        )
-    language = LANGUAGES.get(folded)
+    # `language`: one language for the whole input, or "auto" (None: each run of script in its own).
+    given = _optional_string(body, "language") or "auto"
+    language = None if given.lower() == "auto" else language_code(given)
+    if language is None and given.lower() != "auto":
+        raise bad_request(f"'language' must be one of auto, {language_spellings()}; got {given[:40]!r}", "language")
 
     return SpeechRequest(model, text, voice, response_format, float(speed), stream_format, language)

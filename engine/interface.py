@@ -4,7 +4,8 @@ Start-up: `tune_allocator` (when the application is made, before the voices load
 Genie, the demo voice, the voice folders), `check_voices` for `--check`, `load_voices` into a `VoiceRegistry`.
 A request: `Scheduler.join` (a `Place`, at once or in the line; `Place.wait` for its `Ticket`), `plan_speech`
 (segments and their G2P, all before any byte is sent), then `speak`, which hands each segment's float audio
-at `SAMPLE_RATE` to a callback, in order.
+at `SAMPLE_RATE` to a callback, in order. `language_code` reads a request's `language` from the one table of
+languages (`language_spellings` lists what it accepts).
 Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToSay`, `TooMuchAudio` and `UnreadableText`
 (planning), `Cancelled` (the client left), `AudioLimitReached` (synthesis passed the request's audio limit),
 `TokenCapReached` (a segment's decoding did not end on its own).
@@ -17,6 +18,7 @@ from engine.synthesis.decoding import Cancelled
 from engine.synthesis.scheduler import LineClosed, Place, QueueFull, Scheduler, Ticket
 from engine.synthesis.speech import NothingToSay, SpeechPlan, SpeechReport, UnreadableText, plan_speech, speak
 from engine.synthesis.vocoding import SAMPLE_RATE, TokenCapReached
+from engine.text.languages import language_code, language_spellings
 from engine.voices.registry import VoiceRegistry, load_voices
 from engine.voices.startup import FoundVoices, check_voices, find_voices
 from engine.voices.voice import Voice
@@ -42,6 +44,8 @@ __all__ = [
     "VoiceRegistry",
     "check_voices",
     "find_voices",
+    "language_code",
+    "language_spellings",
     "load_voices",
     "plan_speech",
     "speak",

@@ -112,7 +112,7 @@ def test_demo_serves_a_voice_per_language_unless_demo_voices_names_fewer(demo_ro
     absent = tmp_path / "GenieData"
     _, found = find_voices(tmp_path, absent, allow_download=False, with_demo=True, cache_dir=CACHE)
     languages = {name: folder.language for name, folder in found if isinstance(folder, VoiceFolder)}
-    assert languages == {"demo": "Japanese", "demo-zh": "Chinese", "demo-en": "English", "demo-ko": "Korean"}
+    assert languages == {"demo": "ja", "demo-zh": "zh", "demo-en": "en", "demo-ko": "ko"}
 
     _, picked = find_voices(
         tmp_path, absent, allow_download=False, with_demo=True, cache_dir=CACHE, demo_voices=("demo-en", "demo-fr")

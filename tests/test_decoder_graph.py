@@ -112,7 +112,7 @@ def first_stage(voice, text: str) -> list[np.ndarray]:
     from engine.synthesis.decoding import encode
     from engine.text.g2p import text_to_phonemes
 
-    x, prompts = encode(voice, text_to_phonemes(text, "Japanese"), voice.reference)
+    x, prompts = encode(voice, text_to_phonemes(text, "ja"), voice.reference)
     return list(voice.first_stage_decoder.run(None, {"x": x, "prompts": prompts}))
 
 
@@ -146,7 +146,7 @@ def test_segments_decode_to_the_same_tokens_on_both_paths(greedy, text: str) -> 
     from tests.engine_helpers import text_to_tokens
 
     voice, original, rewritten, _ = greedy
-    phonemes = text_to_phonemes(text, "Japanese")
+    phonemes = text_to_phonemes(text, "ja")
     tokens = {
         name: text_to_tokens(dataclasses.replace(voice, stage_decoder=session), phonemes, voice.reference, threading.Event())
         for name, session in (("original", original), ("rewritten", rewritten))

@@ -99,7 +99,7 @@ def test_length_rule_gives_two_tokens_per_phoneme(demo_voice) -> None:
     from tests.engine_helpers import synthesize
 
     for text in ("こんにちは。", "今日はとてもいい天気ですね、散歩に行きましょう。"):
-        phonemes = text_to_phonemes(text, "Japanese")
+        phonemes = text_to_phonemes(text, "ja")
         result = synthesize(demo_voice, phonemes, threading.Event())
         assert result.tokens == 2 * phonemes.count + 1
         assert not result.capped
@@ -118,7 +118,7 @@ def test_token_cap_stops_a_voice_that_never_emits_eos(demo_voice, demo_root: Pat
     template = package_data_dir() / "v2/Models/t2s_stage_decoder_fp32.onnx"
     unruled = in_memory_session(template, demo_root / "demo/tts_models/t2s_shared_fp16.bin", threads=2)
     voice = dataclasses.replace(demo_voice, stage_decoder=unruled)
-    phonemes = text_to_phonemes("はい。", "Japanese")
+    phonemes = text_to_phonemes("はい。", "ja")
     result = synthesize(voice, phonemes, threading.Event())
     assert result.capped
     assert result.tokens == token_cap(phonemes.count)
@@ -169,7 +169,7 @@ def test_a_slow_speaker_is_never_capped(slow_voice, kind: str) -> None:
     else:
         text = max(segment(DENSE_TEXTS[kind], 24, 120), key=units)
         assert units(text) == 120
-    phonemes = text_to_phonemes(text, "Japanese")
+    phonemes = text_to_phonemes(text, "ja")
     tokens = text_to_tokens(slow_voice, phonemes, slow_voice.reference, threading.Event())
     capped, count = tokens.capped, int(tokens.values.size)
     assert not capped, f"{kind}: {phonemes.count} phonemes capped at {count} tokens"
@@ -192,7 +192,7 @@ def test_cancellation_stops_within_one_decoding_step(demo_voice) -> None:
     decoder = CountingDecoder(demo_voice.stage_decoder, cancel_at_five)
     voice = dataclasses.replace(demo_voice, stage_decoder=decoder)
     with pytest.raises(Cancelled):
-        synthesize(voice, text_to_phonemes("今日はとてもいい天気ですね。", "Japanese"), cancel)
+        synthesize(voice, text_to_phonemes("今日はとてもいい天気ですね。", "ja"), cancel)
     assert decoder.steps == 5
 
 
@@ -207,7 +207,7 @@ def test_stop_at_step_zero_never_replays_the_reference(demo_voice) -> None:
         return [y, y_emb, onnxruntime.OrtValue.ortvalue_from_numpy(np.array(True)), *cache]
 
     voice = dataclasses.replace(demo_voice, stage_decoder=CountingDecoder(demo_voice.stage_decoder, stop_now))
-    result = synthesize(voice, text_to_phonemes("こんにちは。", "Japanese"), threading.Event())
+    result = synthesize(voice, text_to_phonemes("こんにちは。", "ja"), threading.Event())
     reference_samples = demo_voice.reference.audio_32k.shape[1]
     assert result.tokens == 2  # the first-stage token and the one sampled at step 0
     assert result.audio.size == 2 * 1280 < reference_samples // 10

@@ -41,7 +41,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 def test_mixed_text_is_read_run_by_run_and_joined(calls: list[tuple[str, str]]) -> None:
-    phonemes = g2p.text_to_phonemes("我用iPhone打电话", "Chinese")
+    phonemes = g2p.text_to_phonemes("我用iPhone打电话", "zh")
     assert calls == [("。我用", "chinese"), ("iPhone", "english"), ("打电话", "chinese")]  # the prefix once, first
     assert phonemes.symbols == (".", "z", "z", *"oooooo", "z", "z", "z")
     assert phonemes.languages == {"zh": 6, "en": 6}
@@ -52,7 +52,7 @@ def test_mixed_text_is_read_run_by_run_and_joined(calls: list[tuple[str, str]]) 
 
 
 def test_korean_runs_go_to_the_korean_g2p(calls: list[tuple[str, str]]) -> None:
-    phonemes = g2p.text_to_phonemes("안녕 GPT", "Japanese")
+    phonemes = g2p.text_to_phonemes("안녕 GPT", "ja")
     assert calls == [("안녕 ", "korean"), ("GPT", "english")]
     assert phonemes.symbols == (".", "ㄱ", "ㅏ", "空", "o", "o", "o")  # '。' is '.' for Korean
     assert phonemes.languages == {"ko": 4, "en": 3}
@@ -60,25 +60,28 @@ def test_korean_runs_go_to_the_korean_g2p(calls: list[tuple[str, str]]) -> None:
 
 
 def test_a_korean_run_mid_sentence_loses_the_closing_period_korean_g2p_adds(calls: list[tuple[str, str]]) -> None:
-    middle = g2p.text_to_phonemes("안녕GPT", "Korean")
+    middle = g2p.text_to_phonemes("안녕GPT", "ko")
     assert calls == [("안녕", "korean"), ("GPT", "english")]
     assert middle.symbols == (".", "ㄱ", "ㅏ", "o", "o", "o")  # no pause between the runs
-    assert g2p.text_to_phonemes("GPT 안녕", "Korean").symbols[-3:] == ("ㄱ", "ㅏ", ".")  # at the end it stays
+    assert g2p.text_to_phonemes("GPT 안녕", "ko").symbols[-3:] == ("ㄱ", "ㅏ", ".")  # at the end it stays
 
 
 def test_forced_language_reads_everything_in_it(calls: list[tuple[str, str]]) -> None:
-    phonemes = g2p.text_to_phonemes("我用iPhone", "zh", forced="English")
+    phonemes = g2p.text_to_phonemes("我用iPhone", "zh", forced="en")
     assert calls == [("。我用iPhone", "english")]
     assert phonemes.languages == {"en": 9}  # "。", 2 hanzi and 6 letters, all in English
 
 
 def test_runs_are_normalised_in_their_language(calls: list[tuple[str, str]]) -> None:
-    g2p.text_to_phonemes("花了$20", "Chinese", prefix="")
+    g2p.text_to_phonemes("花了$20", "zh", prefix="")
     g2p.text_to_phonemes("15:30に", "ja", prefix="")
     assert calls == [("花了20美元", "chinese"), ("15時30分に", "japanese")]
 
 
-def test_language_names_and_codes(calls: list[tuple[str, str]]) -> None:
-    assert [g2p.language_code(name) for name in ("Japanese", "ja", "CHINESE", "en", "Korean")] == ["ja", "ja", "zh", "en", "ko"]
-    with pytest.raises(ValueError):
-        g2p.language_code("fr")
+def test_g2p_takes_codes_only(calls: list[tuple[str, str]]) -> None:
+    """One meaning of "language" inside the engine: a code; a name or an unknown code is a mistake of the caller."""
+    for wrong in ("Japanese", "fr"):
+        with pytest.raises(ValueError, match="unknown language code"):
+            g2p.text_to_phonemes("こんにちは", wrong)
+    with pytest.raises(ValueError, match="unknown language code"):
+        g2p.text_to_phonemes("こんにちは", "ja", forced="English")

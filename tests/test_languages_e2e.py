@@ -72,7 +72,7 @@ def english_phonemes(demo_root: Path) -> object:
     from engine.text.g2p import text_to_phonemes
 
     import_genie(demo_root / "GenieData")
-    return lambda word: text_to_phonemes(word, "English", prefix="").count
+    return lambda word: text_to_phonemes(word, "en", prefix="").count
 
 
 @pytest.mark.parametrize(

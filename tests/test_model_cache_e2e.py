@@ -134,5 +134,5 @@ def test_a_warm_start_loads_no_start_up_model_and_still_speaks(
     for name in ("phonemes", "bert", "ssl", "audio_32k", "ge", "ge_advanced"):
         np.testing.assert_array_equal(getattr(voice.reference, name), getattr(cold_reference, name))
     assert set(voice.styles) == {"calm"}
-    result = synthesize(voice, text_to_phonemes("こんにちは。", "Japanese"), threading.Event())
+    result = synthesize(voice, text_to_phonemes("こんにちは。", "ja"), threading.Event())
     assert result.tokens > 0 and result.audio.size == result.tokens * 1280

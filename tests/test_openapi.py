@@ -41,6 +41,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from engine.text.languages import SPELLINGS
 from tests.helpers import OUTPUT
 from tests.server_process import ROOT, ServerProcess
 
@@ -314,7 +315,7 @@ _OPTIONAL = {
     "stream_format": _mostly("sse", st.sampled_from(["audio", "sse", "", "SSE", "websocket"])),
     "instructions": _mostly("calmly", _LONG),
     "language": _mostly(
-        "zh", st.sampled_from(["auto", "AUTO", "ja", "En", "chinese", "KOREAN", "", "fr", "ja\n", " ja", "\u212ao"])
+        "zh", st.sampled_from(["auto", "AUTO", "ja", "jp", "En", "chinese", "KOREAN", "", "fr", "ja\n", " ja", "\u212ao"])
     ),
     "extra": _ANY,
 }
@@ -380,7 +381,7 @@ _EDGES = {
         "ja\n",
         " zh",
         "\u212ao",
-        "jp",
+        *sorted(SPELLINGS),  # every spelling of the one table of languages
         1,
         [],
     ],

@@ -59,7 +59,7 @@ def test_installs_a_character_as_a_voice_folder(tmp_path: Path) -> None:
         repo_requests = [request for request in hub.requests if f"/{HF_REPO}/" in request]
         assert repo_requests and all(f"/{HF_REVISION}" in request for request in repo_requests), repo_requests
         folder = inspect_voice(models / "mika")
-        assert (folder.kind, folder.language, folder.reference.text) == ("V2ProPlus", "Japanese", "こんにちは、ミカです。")
+        assert (folder.kind, folder.language, folder.reference.text) == ("V2ProPlus", "ja", "こんにちは、ミカです。")
         assert (models / "mika" / "tts_models" / "vits_fp16.bin").read_bytes() == b"vits_fp16.bin"
         info = sf.info(str(models / "mika" / "reference" / "audio.wav"))
         assert (info.format, info.subtype, info.samplerate, info.frames) == ("WAV", "PCM_16", 32000, 4 * 32000)

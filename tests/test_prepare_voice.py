@@ -381,7 +381,7 @@ def test_transcripts_genie_cannot_read(inputs: Inputs, genie_env: None, demo_roo
     models = tmp_path / "models"
     partial = tmp_path / "GenieData"  # a copy without G2P/ (the demo's stand-in has the Chinese and English data)
     with pytest.raises(prepare.PrepareError, match="part of the full GenieData") as caught:
-        prepare.check_reference_text("Hello there.", "English", partial)
+        prepare.check_reference_text("Hello there.", "en", partial)
     assert f"English needs {partial / 'G2P/EnglishG2P'}" in str(caught.value)
     assert "has nothing pronounceable in Japanese" in refused(arguments(inputs, models, text="!!! ..."), capsys)
     assert not models.exists()

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.text.script_runs import CODES, script_runs
+from engine.text.languages import CODES
+from engine.text.script_runs import script_runs
 
 
 def runs(text: str, voice: str, forced: str | None = None) -> list[tuple[str, str]]:

@@ -7,6 +7,8 @@ import pytest
 
 from api.errors import ApiError
 from api.speech_request import is_openai_model, parse_speech_request
+from engine.text.languages import SPELLINGS
+from engine.voices.voice_folder import normalize_language
 
 
 def parse(body: object) -> object:
@@ -60,6 +62,8 @@ def test_openai_model_names() -> None:
         ("AUTO", None),
         ("ja", "ja"),
         ("Japanese", "ja"),
+        ("jp", "ja"),  # as a reference's config.json accepts it
+        ("JP", "ja"),
         ("ZH", "zh"),
         ("chinese", "zh"),
         ("en", "en"),
@@ -72,11 +76,19 @@ def test_language_codes_and_long_names(value: str | None, expected: str | None) 
     assert parse({"model": "demo", "input": "hi", "language": value}).language == expected
 
 
-@pytest.mark.parametrize("value", ["fr", "jp", " ja", "ja\n", "\u212ao", "all_zh", 1, ["ja"]])
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+def test_a_spelling_means_the_same_in_a_request_and_in_config_json(spelling: str) -> None:
+    """One table of languages: what a reference's config.json accepts, a request's `language` accepts too."""
+    code = SPELLINGS[spelling]
+    assert parse({"model": "demo", "input": "hi", "language": spelling.upper()}).language == code
+    assert normalize_language(f" {spelling.title()} ") == code
+
+
+@pytest.mark.parametrize("value", ["fr", "jpn", " ja", "ja\n", "\u212ao", "all_zh", 1, ["ja"]])
 def test_unknown_language_is_a_400_naming_the_field_and_the_accepted_values(value: object) -> None:
     with pytest.raises(ApiError) as caught:
         parse({"model": "demo", "input": "hi", "language": value})
     error = caught.value
     assert (error.status, error.param) == (400, "language")
     if isinstance(value, str):
-        assert "auto, ja, en, zh, ko" in error.message and "korean" in error.message
+        assert all(spelling in error.message for spelling in ("auto", *SPELLINGS))

@@ -42,7 +42,7 @@ class StandInG2P:
 
 def plan(monkeypatch: pytest.MonkeyPatch, g2p: StandInG2P, text: str, **options: object) -> speech.SpeechPlan:
     monkeypatch.setattr(speech, "text_to_phonemes", g2p)
-    voice = SimpleNamespace(language="Japanese", reference_for=lambda style: None)
+    voice = SimpleNamespace(language="ja", reference_for=lambda style: None)
     return anyio.run(lambda: speech.plan_speech(voice, text, 24, 120, "test", **options))  # type: ignore[arg-type]
 
 

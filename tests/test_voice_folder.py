@@ -28,19 +28,19 @@ def make_voice(root: Path, name: str = "alice", *, seconds: float = 5.0, languag
 
 def test_valid_v2proplus_and_v2(tmp_path: Path) -> None:
     folder = inspect_voice(make_voice(tmp_path))
-    assert (folder.name, folder.kind, folder.language, folder.warnings) == ("alice", "V2ProPlus", "Japanese", [])
+    assert (folder.name, folder.kind, folder.language, folder.warnings) == ("alice", "V2ProPlus", "ja", [])
     assert inspect_voice(make_voice(tmp_path, "bob", kind="V2")).kind == "V2"
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("ZH", "Chinese"),
-        ("english", "English"),
-        ("jp", "Japanese"),
-        ("Ja", "Japanese"),
-        ("ko", "Korean"),
-        ("Korean", "Korean"),
+        ("ZH", "zh"),
+        ("english", "en"),
+        ("jp", "ja"),
+        ("Ja", "ja"),
+        ("ko", "ko"),
+        ("Korean", "ko"),
         ("fr", None),
         (3, None),
     ],
@@ -102,7 +102,7 @@ def test_korean_voice_needs_no_genie_data_folder(tmp_path: Path) -> None:
     voice = make_voice(tmp_path, language="Korean")
     data = tmp_path / "GenieData"
     data.mkdir()
-    assert inspect_voice(voice, data).language == "Korean"
+    assert inspect_voice(voice, data).language == "ko"
 
 
 def test_language_needing_genie_data_g2p(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_language_needing_genie_data_g2p(tmp_path: Path) -> None:
     with pytest.raises(VoiceError, match="ChineseG2P"):
         inspect_voice(voice, data)
     (data / "G2P" / "ChineseG2P").mkdir(parents=True)
-    assert inspect_voice(voice, data).language == "Chinese"
+    assert inspect_voice(voice, data).language == "zh"
 
 
 def test_scan_reports_every_folder(tmp_path: Path) -> None:
@@ -140,8 +140,8 @@ def test_styles_are_found_and_inherit_the_language(tmp_path: Path) -> None:
     add_style(voice, "news-2", {"text": "Hello there.", "language": "en"})
     folder = inspect_voice(voice)
     assert sorted(folder.styles) == ["calm", "news-2"]
-    assert (folder.styles["calm"].text, folder.styles["calm"].language) == ("やあ", "Japanese")
-    assert folder.styles["news-2"].language == "English"
+    assert (folder.styles["calm"].text, folder.styles["calm"].language) == ("やあ", "ja")
+    assert folder.styles["news-2"].language == "en"
     assert folder.styles["calm"].audio == voice / "reference" / "calm" / "audio.wav"
     assert folder.warnings == []
 

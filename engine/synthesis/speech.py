@@ -24,7 +24,7 @@ from engine.synthesis.scheduler import Scheduler, Ticket
 from engine.synthesis.speed import SynthesisSpeed
 from engine.synthesis.vocoding import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SAMPLE_RATE, TokenCapReached, token_cap, vocode_values
 from engine.text.g2p import SEGMENT_PREFIX_PHONEMES, Phonemes, text_to_phonemes
-from engine.text.script_runs import GENIE_NAMES
+from engine.text.languages import NAMES
 from engine.text.segmenter import halves, segment
 from engine.voices.voice import Reference, Voice
 
@@ -126,7 +126,7 @@ async def plan_speech(
     *args)` runs each segment's G2P as a job: the server passes its scheduler's, so G2P is under the worker
     limit like every model call; None (in-process tests) runs it in a thread."""
     if not has_letters(text):  # the cheap check first: no G2P call per segment for text of marks only
-        raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
+        raise NothingToSay(f"the input has nothing pronounceable in {NAMES[language or voice.language]}")
     job = run or anyio.to_thread.run_sync
     segments: list[str] = []
     phonemes: list[Phonemes | None] = []
@@ -135,7 +135,7 @@ async def plan_speech(
         segments += [part for part, _ in bounded]
         phonemes += [part_phonemes for _, part_phonemes in bounded]
     if all(part is None for part in phonemes):
-        raise NothingToSay(f"the input has nothing pronounceable in {GENIE_NAMES.get(language or '', voice.language)}")
+        raise NothingToSay(f"the input has nothing pronounceable in {NAMES[language or voice.language]}")
     tokens_allowed = None
     if max_seconds is not None:
         spoken = sum(part.count - SEGMENT_PREFIX_PHONEMES for part in phonemes if part is not None)

@@ -18,8 +18,9 @@ import numpy as np
 
 from engine import genie
 from engine.text.korean_g2p import korean_to_symbols
+from engine.text.languages import CODES, NAMES
 from engine.text.normalisation import normalise
-from engine.text.script_runs import CODE_OF, CODES, GENIE_NAMES, Run, script_runs
+from engine.text.script_runs import Run, script_runs
 
 # pyopenjtalk, jieba and g2pM keep global state that is not documented as thread-safe.
 _G2P_LOCK = threading.Lock()
@@ -47,17 +48,6 @@ class Phonemes:
         return any(any(char.isalpha() for char in symbol) for symbol in self.symbols)
 
 
-def language_code(language: str) -> str:
-    """'ja', 'zh', 'en' or 'ko' from a code or a long name in any case ('Japanese', 'chinese', 'KO')."""
-    folded = language.strip().lower()
-    if folded in CODES:
-        return folded
-    code = CODE_OF.get(folded.capitalize())
-    if code is None:
-        raise ValueError(f"unknown language {language!r}")
-    return code
-
-
 @functools.lru_cache(maxsize=4)
 def _symbol_ids(table: tuple[str, ...]) -> dict[str, int]:
     """Symbol -> its id in `table`, built once per table rather than per Korean run."""
@@ -74,15 +64,17 @@ def _run_phonemes(text: str, code: str, prefix: str, last: bool) -> tuple[np.nda
         symbols = (["."] if prefix else []) + symbols  # '。' reads as '.' elsewhere too
         ids = np.array([index[symbol] for symbol in symbols if symbol in index], dtype=np.int64)
         return ids, np.zeros((ids.size, BERT_DIM), dtype=np.float32)
-    sequence, bert = genie.phones_and_bert(prefix + normalise(text, code), GENIE_NAMES[code])
+    sequence, bert = genie.phones_and_bert(prefix + normalise(text, code), NAMES[code])
     return sequence[0].astype(np.int64), bert.astype(np.float32)
 
 
 def text_to_phonemes(text: str, language: str, prefix: str = SEGMENT_PREFIX, forced: str | None = None) -> Phonemes:
-    """G2P of `text` for a voice of `language` (a code or Genie's name), each run in its own language, or all of it
-    in `forced` (a code), after `prefix` (SEGMENT_PREFIX for a segment)."""
-    voice_code = language_code(language)
-    runs = script_runs(text, voice_code, forced and language_code(forced)) or [Run("", voice_code)]
+    """G2P of `text` for a voice of `language` (a code), each run in its own language, or all of it in `forced` (a
+    code), after `prefix` (SEGMENT_PREFIX for a segment)."""
+    for code in (language, forced):
+        if code is not None and code not in CODES:
+            raise ValueError(f"unknown language code {code!r}; the codes are {', '.join(CODES)}")
+    runs = script_runs(text, language, forced) or [Run("", language)]
     ids: list[np.ndarray] = []
     berts: list[np.ndarray] = []
     counts: Counter[str] = Counter()

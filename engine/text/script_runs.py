@@ -15,11 +15,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: Language codes of requests and usage; Genie's names for the three its G2P knows.
-CODES = ("ja", "zh", "en", "ko")
-GENIE_NAMES = {"ja": "Japanese", "zh": "Chinese", "en": "English", "ko": "Korean"}
-CODE_OF = {name: code for code, name in GENIE_NAMES.items()}
-
 #: Units read with the number they follow (each language's normaliser names them in its own words).
 UNITS = r"(?:kg|km|cm|mm|ml|mg|GB|MB|KB|TB|kHz|MHz|GHz|Hz|%|‰|℃|℉|°C|°F|°)"
 #: A number as one token: sign or currency, digits with inner separators, an optional unit right after.
@@ -29,7 +24,7 @@ NUMBER = re.compile(rf"[-+−]?[$€£¥￥₩]?\d+(?:[.,:/\-]\d+)*(?:{UNITS}(?!
 @dataclass(frozen=True)
 class Run:
     text: str
-    language: str  # one of CODES
+    language: str  # a code (engine/text/languages.py)
 
 
 def script_of(char: str) -> str | None:
@@ -80,7 +75,7 @@ def _spans(tags: list[str | None]) -> list[tuple[int, int, str | None]]:
 def script_runs(text: str, voice_language: str, forced: str | None = None) -> list[Run]:
     """`text` as runs of one language each, in order; their texts concatenated are `text` exactly.
 
-    `voice_language` and `forced` are codes (CODES); `forced` makes the whole text one run.
+    `voice_language` and `forced` are codes (engine/text/languages.py); `forced` makes the whole text one run.
     """
     if not text:
         return []

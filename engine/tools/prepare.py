@@ -34,13 +34,13 @@ import soxr
 
 from engine import genie
 from engine.text.g2p import text_to_phonemes
+from engine.text.languages import NAMES, SPELLINGS
 from engine.tools.checkpoints import CheckpointError, check_gpt_checkpoint, check_sovits_checkpoint, require_torch
 from engine.tools.genie_data import resolve_genie_data
 from engine.tools.quantize import QuantizeError, quantize_voice
 from engine.voices.voice_folder import (
     BASE_FILES,
     G2P_DATA,
-    LANGUAGES,
     PROMPT_ENCODER_FILES,
     REFERENCE_SECONDS,
     VoiceError,
@@ -86,12 +86,12 @@ def check_name(name: str) -> None:
         raise PrepareError(f"--name {name!r} must be a plain folder name: no '/', not starting with '.'")
 
 
-def genie_language(language: str) -> str:
-    """The language's name (Japanese, English, Chinese, Korean)."""
-    name = normalize_language(language)
-    if name is None:
-        raise PrepareError(f"--language {language!r} is not one of {', '.join(sorted(LANGUAGES))}")
-    return name
+def language_of(language: str) -> str:
+    """The code of `--language`, as `config.json` accepts it."""
+    code = normalize_language(language)
+    if code is None:
+        raise PrepareError(f"--language {language!r} is not one of {', '.join(sorted(SPELLINGS))}")
+    return code
 
 
 def read_reference(path: Path) -> PreparedClip:
@@ -146,13 +146,13 @@ def convert(sources: VoiceSources, models: Path, kind: str, scratch: Path) -> No
 def check_reference_text(text: str, language: str, genie_data_dir: Path) -> None:
     """G2P the transcript now, as loading the voice will, so an unusable one fails before converting."""
     if language in G2P_DATA and not (genie_data_dir / G2P_DATA[language]).is_dir():
-        raise PrepareError(f"{language} needs {genie_data_dir / G2P_DATA[language]} (part of the full GenieData)")
+        raise PrepareError(f"{NAMES[language]} needs {genie_data_dir / G2P_DATA[language]} (part of the full GenieData)")
     try:
         phonemes = text_to_phonemes(text, language, prefix="")
     except Exception as error:  # G2P libraries raise assorted errors on text they cannot handle
         raise PrepareError(f"--text cannot be turned into phonemes ({type(error).__name__}: {error})") from None
     if not phonemes.speakable:
-        raise PrepareError(f"--text {text!r} has nothing pronounceable in {language}")
+        raise PrepareError(f"--text {text!r} has nothing pronounceable in {NAMES[language]}")
 
 
 def _install(scratch: Path, target: Path) -> None:
@@ -174,7 +174,7 @@ def _install(scratch: Path, target: Path) -> None:
 def check_sources(sources: VoiceSources, target: Path, force: bool) -> tuple[PreparedClip, str]:
     """Everything that needs neither GenieData nor a conversion; returns the clip and the model kind."""
     check_name(target.name)
-    genie_language(sources.language)
+    language_of(sources.language)
     if not sources.text.strip():
         raise PrepareError("--text must be the transcript of the reference clip")
     if target.exists() and not force:
@@ -227,7 +227,7 @@ def prepare_voice(
     clip, kind = check_sources(sources, target, force)
     genie_data_dir = resolve_genie_data(genie_data_dir, allow_download)
     genie.import_genie(genie_data_dir)
-    check_reference_text(sources.text.strip(), genie_language(sources.language), genie_data_dir)
+    check_reference_text(sources.text.strip(), language_of(sources.language), genie_data_dir)
     build_voice(sources, clip, kind, target, genie_data_dir, int8)
     return inspect_voice(target, genie_data_dir)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from engine.allocator import release_freed_memory
 from engine.models.model_cache import ModelCache
 from engine.models.sessions import SessionLoader
+from engine.text.languages import NAMES
 from engine.voices.reference_cache import ReferenceCache
 from engine.voices.voice import GenieDataBroken, SharedModels, Voice, load_voice
 from engine.voices.voice_folder import VoiceError, VoiceFolder
@@ -89,7 +90,7 @@ def load_voices(
             "voice=%s outcome=loaded kind=%s language=%s t2s=%s load_s=%.1f references=%s",
             name,
             folder.kind,
-            folder.language,
+            NAMES[folder.language],
             t2s_precision,
             load_seconds[name],
             "cached" if references is not None and references.misses == misses else "computed",

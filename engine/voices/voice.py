@@ -22,6 +22,7 @@ from engine.models.decoder_graph import load_stage_decoder
 from engine.models.sessions import SessionLoader, WeightPool
 from engine.models.t2s_precision import decoder_files
 from engine.text.g2p import text_to_phonemes
+from engine.text.languages import NAMES
 from engine.voices.reference_cache import ReferenceCache
 from engine.voices.voice_folder import ReferenceClip, VoiceFolder
 
@@ -170,7 +171,8 @@ class ReferenceFeatures:
         key = None
         if self.cache is not None:
             speaker_files = list(self.prompt_files) if self.folder.kind == "V2ProPlus" else []
-            key = self.cache.key(clip.audio, clip.text, clip.language, [*self.shared.files, *speaker_files])
+            language = NAMES[clip.language]  # keyed by Genie's name, as entries written before were
+            key = self.cache.key(clip.audio, clip.text, language, [*self.shared.files, *speaker_files])
             stored = self.cache.load(key)
             if stored is not None:
                 return Reference(**{name: stored.get(name) for name in Reference.__dataclass_fields__})  # type: ignore[arg-type]

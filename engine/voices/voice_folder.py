@@ -13,20 +13,10 @@ from pathlib import Path
 import soundfile as sf
 
 from engine.models.weight_files import is_lfs_pointer, lfs_pointer_message, weight_problem
+from engine.text.languages import NAMES, SPELLINGS, language_code
 
-LANGUAGES = {
-    "chinese": "Chinese",
-    "zh": "Chinese",
-    "english": "English",
-    "en": "English",
-    "japanese": "Japanese",
-    "ja": "Japanese",
-    "jp": "Japanese",
-    "korean": "Korean",
-    "ko": "Korean",
-}
 #: GenieData folders each language's G2P needs (Japanese G2P ships its dictionary; Korean's is ours, on PyPI packages).
-G2P_DATA = {"Chinese": "G2P/ChineseG2P", "English": "G2P/EnglishG2P"}
+G2P_DATA = {"zh": "G2P/ChineseG2P", "en": "G2P/EnglishG2P"}
 
 BASE_FILES = (
     "t2s_encoder_fp32.onnx",
@@ -56,7 +46,7 @@ class ReferenceClip:
 
     audio: Path
     text: str
-    language: str
+    language: str  # a code (engine/text/languages.py)
     seconds: float
 
 
@@ -75,12 +65,13 @@ class VoiceFolder:
 
     @property
     def language(self) -> str:
-        """The name of the voice's language (Chinese, English, Japanese or Korean): its default clip's."""
+        """The code of the voice's language: its default clip's."""
         return self.reference.language
 
 
 def normalize_language(value: object) -> str | None:
-    return LANGUAGES.get(value.strip().lower()) if isinstance(value, str) else None
+    """The code of a `config.json` language (surrounding spaces allowed); None when it is not one."""
+    return language_code(value.strip()) if isinstance(value, str) else None
 
 
 def inspect_voice(path: Path, genie_data_dir: Path | None = None) -> VoiceFolder:
@@ -134,9 +125,9 @@ def inspect_reference(folder: Path, default_language: str | None, genie_data_dir
     given = config.get("language")
     language = default_language if given is None and default_language else normalize_language(given)
     if language is None:
-        raise VoiceError(f'{config_path}: unknown "language" {given!r}; use one of {", ".join(sorted(LANGUAGES))}')
+        raise VoiceError(f'{config_path}: unknown "language" {given!r}; use one of {", ".join(sorted(SPELLINGS))}')
     if genie_data_dir is not None and language in G2P_DATA and not (genie_data_dir / G2P_DATA[language]).is_dir():
-        raise VoiceError(f"{language} needs {genie_data_dir / G2P_DATA[language]} (part of the full GenieData)")
+        raise VoiceError(f"{NAMES[language]} needs {genie_data_dir / G2P_DATA[language]} (part of the full GenieData)")
 
     if not audio_path.is_file():
         raise VoiceError(f"missing {audio_path}")
@@ -161,7 +152,8 @@ def verdict(folder: VoiceFolder) -> str:
     status = "WARN " if folder.warnings else "OK   "
     detail = "".join(f"; {warning}" for warning in folder.warnings)
     styles = f", styles {', '.join(folder.styles)}" if folder.styles else ""
-    return f"{status}{folder.name}: {folder.kind}, {folder.language}, reference {folder.reference.seconds:.1f} s{styles}{detail}"
+    language = NAMES[folder.language]
+    return f"{status}{folder.name}: {folder.kind}, {language}, reference {folder.reference.seconds:.1f} s{styles}{detail}"
 
 
 def scan(models_dir: Path, genie_data_dir: Path | None = None) -> list[tuple[str, VoiceFolder | VoiceError]]:
