@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from tests.server_process import ROOT
@@ -52,8 +53,12 @@ def test_the_python_examples_say_what_to_install() -> None:
 def test_the_local_run_uses_the_servers_own_virtualenv() -> None:
     local = GUIDE[GUIDE.index("### Try it locally") :]
     local = local[: local.index("\n## ")]
-    assert "bash scripts/serve.sh --check" in local and "ModuleNotFoundError: anyio" in local
+    assert "bash scripts/serve.sh --check" in local and "ModuleNotFoundError: No module named 'uvicorn'" in local
     assert 'exec .venv/bin/python server.py "$@"' in (ROOT / "scripts" / "serve.sh").read_text()  # --check reaches server.py
+    # The system Python's first missing package is the first third-party import of server.py.
+    imported = re.findall(r"^(?:import|from) (\w+)", (ROOT / "server.py").read_text(), re.MULTILINE)
+    first = next(name for name in imported if name not in sys.stdlib_module_names and name != "__future__")
+    assert first == "uvicorn"
 
 
 def test_the_readme_and_the_guide_say_how_to_get_a_c_compiler_on_each_platform() -> None:
