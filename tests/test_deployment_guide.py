@@ -67,3 +67,23 @@ def test_the_readme_and_the_guide_say_how_to_get_a_c_compiler_on_each_platform()
     for text in (readme, GUIDE):
         for install in installs:
             assert install in text
+
+
+def test_the_voice_upload_puts_the_folder_content_where_the_init_container_downloads_it() -> None:
+    """`kubectl apply` needs the voice in a Hub repository whose root is one voice folder's content: the init
+    container downloads the whole repository into /models/$(VOICE_NAME)."""
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    manifests = (ROOT / "deploy" / "kubernetes" / "README.md").read_text(encoding="utf-8")
+    for text in (GUIDE, readme, manifests):
+        upload = re.search(r"hf upload (\S+) (\S+) (\S+)( --private)?", text)
+        assert upload, "no `hf upload` command"
+        repo, local, in_repo, _ = upload.groups()
+        assert repo == "<your-name>/<your-voice>" and local == "models/my-voice" and in_repo == ".", upload.group(0)
+        assert text.index("hf upload") < text.index("kubectl apply -f deploy/kubernetes/")
+    cli = Path(sys.executable).with_name("hf")
+    usage = subprocess.run([str(cli), "upload", "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "[PATH_IN_REPO]" in usage.stdout and "--private" in usage.stdout, usage.stdout
+    deployment = (ROOT / "deploy" / "kubernetes" / "deployment.yaml").read_text(encoding="utf-8")
+    assert '"$(VOICE_REPO)", "--revision", "$(VOICE_REVISION)", "--local-dir", "/models/$(VOICE_NAME)"' in deployment
