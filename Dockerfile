@@ -9,6 +9,10 @@
 #                          Japanese, whose G2P (pyopenjtalk) is the most complete offline path in Genie.
 #                          One of mika, feibi, thirtyseven; empty for none.
 #   HF_ENDPOINT            the hub to download from (a mirror, or a local stand-in in tests).
+#
+# BuildKit is needed (`RUN --mount=type=cache` below): it is the default builder of Docker Engine 23 and later
+# and of Docker Desktop. With an older Docker, build with `DOCKER_BUILDKIT=1 docker build ...` (or
+# `docker buildx build`); the legacy builder stops at the first `--mount`.
 
 # ---- builder: a virtualenv with exactly the locked packages (requirements.lock, made by scripts/lock.sh: every
 # package, transitive ones included, at one version with its sha256). jieba_fast ships only as a source archive,

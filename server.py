@@ -159,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     if args.check:
-        lines, servable = check_voices(settings.models_dir, settings.genie_data_dir, settings.genie_download)
+        try:
+            lines, servable = check_voices(settings.models_dir, settings.genie_data_dir, settings.genie_download)
+        except GenieDataMissing as error:  # GenieData the server may not read
+            print(f"ERROR {error}")
+            return 1
         print("\n".join(lines))
         return 0 if servable else 1
     configure_logging(settings.log_level)

@@ -36,7 +36,45 @@ class GenieDataMissing(RuntimeError):
 
 
 def missing_data(data_dir: Path) -> list[str]:
-    return [name for name in REQUIRED_DATA if not (data_dir / name).exists()]
+    """The required files absent from `data_dir`. A folder this process may not read raises `GenieDataMissing`
+    naming the first path it cannot read and the `chmod` that fixes it, rather than a bare `PermissionError`."""
+    try:
+        absent = [name for name in REQUIRED_DATA if not (data_dir / name).exists()]
+        unreadable = None if absent else first_unreadable(data_dir)
+    except PermissionError as error:
+        unreadable = Path(error.filename) if error.filename else data_dir
+    if unreadable is not None:
+        raise GenieDataMissing(unreadable_message(data_dir, unreadable))
+    return absent
+
+
+def first_unreadable(data_dir: Path) -> Path | None:
+    """The first file or folder under `data_dir` this process may not read (folders: list and enter), or None.
+
+    Checked up front because Genie's import and G2P read these files later, where a `PermissionError` would end
+    the start-up with a traceback (a container's user is often not the one who copied GenieData in)."""
+    failures: list[OSError] = []
+    for folder, folders, files in os.walk(data_dir, onerror=failures.append):
+        if not os.access(folder, os.R_OK | os.X_OK):
+            return Path(folder)
+        for name in files:
+            path = Path(folder, name)
+            if not os.access(path, os.R_OK) and path.exists():  # path.exists(): a dangling link is not ours to judge
+                return path
+        folders.sort()
+    for failure in failures:
+        if isinstance(failure, PermissionError):
+            return Path(failure.filename) if failure.filename else data_dir
+    return None
+
+
+def unreadable_message(data_dir: Path, path: Path) -> str:
+    user = f"user id {os.getuid()}" if hasattr(os, "getuid") else "this user"
+    return (
+        f"GenieData at {data_dir} is not readable by the server ({user}): permission denied on {path}. "
+        f"Make it readable for every user with `chmod -R a+rX {data_dir}` (in a container, on the host folder "
+        "that is mounted), or copy it to a folder of the server's own user and point GENIE_DATA_DIR there"
+    )
 
 
 def import_genie(data_dir: Path) -> ModuleType:

@@ -15,9 +15,29 @@ check_compiler() {
   return 1
 }
 
+# The lock files are for CPython 3.11: another version would fail in pip with a far less clear message.
+# PYTHON names the interpreter when `python3` is another version (PYTHON=python3.11).
+check_python() {
+  local python="${PYTHON:-python3}" version
+  if ! version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then
+    echo "no Python found as '$python': the server needs Python 3.11 (install it, or set PYTHON to its command)." >&2
+    return 1
+  fi
+  if [ "$version" != 3.11 ]; then
+    echo "'$python' is Python $version; the server needs Python 3.11 (requirements.lock is for CPython 3.11)." \
+      "Install 3.11 and run again with PYTHON=python3.11, or remove .venv if it was made with another version." >&2
+    return 1
+  fi
+}
+
 setup_venv() {
+  check_python
   check_compiler
-  python3 -m venv .venv
+  if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    echo ".venv was made with another Python than 3.11: remove it (rm -rf .venv) and run again." >&2
+    return 1
+  fi
+  "${PYTHON:-python3}" -m venv .venv
   .venv/bin/python -m pip install --quiet --upgrade pip
   # The runtime exactly as the image gets it: every package at its locked version, each file's hash checked.
   .venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements-build.lock

@@ -62,10 +62,12 @@ def test_a_client_that_stops_reading_is_dropped_and_frees_its_slot(strict_server
     """A client that reads nothing blocks the server's sends, so synthesis for it stops early, and it is dropped.
 
     At speed 0.25 the text makes 1 to 1.5 MB of WAV per segment (four times the audio of speed 1 for the same
-    synthesis), some 35 MB in all. Once the socket buffers are full (the kernel grows the server's send buffer
-    up to tcp_wmem's maximum, 4 MiB by default: about five of these segments) the server's send blocks, and
-    with it synthesis for this request; after SEND_TIMEOUT (5 s) the server drops the client. A server whose
-    sends never wait for the client would synthesise all 26 segments: the bound is 8.
+    synthesis), some 35 MB in all. Once the socket buffers are full (the server pins its send buffer to
+    `SEND_BUFFER_BYTES`, 64 KiB in api/protocol.py, which Linux doubles; this client's receive buffer is 4 KiB:
+    far less than one segment) the server's send blocks, and with it synthesis for this request; a client that
+    has taken no audio has no read-pace allowance beyond the grace of SEND_TIMEOUT (5 s), after which the server
+    drops it (api/read_pace.py). A server whose sends never wait for the client would synthesise all 26
+    segments: the bound is 8.
     """
     strict_server.wait_idle()
     text = LONG * 6
@@ -88,7 +90,7 @@ def test_a_client_that_stops_reading_is_dropped_and_frees_its_slot(strict_server
         line = strict_server.log_line(f"client_request_id={request_id}", timeout=600)
         segments = int(line.split(" segments=")[1].split()[0])
         # Backpressure: synthesis stopped when the socket buffers filled, so what the server held for this
-        # client is bounded by them (plus uvicorn's 64 KiB and the segment being sent), not by the text.
+        # client is bounded by them (plus uvicorn's 64 KiB and the chunk being sent), not by the text.
         assert segments < bound, f"{segments} of {total} segments were synthesised: the send never blocked"
         assert "outcome=client_too_slow" in line
         state = strict_server.wait_idle(timeout=10)

@@ -136,3 +136,42 @@ def test_sessions_fed_from_one_pool_hold_one_copy_of_equal_weights(tmp_path: Pat
     assert pool.nbytes == ROWS * COLUMNS * 4
     np.testing.assert_allclose(run(one), expected(weight), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(run(two), expected(weight, 3.0), rtol=1e-5, atol=1e-5)
+
+
+def if_graph(folder: Path, repeats: list[float]) -> Path:
+    """Y = cond ? X + c : X, whose then-branch holds the initializer `c` once per value of `repeats` (onnxruntime
+    1.22 writes such repeats into its own optimised save of a graph with `If`, the prompt encoder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    then_branch = helper.make_graph(
+        [helper.make_node("Add", ["X", "c"], ["then_y"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("then_y", TensorProto.FLOAT, [1])],
+        [helper.make_tensor("c", TensorProto.FLOAT, [1], [value]) for value in repeats],
+    )
+    else_output = helper.make_tensor_value_info("else_y", TensorProto.FLOAT, [1])
+    else_branch = helper.make_graph([helper.make_node("Identity", ["X"], ["else_y"])], "else", [], [else_output])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["Y"], then_branch=then_branch, else_branch=else_branch)],
+        "if",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])],
+    )
+    path = folder / "if.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def test_a_repeated_initializer_in_a_subgraph_is_dropped_so_the_graph_loads(tmp_path: Path) -> None:
+    from engine.models.model_cache import _drop_repeated_initializers
+
+    path = if_graph(tmp_path, [2.0, 2.0])
+    with pytest.raises(Exception, match="not unique"):
+        onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert _drop_repeated_initializers(path) == 1
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {"X": np.array([1.0], np.float32), "cond": np.array(True)}
+    assert session.run(None, feed)[0].tolist() == [3.0]
+
+    differing = if_graph(tmp_path / "differing", [2.0, 5.0])  # which one is meant is unknown: left as it is
+    assert _drop_repeated_initializers(differing) == 0

@@ -121,6 +121,9 @@ def test_a_warm_start_loads_no_start_up_model_and_still_speaks(
     assert "loading HuBERT and the speaker encoder" in caplog.text
     assert "loading its prompt encoder" in caplog.text
     assert "references=computed" in caplog.text
+    assert "optimised save" not in caplog.text and "does not load" not in caplog.text  # every graph cached optimised
+    levels = {json.loads(manifest.read_text())["level"] for manifest in (tmp_path / "models").glob("*/manifest.json")}
+    assert levels == {"ORT_ENABLE_EXTENDED"}
     cold_reference = cold.get("demo").reference
     del cold
     caplog.clear()

@@ -39,3 +39,42 @@ def test_with_a_compiler_on_the_path_it_goes_on(tmp_path: Path) -> None:
     compiler.chmod(0o755)
     result = run_check_compiler(f"{tools}{os.pathsep}/usr/bin:/bin", tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def run_check_python(path: str, cwd: Path, python: str | None = None) -> subprocess.CompletedProcess:
+    env = {"PATH": path, **({"PYTHON": python} if python else {})}
+    return subprocess.run(
+        ["/bin/bash", "-c", f"source {ROOT / 'scripts' / 'venv.sh'} && check_python"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def fake_python(folder: Path, version: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    python = folder / "python3"
+    python.write_text(f"#!/bin/sh\necho {version}\n")
+    python.chmod(0o755)
+    return python
+
+
+def test_another_python_than_3_11_stops_the_setup_with_what_to_do(tmp_path: Path) -> None:
+    fake_python(tmp_path / "bin", "3.13")
+    result = run_check_python(str(tmp_path / "bin"), tmp_path)
+    assert result.returncode == 1
+    assert "Python 3.13" in result.stderr and "needs Python 3.11" in result.stderr and "PYTHON=python3.11" in result.stderr
+
+    missing = run_check_python(str(tmp_path / "empty"), tmp_path)
+    assert missing.returncode == 1 and "needs Python 3.11" in missing.stderr
+
+
+def test_python_3_11_goes_on_also_when_named_by_python(tmp_path: Path) -> None:
+    fake_python(tmp_path / "bin", "3.11")
+    assert run_check_python(str(tmp_path / "bin"), tmp_path).returncode == 0
+    named = fake_python(tmp_path / "other", "3.11")
+    fake_python(tmp_path / "bin", "3.12")
+    result = run_check_python(str(tmp_path / "bin"), tmp_path, python=str(named))
+    assert result.returncode == 0, result.stderr

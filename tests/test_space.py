@@ -245,3 +245,20 @@ def test_the_command_line_says_what_went_wrong(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "not-a-voice").mkdir()
     assert main([str(tmp_path / "space"), "--voice", str(tmp_path / "not-a-voice")]) == 1
     assert "error: voice" in capsys.readouterr().err and not (tmp_path / "space").exists()
+
+
+def test_every_relative_link_on_the_spaces_readme_page_leads_to_a_file_of_the_space(tmp_path: Path) -> None:
+    """The Space shows README.md as its page; links to what the Space does not carry (the guide, .env.example, the
+    benchmark results, deploy/) become plain text naming the file in the project's repository."""
+    space = tmp_path / "space"
+    assemble(space, [make_voice(tmp_path / "voices", "alice")])
+    page = (space / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\[[^\]\n]*\]\(([^)\s]+)\)", page)
+    relative = [link for link in links if "://" not in link and not link.startswith(("#", "mailto:"))]
+    for link in relative:
+        assert (space / link.split("#")[0]).exists(), f"the Space's README links to {link}, which the Space lacks"
+    original = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(docs/deployment-guide.md)" in original and "(docs/deployment-guide.md)" not in page
+    assert "deployment guide: `docs/deployment-guide.md` of the project's repository" in page
+    assert page.startswith(original[: original.index("\n---\n", 4)])  # the front matter, which configures the Space
+    assert page.count("](") == original.count("](") - (len(re.findall(r"\[[^\]\n]*\]\(([^)\s]+)\)", original)) - len(links))

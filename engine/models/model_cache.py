@@ -136,7 +136,7 @@ class ModelCache:
     def _write(scratch: Path, folder: Path, graph: Path, fp16_weights: Path | None) -> None:
         """Build the entry in `scratch` and rename it to `folder`."""
         source = _expanded_template(graph, fp16_weights, scratch) if fp16_weights is not None else graph
-        level = _save_loadable(source, scratch)
+        level = _save_loadable(source, scratch, graph.name)
         for leftover in scratch.iterdir():
             if leftover.name not in (MODEL_NAME, DATA_NAME):
                 leftover.unlink()
@@ -189,20 +189,30 @@ def _expanded_template(graph: Path, fp16_weights: Path, scratch: Path) -> Path:
     return template
 
 
-def _save_loadable(source: Path, scratch: Path) -> str:
+def _save_loadable(source: Path, scratch: Path, name: str) -> str:
     """Save `source` optimised offline, or as it is (fp32, external data) when onnxruntime cannot load its own save.
 
-    onnxruntime 1.22 saves graphs with `If` subgraphs (the prompt encoder) in a form it then refuses
-    ("initializer name is not unique"); such a graph is stored unoptimised and optimised at every load instead.
+    onnxruntime 1.22 saves a graph with `If` subgraphs (the prompt encoder) with some of a subgraph's initializers
+    written twice, the same name and the same bytes (a Constant it turned into an initializer), and then refuses
+    its own file ("initializer name is not unique"): the repeats are dropped first (`_drop_repeated_initializers`).
+    Should a graph still not load, it is stored unoptimised and optimised at every load instead. `name` is the
+    voice's own file, for the log.
     """
     _optimise(source, scratch, OFFLINE_LEVEL)
+    _drop_repeated_initializers(scratch / MODEL_NAME)
     try:
         check = onnxruntime.SessionOptions()
         check.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         onnxruntime.InferenceSession(str(scratch / MODEL_NAME), check, providers=["CPUExecutionProvider"])
         return OFFLINE_LEVEL.name
     except Exception as error:  # onnxruntime raises its own error types for an invalid graph
-        logger.info("model cache: the optimised %s does not load (%s); storing it unoptimised", source.name, error)
+        logger.info(
+            "model cache: onnxruntime %s cannot load its own optimised save of %s (%s); the cache keeps it unoptimised, "
+            "so it is optimised at every load instead (it works the same, each start takes a little longer)",
+            onnxruntime.__version__,
+            name,
+            error,
+        )
     for stale in (MODEL_NAME, DATA_NAME):
         (scratch / stale).unlink(missing_ok=True)
     model = onnx.load(str(source), load_external_data=True)
@@ -215,6 +225,39 @@ def _save_loadable(source: Path, scratch: Path) -> str:
         size_threshold=EXTERNAL_MIN_BYTES,
     )
     return onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL.name
+
+
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """A graph and every subgraph in it (the branches of `If`, the bodies of `Loop` and `Scan`), at any depth."""
+    found = [graph]
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs):
+                found += _graphs(sub)
+    return found
+
+
+def _drop_repeated_initializers(path: Path) -> int:
+    """Remove the second and later copies of an initializer that a graph holds twice with the same content; return how
+    many. A name held twice with different contents is left as it is (the load check then refuses the graph)."""
+    model = onnx.load(str(path), load_external_data=False)
+    dropped = 0
+    for graph in _graphs(model.graph):
+        seen: dict[str, bytes] = {}
+        keep = []
+        for tensor in graph.initializer:
+            content = tensor.SerializeToString(deterministic=True)
+            if seen.get(tensor.name) == content:
+                dropped += 1
+                continue
+            seen.setdefault(tensor.name, content)
+            keep.append(tensor)
+        if len(keep) != len(graph.initializer):
+            del graph.initializer[:]
+            graph.initializer.extend(keep)
+    if dropped:
+        onnx.save(model, str(path))  # the graph alone: its external data file stays as onnxruntime wrote it
+    return dropped
 
 
 def _optimise(source: Path, scratch: Path, level: onnxruntime.GraphOptimizationLevel) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Iterable
@@ -364,7 +365,23 @@ def _stamp(tokens_per_phoneme: int) -> str:
     return f"{BUILD_VERSION} tokens_per_phoneme={tokens_per_phoneme}"
 
 
+_READ = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+_EXECUTE = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+def readable_by_all(folder: Path) -> None:
+    """`chmod -R a+rX folder`: the scratch folder a build starts from is private (0700, from mkdtemp), and a finished
+    demo voice or stand-in GenieData is ordinary data that a server running as another user (a container's) reads."""
+    for path in (folder, *folder.rglob("*")):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        executable = path.is_dir() or mode & _EXECUTE
+        path.chmod(mode | _READ | (_EXECUTE if executable else 0))
+
+
 def _replace(source: Path, target: Path) -> None:
+    readable_by_all(source)
     if target.exists():
         shutil.rmtree(target, ignore_errors=True)
     try:

@@ -25,7 +25,7 @@ def instructions(target: Path) -> str:
         f"model repo {HF_REPO} at revision {HF_REVISION}: "
         f"`hf download {HF_REPO} --revision {HF_REVISION} --include '{HF_FOLDER}/*' {place}`, "
         f"or point GENIE_DATA_DIR at an existing copy. Offline, `python server.py --demo` serves only the generated "
-        f"demo voice, on stand-in data (`python -m engine.tools.demo DIR` builds both)."
+        f"demo voices, on stand-in data (`python -m engine.tools.demo DIR` builds both)."
     )
 
 

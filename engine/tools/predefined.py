@@ -49,6 +49,7 @@ def _as_voice_folder(fetched: Path, name: str, models_dir: Path) -> Path:
     """Rearrange Genie's character layout into a validated voice folder in a scratch directory."""
     text, clip = _reference_entry(fetched)
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=models_dir))
+    scratch.chmod(0o755)  # mkdtemp makes it private; the voice folder it becomes is ordinary data
     shutil.move(str(fetched / "tts_models"), scratch / "tts_models")
     (scratch / "reference").mkdir()
     audio, rate = sf.read(clip, dtype="float32")

@@ -143,6 +143,33 @@ def check_readme(readme: Path) -> None:
         raise SpaceError(f"{readme}'s front matter lacks 'sdk: docker'")
 
 
+#: An inline Markdown link: [label](target), the target without spaces (a title after it is not used here).
+_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
+
+
+def space_readme(text: str, files: set[str]) -> str:
+    """The README as the Space shows it: a relative link to a file the Space does not carry (the guide, the
+    benchmark results, deploy/) would lead nowhere on the Space's page, so it becomes plain text naming the file in
+    the project's repository. Links to the web, to anchors and to files the Space holds stay as they are."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        label, target = match.group(1), match.group(2)
+        path = target.split("#", 1)[0]
+        if not path or "://" in target or target.startswith(("mailto:", "/")) or _carried(path, files):
+            return match.group(0)
+        if label.strip("`").rstrip("/") in (path, path.rstrip("/"), path.rsplit("/", 1)[0]):
+            return f"`{label.strip('`')}` of the project's repository"
+        return f"{label}: `{path}` of the project's repository"
+
+    return _LINK.sub(rewrite, text)
+
+
+def _carried(path: str, files: set[str]) -> bool:
+    """Whether a link's path (relative to the README, at the Space's root) is a file or folder the Space holds."""
+    path = path.removeprefix("./").rstrip("/")
+    return path in files or any(name.startswith(f"{path}/") for name in files)
+
+
 def voice_files(voice: Path, rules: list[tuple[bool, re.Pattern[str]]]) -> list[tuple[Path, str]]:
     """(source, path in the Space) for each file of a checked voice folder, filtered as the build context is."""
     try:
@@ -204,9 +231,13 @@ def assemble(dest: Path, voices: list[Path], root: Path = ROOT) -> list[str]:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+    carried = {target for _, target in plan} | {".gitattributes"}
     for source, target in plan:
         (dest / target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, dest / target)
+        if target == "README.md":
+            (dest / target).write_text(space_readme(source.read_text(encoding="utf-8"), carried), encoding="utf-8")
+        else:
+            shutil.copyfile(source, dest / target)
     attributes.write_text(merged_gitattributes(existing), encoding="utf-8")
     return sorted([target for _, target in plan] + [".gitattributes"])
 
