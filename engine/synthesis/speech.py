@@ -283,7 +283,7 @@ async def speak(
                 audio.add(values)
             taken = len(decoding.tokens)
             finished = decoding.finished
-            load = scheduler.active / scheduler.workers
+            load = scheduler.admission.requests_in_progress / scheduler.slots.workers
             count = chunk_size(audio.pending, finished, buffered_s(), speed, plan.first_chunk_tokens, load)
             if count == 0:
                 if finished or failures:
