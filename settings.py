@@ -47,7 +47,7 @@ class Settings:
     max_body_bytes: int = 131072
     workers: int = 2
     ort_threads: int = 2
-    queue_size: int = 8
+    queue_size: int = 8  # QUEUE_SIZE: places beyond WORKERS (the scheduler's extra_places), not a length of the line
     t2s_precision: str = "fp32"
     max_streams_per_client: int = 4
     max_queue_wait: int = 30

@@ -46,7 +46,10 @@ class Application:
         self.folders = folders
         self.voices = ServedVoices(settings.aliases())
         self.scheduler = Scheduler(
-            settings.workers, settings.queue_size, settings.max_streams_per_client, settings.max_queue_wait
+            settings.workers,
+            extra_places=settings.queue_size,
+            per_client=settings.max_streams_per_client,
+            max_wait=settings.max_queue_wait,
         )
         self.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         self.client_addresses = ClientAddresses.from_settings(settings)

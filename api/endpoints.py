@@ -67,13 +67,14 @@ class ReadOnlyEndpoints:
             payload["reason"] = self.voices.failure
         if status != "healthy":
             return JSONResponse(payload, 503, request.response_headers)
+        admission, slots = self.scheduler.admission, self.scheduler.slots
         payload["synthesis"] = {
-            "workers": self.scheduler.workers,
-            "running": self.scheduler.running,
-            "waiting": self.scheduler.waiting,
-            "queued": self.scheduler.queued,  # requests waiting in line for a place (MAX_QUEUE_WAIT)
-            "active_requests": self.scheduler.active,
-            "jobs_run": self.scheduler.jobs_run,
+            "workers": slots.workers,
+            "running": slots.jobs_running,
+            "waiting": slots.jobs_waiting,
+            "queued": admission.requests_waiting,  # requests waiting in line for a place (MAX_QUEUE_WAIT)
+            "active_requests": admission.requests_in_progress,
+            "jobs_run": slots.jobs_finished,
         }
         return JSONResponse(payload, 200, request.response_headers)
 

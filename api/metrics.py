@@ -43,14 +43,14 @@ class StateCollector(Collector):
         self.is_draining = is_draining
 
     def collect(self) -> Iterator[Metric]:
-        scheduler = self.scheduler
+        admission, slots = self.scheduler.admission, self.scheduler.slots
         yield GaugeMetricFamily(
             "gsv_queue_depth",
             "Requests waiting in line for their place plus synthesis jobs waiting for a worker.",
-            scheduler.queued + scheduler.waiting,
+            admission.requests_waiting + slots.jobs_waiting,
         )
-        yield GaugeMetricFamily("gsv_active_streams", "Admitted speech requests in progress.", scheduler.active)
-        yield GaugeMetricFamily("gsv_synthesis_jobs_running", "Synthesis jobs running on a worker.", scheduler.running)
+        yield GaugeMetricFamily("gsv_active_streams", "Admitted speech requests in progress.", admission.requests_in_progress)
+        yield GaugeMetricFamily("gsv_synthesis_jobs_running", "Synthesis jobs running on a worker.", slots.jobs_running)
         load = GaugeMetricFamily("gsv_voice_load_seconds", "Seconds each voice took to load.", labels=["voice"])
         for name, seconds in sorted(self.voices.registry.load_seconds.items()):
             load.add_metric([name], seconds)

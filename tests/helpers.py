@@ -1,4 +1,4 @@
-"""What many tests share: paths, the texts they speak, and small clients of a running server."""
+"""What many tests share: paths, the texts they speak, small clients of a running server, a scheduler's ticket."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
 import soundfile as sf
 
 from tests.server_process import ROOT, ServerProcess, start_server
+
+if TYPE_CHECKING:
+    from engine.synthesis.scheduler import Scheduler, Ticket
 
 CACHE = ROOT / ".cache" / "tests"
 OUTPUT = ROOT / "tests" / "output"
@@ -142,3 +145,11 @@ def speech_socket(server: ServerProcess, text: str, source: str, receive_buffer:
         + body
     )
     return sock
+
+
+def admitted(scheduler: Scheduler, client: str = "") -> Ticket:
+    """A request's ticket from `Scheduler.join` when a place is free now; with every place taken and no line it
+    raises `QueueFull` as the server's requests meet it, and a test that finds a line instead fails here."""
+    place = scheduler.join(client)
+    assert place.ticket is not None, "every place is taken: this request would wait in line"
+    return place.ticket

@@ -13,7 +13,7 @@ import anyio
 import numpy as np
 import pytest
 
-from tests.helpers import LONG
+from tests.helpers import LONG, admitted
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +32,8 @@ def test_the_decoding_waits_while_the_client_has_not_read(demo_voice, monkeypatc
         return step(self, *args)
 
     monkeypatch.setattr(speech._SegmentDecoding, "step", watched_step)
-    scheduler = Scheduler(workers=2, queue_size=0)
-    ticket = scheduler.admit()
+    scheduler = Scheduler(workers=2, extra_places=0)
+    ticket = admitted(scheduler)
     blocked: list[tuple[float, float]] = []
     deliveries = 0
 

@@ -29,11 +29,11 @@ def test_stretching_and_encoding_hold_a_worker_slot(
     push, finish = AudioOutput.push, AudioOutput.finish
 
     def watched_push(self: AudioOutput, audio: np.ndarray) -> bytes:
-        slots_taken.append(scheduler.running)
+        slots_taken.append(scheduler.slots.jobs_running)
         return push(self, audio)
 
     def watched_finish(self: AudioOutput) -> bytes:
-        slots_taken.append(scheduler.running)
+        slots_taken.append(scheduler.slots.jobs_running)
         return finish(self)
 
     monkeypatch.setattr(AudioOutput, "push", watched_push)

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.helpers import admitted
 from tests.server_process import serve_in_thread
 
 pytestmark = pytest.mark.e2e
@@ -338,7 +339,7 @@ def test_two_requests_run_the_models_at_the_same_time(demo_voice) -> None:
     async def request(scheduler: Scheduler, name: str) -> None:
         proxies = {stage: RecordingSession(getattr(demo_voice, stage), name, stage, runs) for stage in stages}
         plan = await speech.plan_speech(dataclasses.replace(demo_voice, **proxies), texts[name], 24, 120, name)
-        ticket = scheduler.admit()
+        ticket = admitted(scheduler)
 
         async def deliver(audio: np.ndarray) -> None:
             samples[name] += audio.size
@@ -349,7 +350,7 @@ def test_two_requests_run_the_models_at_the_same_time(demo_voice) -> None:
             scheduler.release(ticket)
 
     async def both() -> None:
-        scheduler = Scheduler(workers=2, queue_size=0)
+        scheduler = Scheduler(workers=2, extra_places=0)
         async with anyio.create_task_group() as tasks:
             for name in texts:
                 tasks.start_soon(request, scheduler, name)
@@ -428,9 +429,9 @@ def overlaps_of_the_first_chunk(demo_voice, text: str) -> tuple[int, int]:
     voice = dataclasses.replace(demo_voice, **proxies)
 
     async def request() -> None:
-        scheduler = Scheduler(workers=2, queue_size=0)
+        scheduler = Scheduler(workers=2, extra_places=0)
         plan = await speech.plan_speech(voice, text, 24, 120, "hold", first_chunk_tokens=8)
-        ticket = scheduler.admit()
+        ticket = admitted(scheduler)
 
         async def deliver(audio: np.ndarray) -> None:
             pass

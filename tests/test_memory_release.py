@@ -15,7 +15,7 @@ import anyio
 import numpy as np
 import pytest
 
-from tests.helpers import LONG
+from tests.helpers import LONG, admitted
 
 pytestmark = pytest.mark.e2e
 
@@ -74,8 +74,8 @@ def speak_text(voice, text: str, deliver) -> None:
     async def run() -> None:
         plan = await speech.plan_speech(voice, text, FIRST_BUDGET, BUDGET, "memory-test", first_chunk_tokens=8)
         assert len(plan.segments) >= 6
-        scheduler = Scheduler(workers=2, queue_size=0)
-        ticket = scheduler.admit()
+        scheduler = Scheduler(workers=2, extra_places=0)
+        ticket = admitted(scheduler)
         try:
             await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), "memory-test", deliver)
         finally:

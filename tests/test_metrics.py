@@ -18,6 +18,7 @@ from api.rate_limit import RateLimited
 from api.voices import ServedVoices
 from engine.interface import QueueFull, Scheduler
 from settings import Settings
+from tests.helpers import admitted
 from tests.test_openapi import asgi_request
 
 
@@ -104,7 +105,7 @@ def test_state_gauges_are_read_at_scrape_time() -> None:
     names = ("gsv_voices_ready", "gsv_draining", "gsv_active_streams")
     assert [samples(metrics)[(name, ())] for name in names] == [0, 0, 0]
     voices.state, draining[0] = "ready", True
-    scheduler.admit("10.0.0.1")
+    admitted(scheduler, "10.0.0.1")
     assert [samples(metrics)[(name, ())] for name in names] == [1, 1, 1]
 
 

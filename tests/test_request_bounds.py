@@ -10,6 +10,7 @@ from api.errors import as_api_error
 from api.read_pace import ReadPace
 from engine.synthesis.audio_budget import TooMuchAudio, token_budget
 from engine.synthesis.scheduler import QueueFull, Scheduler
+from tests.helpers import admitted
 
 
 def test_token_budget_is_25_tokens_per_second() -> None:
@@ -48,28 +49,28 @@ def test_read_pace_off_is_the_plain_send_timeout() -> None:
 
 
 def test_one_client_gets_at_most_its_share_of_the_places() -> None:
-    scheduler = Scheduler(workers=2, queue_size=8, per_client=3)
-    mine = [scheduler.admit("10.0.0.1") for _ in range(3)]
+    scheduler = Scheduler(workers=2, extra_places=8, per_client=3)
+    mine = [admitted(scheduler, "10.0.0.1") for _ in range(3)]
     with pytest.raises(QueueFull) as refused:
-        scheduler.admit("10.0.0.1")
+        admitted(scheduler, "10.0.0.1")
     assert refused.value.client_limit == 3
     error = as_api_error(refused.value)
     assert error is not None and (error.status, error.code) == (429, "too_many_concurrent_requests")
-    others = [scheduler.admit("10.0.0.2") for _ in range(3)]  # another address is not affected
+    others = [admitted(scheduler, "10.0.0.2") for _ in range(3)]  # another address is not affected
     scheduler.release(mine[0])
-    mine.append(scheduler.admit("10.0.0.1"))  # a finished request gives its place back
+    mine.append(admitted(scheduler, "10.0.0.1"))  # a finished request gives its place back
     with pytest.raises(QueueFull):
-        scheduler.admit("10.0.0.1")
+        admitted(scheduler, "10.0.0.1")
     for ticket in mine + others:
         scheduler.release(ticket)
-    assert scheduler.active == 0
-    assert scheduler._per_client_active == {}  # nothing kept for clients with no request in progress
+    assert scheduler.admission.requests_in_progress == 0
+    assert scheduler.admission._per_client_active == {}  # nothing kept for clients with no request in progress
 
 
 def test_the_server_wide_bound_still_comes_first() -> None:
-    scheduler = Scheduler(workers=1, queue_size=1, per_client=4)
-    scheduler.admit("a")
-    scheduler.admit("b")
+    scheduler = Scheduler(workers=1, extra_places=1, per_client=4)
+    admitted(scheduler, "a")
+    admitted(scheduler, "b")
     with pytest.raises(QueueFull) as full:
-        scheduler.admit("c")
+        admitted(scheduler, "c")
     assert full.value.client_limit is None

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from engine.synthesis.scheduler import QueueFull, Scheduler, Ticket
+from tests.helpers import admitted
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def anyio_backend() -> str:
 
 @pytest.mark.anyio
 async def test_new_request_first_segment_jumps_ahead_of_long_requests() -> None:
-    scheduler = Scheduler(workers=1, queue_size=8)
+    scheduler = Scheduler(workers=1, extra_places=8)
     order: list[str] = []
     gate = threading.Event()
 
@@ -30,7 +31,7 @@ async def test_new_request_first_segment_jumps_ahead_of_long_requests() -> None:
         order.append(label)
 
     async def request(label: str, segments: int) -> None:
-        ticket = scheduler.admit()
+        ticket = admitted(scheduler)
         try:
             for index in range(segments):
                 await scheduler.run(ticket, work, f"{label}{index}")
@@ -55,20 +56,20 @@ async def test_new_request_first_segment_jumps_ahead_of_long_requests() -> None:
 
 @pytest.mark.anyio
 async def test_queue_bound_raises_queue_full_with_retry_after() -> None:
-    scheduler = Scheduler(workers=1, queue_size=1)
-    first, second = scheduler.admit(), scheduler.admit()
+    scheduler = Scheduler(workers=1, extra_places=1)
+    first, second = admitted(scheduler), admitted(scheduler)
     with pytest.raises(QueueFull) as caught:
-        scheduler.admit()
+        admitted(scheduler)
     assert 1 <= caught.value.retry_after <= 120
     scheduler.release(first)
     assert first.cancel.is_set()
-    scheduler.admit()
+    admitted(scheduler)
     scheduler.release(second)
 
 
 @pytest.mark.anyio
 async def test_workers_run_in_parallel_up_to_the_limit() -> None:
-    scheduler = Scheduler(workers=2, queue_size=4)
+    scheduler = Scheduler(workers=2, extra_places=4)
     running, peak = 0, 0
     lock = threading.Lock()
 
@@ -82,7 +83,7 @@ async def test_workers_run_in_parallel_up_to_the_limit() -> None:
             running -= 1
 
     async def request() -> None:
-        ticket = scheduler.admit()
+        ticket = admitted(scheduler)
         await scheduler.run(ticket, work)
         scheduler.release(ticket)
 
@@ -90,13 +91,14 @@ async def test_workers_run_in_parallel_up_to_the_limit() -> None:
         for _ in range(5):
             tasks.start_soon(request)
     assert peak == 2
-    assert scheduler.running == 0 and scheduler.waiting == 0 and scheduler.active == 0
+    slots, admission = scheduler.slots, scheduler.admission
+    assert slots.jobs_running == 0 and slots.jobs_waiting == 0 and admission.requests_in_progress == 0
 
 
 @pytest.mark.anyio
 async def test_cancelled_waiter_gives_its_slot_back() -> None:
-    scheduler = Scheduler(workers=1, queue_size=4)
-    holder, waiter = scheduler.admit(), scheduler.admit()
+    scheduler = Scheduler(workers=1, extra_places=4)
+    holder, waiter = admitted(scheduler), admitted(scheduler)
     release = threading.Event()
 
     async with anyio.create_task_group() as tasks:
@@ -104,15 +106,15 @@ async def test_cancelled_waiter_gives_its_slot_back() -> None:
         await anyio.sleep(0.05)
         with anyio.move_on_after(0.05):
             await scheduler.run(waiter, lambda: None)  # gives up while waiting
-        assert scheduler.waiting == 0
+        assert scheduler.slots.jobs_waiting == 0
         release.set()
-    assert scheduler.running == 0
+    assert scheduler.slots.jobs_running == 0
     assert await scheduler.run(waiter, lambda: 42) == 42
 
 
 async def _order_of(scheduler: Scheduler, tickets: dict[str, Ticket]) -> list[str]:
     """The order in which one worker runs a job of each ticket, all queued behind a job holding it."""
-    holder = scheduler.admit("holder")
+    holder = admitted(scheduler, "holder")
     order: list[str] = []
     release = threading.Event()
     async with anyio.create_task_group() as tasks:
@@ -127,8 +129,8 @@ async def _order_of(scheduler: Scheduler, tickets: dict[str, Ticket]) -> list[st
 
 @pytest.mark.anyio
 async def test_requests_before_their_first_audio_go_first_oldest_first() -> None:
-    scheduler = Scheduler(workers=1, queue_size=8)
-    streaming, older_new, newer_new = (scheduler.admit() for _ in range(3))
+    scheduler = Scheduler(workers=1, extra_places=8)
+    streaming, older_new, newer_new = (admitted(scheduler) for _ in range(3))
     streaming.streaming = True
     order = await _order_of(scheduler, {"streaming": streaming, "newer": newer_new, "older": older_new})
     # older_new was admitted before newer_new; both beat the request that is already streaming.
@@ -139,7 +141,7 @@ async def test_requests_before_their_first_audio_go_first_oldest_first() -> None
 async def test_among_streaming_requests_the_one_silent_longest_goes_first_then_the_one_running_dry_first() -> None:
     """Under load every listener waits; the slot goes to the listener who has waited longest since its last audio
     (so the waits are spread evenly), and a listener with audio still buffered waits behind every silent one."""
-    scheduler = Scheduler(workers=1, queue_size=8)
+    scheduler = Scheduler(workers=1, extra_places=8)
     now = time.monotonic()
     tickets = {}
     for label, audio_at, dry_at in (
@@ -148,7 +150,7 @@ async def test_among_streaming_requests_the_one_silent_longest_goes_first_then_t
         ("buffered 2 s", now - 0.1, now + 2.0),
         ("buffered 1 s", now - 0.2, now + 1.0),
     ):
-        ticket = scheduler.admit()
+        ticket = admitted(scheduler)
         ticket.streaming, ticket.audio_at, ticket.dry_at = True, audio_at, dry_at
         tickets[label] = ticket
     order = await _order_of(scheduler, tickets)
@@ -158,9 +160,9 @@ async def test_among_streaming_requests_the_one_silent_longest_goes_first_then_t
 @pytest.mark.anyio
 async def test_a_clients_first_request_goes_before_another_clients_second_third_and_fourth() -> None:
     """One address with four requests before their first audio must not put a newcomer behind all four."""
-    scheduler = Scheduler(workers=1, queue_size=8)
-    tickets = {f"busy {n}": scheduler.admit("busy") for n in range(1, 5)}
-    tickets["newcomer"] = scheduler.admit("newcomer")
+    scheduler = Scheduler(workers=1, extra_places=8)
+    tickets = {f"busy {n}": admitted(scheduler, "busy") for n in range(1, 5)}
+    tickets["newcomer"] = admitted(scheduler, "newcomer")
     order = await _order_of(scheduler, tickets)
     assert order == ["busy 1", "newcomer", "busy 2", "busy 3", "busy 4"]
 
@@ -169,9 +171,9 @@ async def test_a_clients_first_request_goes_before_another_clients_second_third_
 async def test_a_request_whose_client_has_not_read_its_audio_goes_after_every_other() -> None:
     """A client reading slowly has audio in hand: the server's work ahead of it waits behind everyone's, even
     behind listeners with audio buffered, so a slow reader's decoding never delays another listener's audio."""
-    scheduler = Scheduler(workers=1, queue_size=8)
+    scheduler = Scheduler(workers=1, extra_places=8)
     now = time.monotonic()
-    slow, buffered, silent, new = (scheduler.admit(client) for client in ("slow", "buffered", "silent", "new"))
+    slow, buffered, silent, new = (admitted(scheduler, client) for client in ("slow", "buffered", "silent", "new"))
     slow.streaming, slow.audio_at, slow.dry_at, slow.client_behind = True, now - 20.0, now - 19.0, True
     buffered.streaming, buffered.audio_at, buffered.dry_at = True, now - 0.1, now + 5.0
     silent.streaming, silent.audio_at, silent.dry_at = True, now - 1.0, now - 0.5

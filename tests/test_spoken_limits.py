@@ -20,6 +20,7 @@ from engine.synthesis.audio_budget import SECONDS_PER_PHONEME, TooMuchAudio, fas
 from engine.synthesis.scheduler import Scheduler
 from engine.synthesis.vocoding import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SLOW_TOKENS_PER_PHONEME, token_cap
 from engine.text.g2p import Phonemes
+from tests.helpers import admitted
 
 DIGITS = "999999999999999 " * 256  # 4 KB; about 1,230 s of speech on the Japanese demo voice
 
@@ -106,17 +107,17 @@ def test_a_g2p_error_refuses_the_request_before_any_audio(monkeypatch: pytest.Mo
 
 def test_the_first_segments_g2p_runs_as_a_scheduler_job(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under the worker limit like every model call, as the endpoint runs it: facf13a ran it in a bare thread."""
-    scheduler = Scheduler(workers=1, queue_size=0)
+    scheduler = Scheduler(workers=1, extra_places=0)
     busy: list[int] = []
 
     class Watched(StandInG2P):
         def __call__(self, text: str, language: str, forced: str | None = None) -> Phonemes:
-            busy.append(scheduler.running)
+            busy.append(scheduler.slots.jobs_running)
             return super().__call__(text, language, forced)
 
-    ticket = scheduler.admit()
+    ticket = admitted(scheduler)
     planned = plan(monkeypatch, Watched(per_char=2), "こんにちは。", run=partial(scheduler.run, ticket))
-    assert busy == [1] and scheduler.jobs_run == 1  # the one worker was taken while G2P ran
+    assert busy == [1] and scheduler.slots.jobs_finished == 1  # the one worker was taken while G2P ran
     assert planned.first_phonemes.count == 11
 
 
@@ -138,7 +139,7 @@ def test_the_audio_limit_is_at_the_models_own_pace_whatever_the_speed(monkeypatc
     monkeypatch.setattr("api.speech.plan_speech", planning)
     settings = Settings.from_env({})
     voices = SimpleNamespace(choose=lambda model, voice: VoiceChoice(SimpleNamespace(name="demo"), None))  # type: ignore[arg-type]
-    scheduler = Scheduler(workers=1, queue_size=0)
+    scheduler = Scheduler(workers=1, extra_places=0)
     endpoint = SpeechEndpoint(settings, voices, scheduler, RateLimiter(0), None)  # type: ignore[arg-type]
     for speed in (0.25, 1, 4):
         body = orjson.dumps({"model": "demo", "input": "こんにちは。", "speed": speed})
@@ -155,4 +156,4 @@ def test_the_audio_limit_is_at_the_models_own_pace_whatever_the_speed(monkeypatc
         with pytest.raises(speech.NothingToSay):
             anyio.run(endpoint.create, Request(scope, receive, "127.0.0.1"))
     assert seen == [settings.max_audio_seconds] * 3
-    assert scheduler.active == 0  # each refused request gave its place back
+    assert scheduler.admission.requests_in_progress == 0  # each refused request gave its place back

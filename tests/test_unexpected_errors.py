@@ -69,7 +69,7 @@ def test_a_fault_before_the_first_byte_is_an_openai_shaped_500(
     assert request_id in error["message"] and "injected" not in error["message"]  # details stay in the log
     logged = [record for record in caplog.records if request_id in record.getMessage()]
     assert logged and logged[0].exc_info is not None and logged[0].exc_info[0] is InjectedFault  # with its traceback
-    assert served.app.scheduler.active == 0  # an admitted request that failed gave its place back
+    assert served.app.scheduler.admission.requests_in_progress == 0  # an admitted request that failed gave its place back
 
 
 def test_the_sdk_reads_the_500_as_a_server_error(served: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +84,7 @@ def test_the_sdk_reads_the_500_as_a_server_error(served: InProcessServer, monkey
 
 
 def test_a_fault_in_a_small_endpoint_is_a_500_too(served: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(served.app.scheduler.__class__, "running", property(fail))
+    monkeypatch.setattr(type(served.app.scheduler.slots), "jobs_running", property(fail))
     response = httpx.get(f"{served.url}/health", timeout=10)
     assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
     assert response.json()["error"]["message"].endswith(response.headers["x-request-id"])
@@ -113,4 +113,4 @@ def test_after_the_first_byte_a_fault_breaks_the_connection(served: InProcessSer
             for chunk in response.iter_raw():
                 received += chunk
     assert received[:4] == b"RIFF" and len(received) > 44
-    wait_for(lambda: served.app.scheduler.active == 0, 10, "the failed request's place given back")
+    wait_for(lambda: served.app.scheduler.admission.requests_in_progress == 0, 10, "the failed request's place given back")

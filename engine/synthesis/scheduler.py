@@ -1,24 +1,16 @@
-"""Fair scheduling of synthesis jobs (a segment's T2S loop, or its vocoder) across concurrent requests.
+"""Fair scheduling of speech requests: which requests are admitted, and whose synthesis job runs next.
 
-Each request holds a `Ticket` and asks for one worker slot per job. When a slot frees up it goes,
-first, to requests whose first audio is not out yet: a new client never waits behind another client's
-long text, only behind the jobs already running. Among those, a client's first request in progress goes
-before its second (so one address with four requests does not put a newcomer from another behind all
-four), then the oldest: a request about to send its first audio is not overtaken by newer ones. Among
-requests already streaming it goes to one whose listener has run out of audio, the one whose last audio
-went out the longest ago (under load every listener waits: this spreads the waits between audio bytes
-evenly instead of piling them on one), and then to the one whose listener will run out first. Last come
-requests whose client has not yet taken the audio already sent (a send is waiting on it): that listener
-has audio in hand, and a client reading slowly must not turn the server's work ahead of it into waits
-for everyone else.
+Two jobs, two classes, wired together by `Scheduler`, the one object the server holds:
 
-A bounded number of requests hold a place (`capacity` = workers + queue_size). A request that finds every place
-taken waits in a first-come-first-served line (`join`, then `Place.wait`) and gets the next place that frees,
-oldest first: a newcomer never overtakes a request already waiting, so under overload whoever asked first is
-served first instead of whoever happens to retry at the moment a place frees. The line is bounded by time, not
-length: a request whose expected wait is over `max_wait` seconds is refused at once, and one that has waited
-`max_wait` is refused then, both with `QueueFull` saying when to retry. A bounded number of requests per client,
-waiting ones included, so one address can take neither every place nor the whole line.
+- `Admission` decides which requests are in progress: a bounded number hold a place, more wait in a line for
+  one, the rest are refused (`QueueFull`, with a Retry-After) or, when the server stops, told so (`LineClosed`).
+  A request that is admitted holds a `Ticket` until it is released.
+- `WorkerSlots` runs the CPU jobs (a segment's G2P, its T2S loop, its vocoder, its encoding) of the requests in
+  progress, at most `workers` at once, and gives each freed slot to the job whose request comes first in the
+  fairness order.
+
+A request: `Scheduler.join` (a `Place`, at once or in the line; `Place.wait` for its `Ticket`), then
+`Scheduler.run` for each of its jobs, then `Scheduler.release` when it is over.
 """
 
 from __future__ import annotations
@@ -96,7 +88,7 @@ class Ticket:
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def priority(self, now: float, rank: int) -> tuple[int, float, int]:
-        """Smallest first (see the module's docstring); `rank`: how many older requests of its client are active."""
+        """Smallest first (see `WorkerSlots`); `rank`: how many older requests of its client are in progress."""
         if self.client_behind:
             return (2, self.audio_at, self.arrival)
         if not self.streaming:
@@ -104,110 +96,94 @@ class Ticket:
         return (1, self.audio_at if self.dry_at <= now else self.dry_at, self.arrival)
 
 
-@dataclass(eq=False)
-class _Waiter:
-    ticket: Ticket
-    granted: anyio.Event = field(default_factory=anyio.Event)
-
-
 class Place:
-    """A request's place in the line, or (`ticket` set at once) a place it got without waiting."""
+    """A request's place in the line, or (`ticket` set at once) a place it got without waiting.
 
-    def __init__(self, scheduler: Scheduler, client: str, arrival: int, ticket: Ticket | None = None) -> None:
-        self.scheduler, self.client, self.arrival, self.ticket = scheduler, client, arrival, ticket
+    It uses four things of its `Admission`: `max_wait`, `leave_line`, `retry_after` and `release`; the admission
+    calls its `grant` when its turn comes."""
+
+    def __init__(self, admission: Admission, client: str, arrival: int, ticket: Ticket | None = None) -> None:
+        self.admission, self.client, self.arrival, self.ticket = admission, client, arrival, ticket
         self.since = time.monotonic()
         self._turn = anyio.Event()
 
     async def wait(self) -> Ticket:
         """The ticket, once this request's turn comes. Raises `QueueFull` (cause `queue_timeout`) after the
-        scheduler's `max_wait` seconds, `LineClosed` when the server stops; cancelled, it leaves the line."""
+        admission's `max_wait` seconds, `LineClosed` when the server stops; cancelled, it leaves the line."""
         if self.ticket is not None:
             return self.ticket
         try:
-            with anyio.fail_after(self.scheduler.max_wait):
+            with anyio.fail_after(self.admission.max_wait):
                 await self._turn.wait()
         except TimeoutError:
             if self.ticket is not None:  # its turn came as time ran out: take it
                 return self.ticket
-            self.scheduler._leave(self)
+            self.admission.leave_line(self)
             waited = time.monotonic() - self.since
-            raise QueueFull(self.scheduler.retry_after(), cause="queue_timeout", waited_s=waited) from None
+            raise QueueFull(self.admission.retry_after(), cause="queue_timeout", waited_s=waited) from None
         except BaseException:
             if self.ticket is not None:
-                self.scheduler.release(self.ticket)  # a place it will not use: the next in line gets it
+                self.admission.release(self.ticket)  # a place it will not use: the next in line gets it
             else:
-                self.scheduler._leave(self)
+                self.admission.leave_line(self)
             raise
         if self.ticket is None:
             raise LineClosed
         return self.ticket
 
-    def _grant(self, ticket: Ticket | None) -> None:
-        """Its turn: a ticket, or None when the line closes."""
+    def grant(self, ticket: Ticket | None) -> None:
+        """Its turn (called by its admission): a ticket, or None when the line closes."""
         self.ticket = ticket
         self._turn.set()
 
 
-class Scheduler:
-    def __init__(self, workers: int, queue_size: int, per_client: int | None = None, max_wait: float = 0.0) -> None:
-        self.workers = workers
-        self.capacity = workers + queue_size
-        self.per_client = per_client or self.capacity
+class Admission:
+    """Which requests are in progress: `places` of them hold a place, more wait in line for one.
+
+    A request that finds every place taken waits in a first-come-first-served line (`join`, then `Place.wait`)
+    and gets the next place that frees, oldest first: a newcomer never overtakes a request already waiting, so
+    under overload whoever asked first is served first instead of whoever happens to retry at the moment a place
+    frees. The line is bounded by time, not length: a request whose expected wait is over `max_wait` seconds is
+    refused at once, and one that has waited `max_wait` is refused then, both with `QueueFull` saying when to
+    retry. A bounded number of requests per client (`per_client`), waiting ones included, so one address can take
+    neither every place nor the whole line.
+    """
+
+    def __init__(self, places: int, per_client: int | None = None, max_wait: float = 0.0) -> None:
+        self.places = places
+        self.per_client = per_client or places
         self.max_wait = max_wait  # seconds a request may wait in line for a place; 0: no line
         self._per_client_active: dict[str, int] = {}  # requests holding a place or waiting in line, per client
-        self._free = workers
-        self._waiters: list[_Waiter] = []
-        self._active: set[Ticket] = set()
+        self._in_progress: set[Ticket] = set()
         self._line: deque[Place] = deque()
         self._line_closed = False  # the server is stopping: nobody joins the line any more
         self._arrivals = itertools.count()
         self._mean_request_s: float | None = None  # exponential average of admitted requests' durations
         self._slot_s: float | None = None  # measured interval between places freeing while every place is taken
         self._full_since: float | None = None  # when every place was last found taken (None: a place is free)
-        self.jobs_run = 0
-        self.speed = SynthesisSpeed()  # measured by the jobs of every request, for the chunk plan
 
     @property
-    def active(self) -> int:
-        return len(self._active)
+    def requests_in_progress(self) -> int:
+        """Requests holding a place (admitted: their response has begun or is about to)."""
+        return len(self._in_progress)
 
     @property
-    def running(self) -> int:
-        return self.workers - self._free
-
-    @property
-    def waiting(self) -> int:
-        """Synthesis jobs of admitted requests waiting for a worker."""
-        return len(self._waiters)
-
-    @property
-    def queued(self) -> int:
+    def requests_waiting(self) -> int:
         """Requests waiting in line for a place (no response sent to them yet)."""
         return len(self._line)
 
-    def admit(self, client: str = "") -> Ticket:
-        """A place now, or `QueueFull`: never waits (the line, if any, is not joined)."""
-        place = self.join(client, line=False)
-        assert place.ticket is not None
-        return place.ticket
-
-    async def enter(self, client: str = "") -> Ticket:
-        """A place now, or after waiting in line for it (see `join` and `Place.wait`)."""
-        place = self.join(client)
-        return place.ticket or await place.wait()
-
-    def join(self, client: str = "", line: bool = True) -> Place:
+    def join(self, client: str = "") -> Place:
         """A place at once if one is free and nobody waits for one; else a place in line, unless the expected
         wait is over `max_wait` (or there is no line): then `QueueFull`. A client at its cap: `QueueFull` at once."""
         if self._per_client_active.get(client, 0) >= self.per_client:
             raise QueueFull(self.retry_after(), self.per_client)
         arrival = next(self._arrivals)
-        if len(self._active) < self.capacity and not self._line:
+        if len(self._in_progress) < self.places and not self._line:
             self._count(client, 1)
-            return Place(self, client, arrival, self._activate(client, arrival, 0.0))
+            return Place(self, client, arrival, self._admit(client, arrival, 0.0))
         ahead = len(self._line)
         expected = self.expected_wait(ahead)
-        if not line or self.max_wait <= 0 or expected > self.max_wait:
+        if self.max_wait <= 0 or expected > self.max_wait:
             raise QueueFull(retry_seconds(expected), ahead=ahead, expected_s=expected)
         if self._line_closed:
             raise LineClosed  # after the refusal a client would get anyway: with no line, a 429 as before the stop
@@ -228,7 +204,7 @@ class Scheduler:
         """
         if self._slot_s is not None:
             return self._slot_s
-        return (self._mean_request_s or DEFAULT_REQUEST_S) / self.capacity
+        return (self._mean_request_s or DEFAULT_REQUEST_S) / self.places
 
     def expected_wait(self, ahead: int) -> float:
         """Seconds until a place frees for a request with `ahead` requests before it in line."""
@@ -238,6 +214,10 @@ class Scheduler:
         """Retry-After for a client refused now: the wait a newcomer would face (the whole line ahead of it)."""
         return retry_seconds(self.expected_wait(len(self._line)))
 
+    def client_rank(self, ticket: Ticket) -> int:
+        """How many requests of the same client that arrived before this one are still in progress."""
+        return sum(1 for other in self._in_progress if other.client == ticket.client and other.arrival < ticket.arrival)
+
     def close_line(self) -> None:
         """The server stops: every request still waiting gets `LineClosed` at once, and no place; so do later
         ones that would have to wait (requests that find a place free still get it, as before the stop)."""
@@ -245,14 +225,20 @@ class Scheduler:
         while self._line:
             place = self._line.popleft()
             self._count(place.client, -1)
-            place._grant(None)
+            place.grant(None)
+
+    def leave_line(self, place: Place) -> None:
+        """A request gives up its place in line (timed out, or its client left)."""
+        if place in self._line:
+            self._line.remove(place)
+            self._count(place.client, -1)
 
     def release(self, ticket: Ticket) -> None:
         """The request is over (finished, failed or gone): stop its work and forget it; the next in line gets its place."""
         ticket.cancel.set()
-        if ticket in self._active:
-            was_full = len(self._active) >= self.capacity
-            self._active.remove(ticket)
+        if ticket in self._in_progress:
+            was_full = len(self._in_progress) >= self.places
+            self._in_progress.remove(ticket)
             self._count(ticket.client, -1)
             now = time.monotonic()
             elapsed = now - ticket.started
@@ -261,26 +247,16 @@ class Scheduler:
                 interval = now - self._full_since
                 self._slot_s = interval if self._slot_s is None else 0.8 * self._slot_s + 0.2 * interval
             self._full_since = None
-            while self._line and len(self._active) < self.capacity:
+            while self._line and len(self._in_progress) < self.places:
                 place = self._line.popleft()
-                place._grant(self._activate(place.client, place.arrival, now - place.since))
+                place.grant(self._admit(place.client, place.arrival, now - place.since))
 
-    def _activate(self, client: str, arrival: int, queued_s: float) -> Ticket:
+    def _admit(self, client: str, arrival: int, queued_s: float) -> Ticket:
         ticket = Ticket(arrival, time.monotonic(), client, queued_s)
-        self._active.add(ticket)
-        if len(self._active) >= self.capacity and self._full_since is None:
+        self._in_progress.add(ticket)
+        if len(self._in_progress) >= self.places and self._full_since is None:
             self._full_since = ticket.started
         return ticket
-
-    def _leave(self, place: Place) -> None:
-        """A request gives up its place in line (timed out, or its client left)."""
-        if place in self._line:
-            self._line.remove(place)
-            self._count(place.client, -1)
-
-    def _client_rank(self, ticket: Ticket) -> int:
-        """How many requests of the same client that arrived before this one are still active."""
-        return sum(1 for other in self._active if other.client == ticket.client and other.arrival < ticket.arrival)
 
     def _count(self, client: str, change: int) -> None:
         count = self._per_client_active.get(client, 0) + change
@@ -288,6 +264,45 @@ class Scheduler:
             self._per_client_active[client] = count
         else:
             self._per_client_active.pop(client, None)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    ticket: Ticket
+    granted: anyio.Event = field(default_factory=anyio.Event)
+
+
+class WorkerSlots:
+    """The CPU job slots: at most `workers` jobs of requests in progress run at once, each in a worker thread.
+
+    When a slot frees up it goes, first, to requests whose first audio is not out yet: a new client never waits
+    behind another client's long text, only behind the jobs already running. Among those, a client's first
+    request in progress goes before its second (`rank`, from the admission: so one address with four requests
+    does not put a newcomer from another behind all four), then the oldest: a request about to send its first
+    audio is not overtaken by newer ones. Among requests already streaming it goes to one whose listener has run
+    out of audio, the one whose last audio went out the longest ago (under load every listener waits: this
+    spreads the waits between audio bytes evenly instead of piling them on one), and then to the one whose
+    listener will run out first. Last come requests whose client has not yet taken the audio already sent (a
+    send is waiting on it): that listener has audio in hand, and a client reading slowly must not turn the
+    server's work ahead of it into waits for everyone else.
+    """
+
+    def __init__(self, workers: int, rank: Callable[[Ticket], int]) -> None:
+        self.workers = workers
+        self.jobs_finished = 0  # jobs that ran to their end (returned or raised) since the start
+        self._rank = rank  # how many older requests of a ticket's client are in progress
+        self._free = workers
+        self._waiters: list[_Waiter] = []
+
+    @property
+    def jobs_running(self) -> int:
+        """Jobs running on a worker now."""
+        return self.workers - self._free
+
+    @property
+    def jobs_waiting(self) -> int:
+        """Jobs of requests in progress waiting for a worker."""
+        return len(self._waiters)
 
     async def run(self, ticket: Ticket, work: Callable[..., T], *args: object) -> T:
         """Run `work(*args)` in a worker thread when this ticket's turn comes."""
@@ -297,7 +312,7 @@ class Scheduler:
             # checks it between decoding steps, so the thread ends within one step.
             return await anyio.to_thread.run_sync(work, *args)
         finally:
-            self.jobs_run += 1
+            self.jobs_finished += 1
             self._hand_over()
 
     async def _acquire(self, ticket: Ticket) -> None:
@@ -320,6 +335,37 @@ class Scheduler:
             self._free += 1
             return
         now = time.monotonic()
-        chosen = min(self._waiters, key=lambda waiter: waiter.ticket.priority(now, self._client_rank(waiter.ticket)))
+        chosen = min(self._waiters, key=lambda waiter: waiter.ticket.priority(now, self._rank(waiter.ticket)))
         self._waiters.remove(chosen)
         chosen.granted.set()
+
+
+class Scheduler:
+    """One server's admission and worker slots, wired together, and the speed its jobs measure.
+
+    `extra_places`: places beyond the workers (the QUEUE_SIZE setting), so `workers + extra_places` requests may
+    be in progress at once, sharing the workers job by job. The counters are read where they live:
+    `admission.requests_in_progress` and `admission.requests_waiting`, `slots.jobs_running`, `slots.jobs_waiting`
+    and `slots.jobs_finished`.
+    """
+
+    def __init__(self, workers: int, extra_places: int, per_client: int | None = None, max_wait: float = 0.0) -> None:
+        self.admission = Admission(workers + extra_places, per_client, max_wait)
+        self.slots = WorkerSlots(workers, self.admission.client_rank)
+        self.speed = SynthesisSpeed()  # measured by the jobs of every request, for the chunk plan
+
+    def join(self, client: str = "") -> Place:
+        """A place for a request of `client`, at once or in the line (see `Admission.join`)."""
+        return self.admission.join(client)
+
+    async def run(self, ticket: Ticket, work: Callable[..., T], *args: object) -> T:
+        """One job of an admitted request, on a worker when its turn comes (see `WorkerSlots.run`)."""
+        return await self.slots.run(ticket, work, *args)
+
+    def release(self, ticket: Ticket) -> None:
+        """The request is over: its work stops and its place goes to the next in line (see `Admission.release`)."""
+        self.admission.release(ticket)
+
+    def close_line(self) -> None:
+        """The server stops: requests waiting for a place get `LineClosed` (see `Admission.close_line`)."""
+        self.admission.close_line()

@@ -340,7 +340,7 @@ class SpeechRun:
                 audio.add(values)
             taken = len(decoding.tokens)
             finished = decoding.finished
-            load = scheduler.active / scheduler.workers
+            load = scheduler.admission.requests_in_progress / scheduler.slots.workers
             count = chunk_size(audio.pending, finished, self._buffered_s(), scheduler.speed, plan.first_chunk_tokens, load)
             if count == 0:
                 if finished or self.failures:
