@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from engine.interface import T2S_PRECISIONS
 from wavstream.formats import OPENAI_FORMATS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -121,8 +122,8 @@ class Settings:
             raise ValueError("DRAIN_SECONDS must be >= 0 (0: no drain, the listener closes at once on SIGTERM)")
         if self.default_response_format not in OPENAI_FORMATS:
             raise ValueError(f"DEFAULT_RESPONSE_FORMAT must be one of {', '.join(OPENAI_FORMATS)}")
-        if self.t2s_precision not in ("fp32", "int8"):
-            raise ValueError("T2S_PRECISION must be fp32 or int8")
+        if self.t2s_precision not in T2S_PRECISIONS:
+            raise ValueError(f"T2S_PRECISION must be {' or '.join(T2S_PRECISIONS)}")
         if self.proxy_hops < 1:
             raise ValueError("PROXY_HOPS must be at least 1")
         self.trusted_networks()

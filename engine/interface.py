@@ -13,11 +13,13 @@ Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToS
 
 from engine.allocator import tune_allocator
 from engine.genie import GenieDataMissing
+from engine.models.model_files import T2S_PRECISIONS
+from engine.models.rates import SAMPLE_RATE
 from engine.synthesis.audio_budget import AudioLimitReached, TooMuchAudio
 from engine.synthesis.decoding import Cancelled
 from engine.synthesis.scheduler import LineClosed, Place, QueueFull, Scheduler, Ticket
 from engine.synthesis.speech import NothingToSay, SpeechPlan, SpeechReport, UnreadableText, plan_speech, speak
-from engine.synthesis.vocoding import SAMPLE_RATE, TokenCapReached
+from engine.synthesis.vocoding import TokenCapReached
 from engine.text.languages import language_code, language_spellings
 from engine.voices.registry import VoiceRegistry, load_voices
 from engine.voices.startup import FoundVoices, check_voices, find_voices
@@ -25,6 +27,7 @@ from engine.voices.voice import Voice
 
 __all__ = [
     "SAMPLE_RATE",
+    "T2S_PRECISIONS",
     "AudioLimitReached",
     "Cancelled",
     "FoundVoices",

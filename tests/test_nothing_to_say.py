@@ -18,7 +18,7 @@ def test_marks_only_text_is_refused_without_any_g2p_call(monkeypatch: pytest.Mon
         raise AssertionError("G2P must not run for text without a letter or digit")
 
     monkeypatch.setattr(speech, "text_to_phonemes", counting)
-    voice = SimpleNamespace(language="Japanese")
+    voice = SimpleNamespace(language="ja")
     with pytest.raises(speech.NothingToSay):
         anyio.run(lambda: speech.plan_speech(voice, ". " * 2048, 24, 120, "marks"))  # type: ignore[arg-type]
     assert calls == []  # facf13a made 682 calls, one per segment

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PRECISIONS = ("fp32", "int8")
-FP16_WEIGHTS = "t2s_shared_fp16.bin"
-DECODERS = {
-    "fp32": ("t2s_first_stage_decoder_fp32.onnx", "t2s_stage_decoder_fp32.onnx"),
-    "int8": ("t2s_first_stage_decoder_int8.onnx", "t2s_stage_decoder_int8.onnx"),
-}
+from engine.models.model_files import T2S_DECODERS, T2S_PRECISIONS, T2S_WEIGHTS
 
 
 class MissingInt8Decoders(FileNotFoundError):
@@ -23,11 +18,11 @@ class MissingInt8Decoders(FileNotFoundError):
 
 def decoder_files(models: Path, precision: str) -> tuple[Path, Path, Path | None]:
     """(first-stage graph, stage graph, the fp16 weight file they read or None when self-contained)."""
-    if precision not in DECODERS:
-        raise ValueError(f"T2S precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    first, stage = (models / name for name in DECODERS[precision])
+    if precision not in T2S_DECODERS:
+        raise ValueError(f"T2S precision must be one of {', '.join(T2S_PRECISIONS)}, not {precision!r}")
+    first, stage = (models / name for name in T2S_DECODERS[precision])
     if precision == "fp32":
-        return first, stage, models / FP16_WEIGHTS
+        return first, stage, models / T2S_WEIGHTS
     missing = [path.name for path in (first, stage) if not path.is_file()]
     if missing:
         raise MissingInt8Decoders(

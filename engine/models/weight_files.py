@@ -14,17 +14,10 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
+from engine.models.model_files import FP16_WEIGHTS
+
 #: The first line of every Git LFS pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md).
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
-
-#: Graphs that engine/voices/voice.py loads with an fp16 weight file, expanded to fp32 in memory. Their external-data
-#: offsets count fp32 bytes and name a file that does not exist, so the fp16 file must hold half their span.
-FP16_WEIGHTS = {
-    "t2s_first_stage_decoder_fp32.onnx": "t2s_shared_fp16.bin",
-    "t2s_stage_decoder_fp32.onnx": "t2s_shared_fp16.bin",
-    "vits_fp32.onnx": "vits_fp16.bin",
-    "prompt_encoder_fp32.onnx": "prompt_encoder_fp16.bin",
-}
 
 
 def is_lfs_pointer(path: Path) -> bool:

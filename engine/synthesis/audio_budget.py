@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 
-TOKENS_PER_SECOND = 25
+from engine.models.rates import TOKENS_PER_SECOND
+
 #: Semantic tokens per phoneme of the text (as G2P counts them, its pauses included; not the pause the server
 #: puts before each segment) of fast speech: the fast end of trained voices (2-3 per phoneme,
 #: engine/synthesis/vocoding.py). The demo voices measure 2 per phoneme of text plus 3 per segment (the length rule of

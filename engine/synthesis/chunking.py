@@ -21,10 +21,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine.models.rates import SAMPLES_PER_TOKEN, TOKEN_SECONDS
 from engine.synthesis.speed import SynthesisSpeed
 
-SAMPLES_PER_TOKEN = 1280  # 25 tokens per second at 32 kHz
-TOKEN_S = 0.04
 CONTEXT_TOKENS = 2
 LOOKAHEAD_TOKENS = 1
 CROSSFADE_SAMPLES = 320  # 10 ms, inside the held-back tokens
@@ -84,7 +83,7 @@ def growing_chunk(speed: SynthesisSpeed, load: float = 1.0, pending: int = 0) ->
     """The smallest chunk whose audio lasts a quarter longer than it takes to vocode (other requests' turns
     included): smaller ones would let the buffer ahead of the listener shrink however they are timed."""
     for size in range(MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS, 2):
-        if (size - LOOKAHEAD_TOKENS) * TOKEN_S >= 1.25 * max(1.0, load) * chunk_cost_s(size, speed):
+        if (size - LOOKAHEAD_TOKENS) * TOKEN_SECONDS >= 1.25 * max(1.0, load) * chunk_cost_s(size, speed):
             return size
     # Slower than real time (an overloaded machine, or one shared by several streams): the listener waits
     # whatever the plan, so keep each wait short, as clients that give up after a few seconds without audio need.

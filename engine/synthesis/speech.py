@@ -17,12 +17,13 @@ import anyio.to_thread
 import numpy as np
 
 from engine.allocator import release_freed_memory
+from engine.models.rates import SAMPLE_RATE
 from engine.synthesis.audio_budget import AudioLimitReached, TooMuchAudio, fast_speech_seconds, token_budget
 from engine.synthesis.chunking import SegmentAudio, chunk_size
 from engine.synthesis.decoding import SegmentDecoder
 from engine.synthesis.scheduler import Scheduler, Ticket
 from engine.synthesis.speed import SynthesisSpeed
-from engine.synthesis.vocoding import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, SAMPLE_RATE, TokenCapReached, token_cap, vocode_values
+from engine.synthesis.vocoding import HARD_TOKEN_CAP, MAX_SEGMENT_PHONEMES, TokenCapReached, token_cap, vocode_values
 from engine.text.g2p import SEGMENT_PREFIX_PHONEMES, Phonemes, text_to_phonemes
 from engine.text.languages import NAMES
 from engine.text.segmenter import halves, segment

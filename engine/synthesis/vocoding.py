@@ -11,7 +11,6 @@ import numpy as np
 from engine.text.g2p import Phonemes
 from engine.voices.voice import Reference, Voice
 
-SAMPLE_RATE = 32000
 #: Real speech needs 2-3 semantic tokens (25 per second) per phoneme; a slow speaker about 5.
 #: The cap leaves twice that, to stop a model that would otherwise never emit EOS.
 TOKENS_PER_PHONEME_CAP = 10

@@ -52,6 +52,8 @@ import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
 from engine import genie
+from engine.models import model_files as files
+from engine.models.rates import SAMPLE_RATE
 from engine.models.scratch import remove_abandoned, scratch_folder
 from engine.tools.g2p_data import CHINESE_FOLDER, ENGLISH_FOLDER, build_g2p_data
 from engine.tools.quantize import int8_paths, quantize_voice
@@ -70,7 +72,7 @@ DEMO_VOICES = {
     "demo-ko": ("안녕하세요, 오늘은 날씨가 정말 좋네요. 같이 산책할까요?", "ko"),
 }
 REFERENCE_SECONDS = 5.0
-REFERENCE_RATE = 32000
+REFERENCE_RATE = SAMPLE_RATE
 DEMO_STYLE = "calm"
 WEIGHT_SCALE = 0.02
 _STAMP = ".demo-build"
@@ -78,18 +80,13 @@ _STAMP = ".demo-build"
 
 # Templates a V2ProPlus voice is made of: (file in the voice folder, template, weight file, weight dtype).
 def _templates() -> list[tuple[str, Path, str, type]]:
-    data = genie.package_data_dir()
+    v2, plus = genie.package_data_dir() / "v2/Models", genie.package_data_dir() / "v2ProPlus/Models"
     return [
-        ("t2s_encoder_fp32.onnx", data / "v2/Models/t2s_encoder_fp32.onnx", "t2s_encoder_fp32.bin", np.float32),
-        (
-            "t2s_first_stage_decoder_fp32.onnx",
-            data / "v2/Models/t2s_first_stage_decoder_fp32.onnx",
-            "t2s_shared_fp16.bin",
-            np.float16,
-        ),
-        ("t2s_stage_decoder_fp32.onnx", data / "v2/Models/t2s_stage_decoder_fp32.onnx", "t2s_shared_fp16.bin", np.float16),
-        ("vits_fp32.onnx", data / "v2ProPlus/Models/vits_fp32.onnx", "vits_fp16.bin", np.float16),
-        ("prompt_encoder_fp32.onnx", data / "v2ProPlus/Models/prompt_encoder_fp32.onnx", "prompt_encoder_fp16.bin", np.float16),
+        (files.T2S_ENCODER, v2 / files.T2S_ENCODER, files.T2S_ENCODER_WEIGHTS, np.float32),
+        (files.FIRST_STAGE_DECODER, v2 / files.FIRST_STAGE_DECODER, files.T2S_WEIGHTS, np.float16),
+        (files.STAGE_DECODER, v2 / files.STAGE_DECODER, files.T2S_WEIGHTS, np.float16),
+        (files.VOCODER, plus / files.VOCODER, files.VOCODER_WEIGHTS, np.float16),
+        (files.PROMPT_ENCODER, plus / files.PROMPT_ENCODER, files.PROMPT_ENCODER_WEIGHTS, np.float16),
     ]
 
 
@@ -126,8 +123,7 @@ def _reference_clip(seconds: float, rate: int, base_pitch: float = 180) -> np.nd
 def build_genie_data(genie_data_dir: Path, seed: int = 0) -> None:
     """Write the stand-in HuBERT and speaker-encoder models Genie checks for at import, and the G2P data."""
     rng = np.random.default_rng(seed)
-    hubert_dir = genie_data_dir / "chinese-hubert-base"
-    hubert_dir.mkdir(parents=True, exist_ok=True)
+    (genie_data_dir / files.HUBERT).parent.mkdir(parents=True, exist_ok=True)
 
     kernel = rng.standard_normal((768, 1, 400), dtype=np.float32) * 0.05
     hubert = helper.make_graph(
@@ -141,7 +137,7 @@ def build_genie_data(genie_data_dir: Path, seed: int = 0) -> None:
         [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, 768, "frames"])],
         [numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"), numpy_helper.from_array(kernel, "kernel")],
     )
-    _save(hubert, hubert_dir / "chinese-hubert-base.onnx")
+    _save(hubert, genie_data_dir / files.HUBERT)
 
     filters = rng.standard_normal((64, 1, 400), dtype=np.float32) * 0.05
     projection = rng.standard_normal((64, 20480), dtype=np.float32) * 0.1
@@ -164,7 +160,7 @@ def build_genie_data(genie_data_dir: Path, seed: int = 0) -> None:
             numpy_helper.from_array(projection, "projection"),
         ],
     )
-    _save(speaker, genie_data_dir / "speaker_encoder.onnx")
+    _save(speaker, genie_data_dir / files.SPEAKER_ENCODER)
     build_g2p_data(genie_data_dir)
 
 
@@ -226,9 +222,9 @@ def _reference_lengths(voice_dir: Path, genie_data_dir: Path, text: str, languag
     phonemes = text_to_phonemes(text, language, prefix="")  # a code: the G2P takes codes and names
     phones, bert = phonemes.sequence, phonemes.bert
     audio_16k = genie.load_audio(voice_dir / "reference" / "audio.wav", 16000)
-    hubert = onnxruntime.InferenceSession(str(genie_data_dir / "chinese-hubert-base" / "chinese-hubert-base.onnx"))
+    hubert = onnxruntime.InferenceSession(str(genie_data_dir / files.HUBERT))
     ssl = hubert.run(None, {"input_values": audio_16k[None, :]})[0]
-    encoder = onnxruntime.InferenceSession(str(voice_dir / "tts_models" / "t2s_encoder_fp32.onnx"))
+    encoder = onnxruntime.InferenceSession(str(voice_dir / "tts_models" / files.T2S_ENCODER))
     _, prompts = encoder.run(
         None, {"ref_seq": phones, "text_seq": phones, "ref_bert": bert, "text_bert": bert, "ssl_content": ssl}
     )
@@ -246,9 +242,9 @@ def _write_length_rule(voice_dir: Path, genie_data_dir: Path, text: str, languag
     """Patch the stage decoder in `voice_dir` (a plain copy of the template) with the rule for this reference."""
     models = voice_dir / "tts_models"
     ref_phonemes, prompt_tokens = _reference_lengths(voice_dir, genie_data_dir, text, language)
-    stage = onnx.load(models / "t2s_stage_decoder_fp32.onnx", load_external_data=False)
+    stage = onnx.load(models / files.STAGE_DECODER, load_external_data=False)
     _add_length_rule(stage, ref_phonemes, prompt_tokens, tokens_per_phoneme)
-    onnx.save(stage, models / "t2s_stage_decoder_fp32.onnx")
+    onnx.save(stage, models / files.STAGE_DECODER)
     (models / "length_rule.json").write_text(
         json.dumps({"tokens_per_phoneme": tokens_per_phoneme, "ref_phonemes": ref_phonemes, "prompt_tokens": prompt_tokens})
     )
@@ -294,15 +290,15 @@ def build_language_voice(
     """A voice with demo's weights (hard-linked, else copied) and its own reference transcript in `language`."""
     models = voice_dir / "tts_models"
     models.mkdir(parents=True, exist_ok=True)
-    own = {"t2s_stage_decoder_fp32.onnx", "length_rule.json", *(path.name for path in int8_paths(models))}
+    own = {files.STAGE_DECODER, "length_rule.json", *(path.name for path in int8_paths(models))}
     for source in (demo_dir / "tts_models").iterdir():
         if source.is_file() and source.name not in own:
             try:
                 (models / source.name).hardlink_to(source)
             except OSError:
                 shutil.copyfile(source, models / source.name)
-    stage_template = next(template for name, template, _, _ in _templates() if name == "t2s_stage_decoder_fp32.onnx")
-    shutil.copyfile(stage_template, models / "t2s_stage_decoder_fp32.onnx")
+    stage_template = next(template for name, template, _, _ in _templates() if name == files.STAGE_DECODER)
+    shutil.copyfile(stage_template, models / files.STAGE_DECODER)
     _write_reference(voice_dir / "reference", text, language, 180)
     _write_length_rule(voice_dir, genie_data_dir, text, language, tokens_per_phoneme)
 

@@ -23,14 +23,11 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
+from engine.models.model_files import T2S_DECODERS, VOCODER
+
 #: Graph file -> the value that replaces its random draw (1: greedy sampling, 0: no noise).
-DECODER_FILES = (
-    "t2s_first_stage_decoder_fp32.onnx",
-    "t2s_stage_decoder_fp32.onnx",
-    "t2s_first_stage_decoder_int8.onnx",
-    "t2s_stage_decoder_int8.onnx",
-)
-VOCODER_FILE = "vits_fp32.onnx"
+DECODER_FILES = (*T2S_DECODERS["fp32"], *T2S_DECODERS["int8"])
+VOCODER_FILE = VOCODER
 RANDOM_OPS = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
 

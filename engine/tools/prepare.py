@@ -33,6 +33,7 @@ import soundfile as sf
 import soxr
 
 from engine import genie
+from engine.models.rates import SAMPLE_RATE
 from engine.text.g2p import text_to_phonemes
 from engine.text.languages import NAMES, SPELLINGS
 from engine.tools.checkpoints import CheckpointError, check_gpt_checkpoint, check_sovits_checkpoint, require_torch
@@ -50,7 +51,7 @@ from engine.voices.voice_folder import (
     verdict,
 )
 
-REFERENCE_RATE = 32000
+REFERENCE_RATE = SAMPLE_RATE
 
 
 class PrepareError(Exception):

@@ -33,12 +33,10 @@ import onnx
 import onnxruntime
 from onnx import TensorProto
 
+from engine.models.model_files import T2S_DECODERS, T2S_WEIGHTS
+
 #: fp32 template -> the int8 file written beside it.
-INT8_FILES = {
-    "t2s_first_stage_decoder_fp32.onnx": "t2s_first_stage_decoder_int8.onnx",
-    "t2s_stage_decoder_fp32.onnx": "t2s_stage_decoder_int8.onnx",
-}
-SHARED_WEIGHTS = "t2s_shared_fp16.bin"
+INT8_FILES = dict(zip(T2S_DECODERS["fp32"], T2S_DECODERS["int8"], strict=True))
 QUANTIZED_OPS = ("MatMul", "Gather")
 #: Nodes that show a MatMul really runs in int8 (onnxruntime writes one or the other).
 INT8_MATMUL_OPS = {"MatMulInteger", "DynamicQuantizeMatMul"}
@@ -67,7 +65,8 @@ class QuantizeReport:
 
 def int8_paths(models: Path) -> tuple[Path, Path]:
     """(first-stage, stage) int8 decoder files of a voice's tts_models/ folder."""
-    return models / INT8_FILES["t2s_first_stage_decoder_fp32.onnx"], models / INT8_FILES["t2s_stage_decoder_fp32.onnx"]
+    first, stage = T2S_DECODERS["int8"]
+    return models / first, models / stage
 
 
 def expand_fp16_weights(template: Path, fp16_weights: Path) -> onnx.ModelProto:
@@ -134,7 +133,7 @@ def quantize_decoder(
 
 def quantize_voice(models: Path, force: bool = False) -> list[QuantizeReport]:
     """Write both int8 decoders into a voice's tts_models/ folder (skipped when present, unless `force`)."""
-    weights = models / SHARED_WEIGHTS
+    weights = models / T2S_WEIGHTS
     if not weights.is_file():
         raise QuantizeError(f"{weights} is missing: is {models} a voice's tts_models/ folder?")
     reports = []

@@ -18,7 +18,9 @@ import onnxruntime
 import soxr
 
 from engine import genie
+from engine.models import model_files
 from engine.models.decoder_graph import load_stage_decoder
+from engine.models.rates import HUBERT_RATE, SAMPLE_RATE
 from engine.models.sessions import SessionLoader, WeightPool
 from engine.models.t2s_precision import decoder_files
 from engine.text.g2p import text_to_phonemes
@@ -40,9 +42,8 @@ class SharedModels:
     """
 
     def __init__(self, genie_data_dir: Path, threads: int, loader: SessionLoader | None = None) -> None:
-        hubert_dir = genie_data_dir / "chinese-hubert-base"
-        self.hubert_files = (hubert_dir / "chinese-hubert-base.onnx", hubert_dir / "chinese-hubert-base_weights_fp16.bin")
-        self.speaker_encoder_file = genie_data_dir / "speaker_encoder.onnx"
+        self.hubert_files = (genie_data_dir / model_files.HUBERT, genie_data_dir / model_files.HUBERT_WEIGHTS)
+        self.speaker_encoder_file = genie_data_dir / model_files.SPEAKER_ENCODER
         self._loader = loader or SessionLoader(threads, None)
         self._hubert: onnxruntime.InferenceSession | None = None
         self._speaker_encoder: onnxruntime.InferenceSession | None = None
@@ -146,10 +147,10 @@ def load_voice(
     # T2S_PRECISION (engine/models/t2s_precision.py): fp32 templates + fp16 weights, or self-contained int8 graphs.
     first_graph, stage_graph, t2s_weights = decoder_files(models, t2s_precision)
     pool = WeightPool() if loader.cache is not None and t2s_weights is not None else None
-    encoder = loader.session(models / "t2s_encoder_fp32.onnx", None)
+    encoder = loader.session(models / model_files.T2S_ENCODER, None)
     first = loader.session(first_graph, t2s_weights, pool)
     stage = load_stage_decoder(stage_graph, lambda graph: loader.session(graph, t2s_weights, pool))
-    vocoder = loader.session(models / "vits_fp32.onnx", models / "vits_fp16.bin")
+    vocoder = loader.session(models / model_files.VOCODER, models / model_files.VOCODER_WEIGHTS)
     features = ReferenceFeatures(folder, shared, loader, references)
     reference = features.of(folder.reference)
     styles = {name: features.of(clip) for name, clip in folder.styles.items()}
@@ -164,7 +165,7 @@ class ReferenceFeatures:
         self.shared = shared
         self.loader = loader
         self.cache = cache
-        self.prompt_files = (folder.models / "prompt_encoder_fp32.onnx", folder.models / "prompt_encoder_fp16.bin")
+        self.prompt_files = tuple(folder.models / name for name in model_files.PROMPT_ENCODER_FILES)
         self._prompt_encoder: onnxruntime.InferenceSession | None = None
 
     def of(self, clip: ReferenceClip) -> Reference:
@@ -195,10 +196,10 @@ def compute_reference(
 ) -> Reference:
     """Features of one reference clip, computed once at start-up so requests never pay for them."""
     # Genie's loader: mono, soxr resampling, 0.3 s of silence appended (the models were trained that way).
-    audio_32k = genie.load_audio(clip.audio, 32000)
+    audio_32k = genie.load_audio(clip.audio, SAMPLE_RATE)
     if audio_32k is None:
         raise ValueError(f"cannot read {clip.audio}")
-    audio_16k = soxr.resample(audio_32k, 32000, 16000, quality="hq")[None, :].astype(np.float32)
+    audio_16k = soxr.resample(audio_32k, SAMPLE_RATE, HUBERT_RATE, quality="hq")[None, :].astype(np.float32)
     audio_32k = audio_32k[None, :].astype(np.float32)
     ssl = shared.hubert.run(None, {"input_values": audio_16k})[0]
     phonemes = text_to_phonemes(clip.text, clip.language, prefix="")

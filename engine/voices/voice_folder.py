@@ -12,22 +12,13 @@ from pathlib import Path
 
 import soundfile as sf
 
+from engine.models.model_files import BASE_FILES, PROMPT_ENCODER_FILES
 from engine.models.weight_files import is_lfs_pointer, lfs_pointer_message, weight_problem
 from engine.text.languages import NAMES, SPELLINGS, language_code
 
 #: GenieData folders each language's G2P needs (Japanese G2P ships its dictionary; Korean's is ours, on PyPI packages).
 G2P_DATA = {"zh": "G2P/ChineseG2P", "en": "G2P/EnglishG2P"}
 
-BASE_FILES = (
-    "t2s_encoder_fp32.onnx",
-    "t2s_encoder_fp32.bin",
-    "t2s_first_stage_decoder_fp32.onnx",
-    "t2s_stage_decoder_fp32.onnx",
-    "t2s_shared_fp16.bin",
-    "vits_fp32.onnx",
-    "vits_fp16.bin",
-)
-PROMPT_ENCODER_FILES = ("prompt_encoder_fp32.onnx", "prompt_encoder_fp16.bin")
 REFERENCE_SECONDS = (3.0, 10.0)
 
 
