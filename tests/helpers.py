@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import openai
 import soundfile as sf
@@ -64,6 +65,13 @@ def wav_info(data: bytes) -> tuple[int, int, int, float]:
 
 def speak(server: ServerProcess, text: str, **fields: object) -> httpx.Response:
     return httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": text, **fields}, timeout=120)
+
+
+async def settle() -> None:
+    """Let every task that can run do so, up to where it waits: tasks started one after another, each settled,
+    reach the scheduler in that order without guessing a sleep long enough for it."""
+    for _ in range(5):
+        await anyio.sleep(0)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
