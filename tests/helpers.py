@@ -20,6 +20,8 @@ import soundfile as sf
 
 from tests.server_process import ROOT, ServerProcess, start_server
 
+#: The speech endpoint's path, as the tests request it (api/app.py's route table serves it).
+SPEECH = "/v1/audio/speech"
 CACHE = ROOT / ".cache" / "tests"
 OUTPUT = ROOT / "tests" / "output"
 
@@ -64,7 +66,7 @@ def wav_info(data: bytes) -> tuple[int, int, int, float]:
 
 
 def speak(server: ServerProcess, text: str, **fields: object) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": text, **fields}, timeout=120)
+    return httpx.post(f"{server.base_url}{SPEECH}", json={"model": "demo", "input": text, **fields}, timeout=120)
 
 
 async def settle() -> None:
@@ -145,7 +147,7 @@ def speech_socket(server: ServerProcess, text: str, source: str, receive_buffer:
     sock.connect((host, int(port)))
     body = json.dumps({"model": "demo", "input": text}).encode()
     sock.sendall(
-        b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"POST {SPEECH} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n".encode()
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )

@@ -41,14 +41,13 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from tests.helpers import OUTPUT
+from tests.helpers import OUTPUT, SPEECH
 from tests.server_process import ROOT, ServerProcess
 
 DOC_PATH = ROOT / "api" / "openapi.json"
 DOCUMENT = json.loads(DOC_PATH.read_text(encoding="utf-8"))
 DOC_URI = "urn:gsv-speech:openapi"
 REGISTRY = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(DOCUMENT))
-SPEECH = "/v1/audio/speech"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 SPEECH_REQUEST = "/components/schemas/SpeechRequest"
 
