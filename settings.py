@@ -11,19 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from engine.envflags import parse_bool
 from engine.interface import T2S_PRECISIONS
 from wavstream.formats import OPENAI_FORMATS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
 
 
 def _default_cache() -> Path:
@@ -192,7 +184,7 @@ def _convert(name: str, kind: object, raw: str) -> object:
     kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
     try:
         if kind_name == "bool":
-            return _bool(raw)
+            return parse_bool(raw)
         if kind_name == "int":
             return int(raw)
         if kind_name == "float":

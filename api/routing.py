@@ -50,22 +50,21 @@ class RouteTable:
         self.routes = routes
         self.methods = answered_methods(routes)  # for CORS preflights
 
+    def on_path(self, path: str) -> list[Route]:
+        """The routes `path` falls under, whatever their method: those of that exact path, else the parameterised
+        ones whose prefix it starts with; empty when none."""
+        exact = [route for route in self.routes if route.path == path]
+        return exact or [route for route in self.routes if route.prefix is not None and path.startswith(route.prefix)]
+
     def endpoint(self, path: str) -> str:
         """The route template `path` falls under, whatever the method, or "other": a bounded metrics label."""
-        for route in self.routes:
-            if route.path == path:
-                return route.path
-        for route in self.routes:
-            if route.prefix is not None and path.startswith(route.prefix):
-                return route.path
-        return "other"
+        on_path = self.on_path(path)
+        return on_path[0].path if on_path else "other"
 
     def match(self, request: Request) -> Route:
         """The route for the request, with its path parameter set on it; 404 or 405 (with `Allow`) otherwise."""
         path = request.path
-        on_path = [route for route in self.routes if route.path == path]
-        if not on_path:
-            on_path = [route for route in self.routes if route.prefix is not None and path.startswith(route.prefix)]
+        on_path = self.on_path(path)
         if not on_path:
             raise ApiError(404, f"no route for {request.method} {path}", code="not_found")
         method = "GET" if request.method == "HEAD" else request.method

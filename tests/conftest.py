@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import CACHE, start_demo_server
+from tests.helpers import CACHE, SPEECH, start_demo_server
 from tests.server_process import ROOT, ServerProcess
 
 #: Fixtures that start a server or load the demo voice: a test using one must be marked e2e, so that
@@ -98,7 +98,7 @@ def probe_while_loading(server: ServerProcess, health: httpx.Response) -> None:
     if server.seen_while_loading:
         return
     speech = httpx.post(
-        f"{server.base_url}/v1/audio/speech",
+        f"{server.base_url}{SPEECH}",
         json={"model": "demo", "input": "こんにちは"},
         headers={"authorization": "Bearer test-secret-key"},
         timeout=10,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import openai
 import soundfile as sf
@@ -22,6 +23,8 @@ from tests.server_process import ROOT, ServerProcess, start_server
 if TYPE_CHECKING:
     from engine.synthesis.scheduler import Scheduler, Ticket
 
+#: The speech endpoint's path, as the tests request it (api/app.py's route table serves it).
+SPEECH = "/v1/audio/speech"
 CACHE = ROOT / ".cache" / "tests"
 OUTPUT = ROOT / "tests" / "output"
 
@@ -66,7 +69,14 @@ def wav_info(data: bytes) -> tuple[int, int, int, float]:
 
 
 def speak(server: ServerProcess, text: str, **fields: object) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/v1/audio/speech", json={"model": "demo", "input": text, **fields}, timeout=120)
+    return httpx.post(f"{server.base_url}{SPEECH}", json={"model": "demo", "input": text, **fields}, timeout=120)
+
+
+async def settle() -> None:
+    """Let every task that can run do so, up to where it waits: tasks started one after another, each settled,
+    reach the scheduler in that order without guessing a sleep long enough for it."""
+    for _ in range(5):
+        await anyio.sleep(0)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -140,7 +150,7 @@ def speech_socket(server: ServerProcess, text: str, source: str, receive_buffer:
     sock.connect((host, int(port)))
     body = json.dumps({"model": "demo", "input": text}).encode()
     sock.sendall(
-        b"POST /v1/audio/speech HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"POST {SPEECH} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n".encode()
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )

@@ -10,18 +10,12 @@ import anyio
 import pytest
 
 from engine.synthesis.scheduler import MAX_RETRY_AFTER_S, LineClosed, Place, QueueFull, Scheduler, Ticket
-from tests.helpers import admitted
+from tests.helpers import admitted, settle  # the line is served synchronously on release: settled, every waiter has its answer
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def settle() -> None:
-    """Let every task that can run do so (the line is served synchronously on release)."""
-    for _ in range(5):
-        await anyio.sleep(0)
 
 
 async def enter(scheduler: Scheduler, client: str) -> Ticket:

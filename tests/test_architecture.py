@@ -110,6 +110,7 @@ def test_the_graph_sees_the_imports_that_matter() -> None:
     assert "genie_tts" in graph["engine.genie"]
     assert "engine.genie" in graph["engine.text.g2p"]  # `from engine import genie`
     assert "engine.tools.demo" in graph["engine.voices.startup"]  # `from engine.tools import demo`
+    assert "engine.envflags" in graph["settings"] and "engine.envflags" in graph["engine.tools.prepare"]
 
 
 @pytest.mark.parametrize(

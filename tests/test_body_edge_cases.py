@@ -35,11 +35,11 @@ from urllib.parse import urlsplit
 import pytest
 import soundfile as sf
 
+from tests.helpers import SPEECH
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
-SPEECH = "/v1/audio/speech"
 SPOKEN = "はい"  # short: every 200 here synthesises it
 VALID = json.dumps({"model": "demo", "input": SPOKEN}, ensure_ascii=False).encode()
 

@@ -9,12 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import LONG, start_demo_server
+from tests.helpers import LONG, SPEECH, start_demo_server
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
-SPEECH = "/v1/audio/speech"
 LIMIT = 3  # requests per minute: far more than the test takes to refill one
 
 

@@ -6,12 +6,10 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers import LONG, SHORT
+from tests.helpers import LONG, SHORT, SPEECH
 from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.e2e
-
-SPEECH = "/v1/audio/speech"
 
 
 def error_of(response: httpx.Response) -> dict:

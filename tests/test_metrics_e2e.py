@@ -24,12 +24,11 @@ import soundfile as sf
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import LONG, MEDIUM, SHORT, start_demo_server, wait_for
+from tests.helpers import LONG, MEDIUM, SHORT, SPEECH, start_demo_server, wait_for
 from tests.server_process import ServerProcess
 
 KEY = "metrics-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
-SPEECH = "/v1/audio/speech"
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

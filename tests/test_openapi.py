@@ -42,14 +42,13 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from engine.text.languages import SPELLINGS
-from tests.helpers import OUTPUT
+from tests.helpers import OUTPUT, SPEECH
 from tests.server_process import ROOT, ServerProcess
 
 DOC_PATH = ROOT / "api" / "openapi.json"
 DOCUMENT = json.loads(DOC_PATH.read_text(encoding="utf-8"))
 DOC_URI = "urn:gsv-speech:openapi"
 REGISTRY = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(DOCUMENT))
-SPEECH = "/v1/audio/speech"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 SPEECH_REQUEST = "/components/schemas/SpeechRequest"
 

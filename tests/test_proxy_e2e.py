@@ -17,11 +17,10 @@ import httpx
 import pytest
 
 from bench.haproxy import haproxy_in_front_of
-from tests.helpers import start_demo_server
+from tests.helpers import SPEECH, start_demo_server
 from tests.server_process import ServerProcess
 
 LIMIT = 3  # requests per minute: one more every 20 s, far longer than each test takes
-SPEECH = "/v1/audio/speech"
 
 
 def start(name: str, tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> ServerProcess:

@@ -82,6 +82,8 @@ def run(model: onnx.ModelProto | Path) -> np.ndarray:
 def test_expanding_reads_the_fp16_file_at_fp32_offsets(tmp_path: Path) -> None:
     template, fp16, weights = write_template(tmp_path)
     expanded = quantize.expand_fp16_weights(template, fp16)
+    # every weight of the template, each once: the loop below checks them all, not whatever happens to be left
+    assert sorted(tensor.name for tensor in expanded.graph.initializer) == sorted(weights)
     for tensor in expanded.graph.initializer:
         assert tensor.data_location == TensorProto.DEFAULT
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(tensor), weights[tensor.name])

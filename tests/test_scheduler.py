@@ -8,8 +8,8 @@ import time
 import anyio
 import pytest
 
-from engine.synthesis.scheduler import QueueFull, Scheduler, Ticket
-from tests.helpers import admitted
+from engine.synthesis.scheduler import MAX_RETRY_AFTER_S, QueueFull, Scheduler, Ticket
+from tests.helpers import admitted, settle
 
 
 @pytest.fixture
@@ -41,9 +41,9 @@ async def test_new_request_first_segment_jumps_ahead_of_long_requests() -> None:
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(request, "A", 4)
-        await anyio.sleep(0.05)
+        await settle()  # A0 holds the worker
         tasks.start_soon(request, "B", 4)
-        await anyio.sleep(0.05)
+        await settle()  # B0 waits for it
         gate.set()
         while len(order) < 3:
             await anyio.sleep(0.001)
@@ -60,7 +60,7 @@ async def test_queue_bound_raises_queue_full_with_retry_after() -> None:
     first, second = admitted(scheduler), admitted(scheduler)
     with pytest.raises(QueueFull) as caught:
         admitted(scheduler)
-    assert 1 <= caught.value.retry_after <= 120
+    assert 1 <= caught.value.retry_after <= MAX_RETRY_AFTER_S
     scheduler.release(first)
     assert first.cancel.is_set()
     admitted(scheduler)
@@ -103,7 +103,7 @@ async def test_cancelled_waiter_gives_its_slot_back() -> None:
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(scheduler.run, holder, release.wait, 5)
-        await anyio.sleep(0.05)
+        await settle()  # the holder has the worker
         with anyio.move_on_after(0.05):
             await scheduler.run(waiter, lambda: None)  # gives up while waiting
         assert scheduler.slots.jobs_waiting == 0
@@ -119,10 +119,10 @@ async def _order_of(scheduler: Scheduler, tickets: dict[str, Ticket]) -> list[st
     release = threading.Event()
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(scheduler.run, holder, release.wait, 5)
-        await anyio.sleep(0.05)
+        await settle()
         for label, ticket in tickets.items():
             tasks.start_soon(scheduler.run, ticket, order.append, label)
-            await anyio.sleep(0.02)
+            await settle()  # waiting, before the next one arrives
         release.set()
     return order
 

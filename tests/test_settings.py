@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,6 +25,21 @@ def test_environment_and_overrides() -> None:
     )
     assert settings.with_overrides(port=7000, demo=None).port == 7000
     assert settings.with_overrides(demo=None).demo is True
+
+
+@pytest.mark.parametrize("value", ["1", "TRUE", " yes ", "On", "0", "False", "no", "OFF\n", "maybe", " Maybe "])
+def test_the_voice_preparer_reads_genie_download_as_the_server_does(value: str) -> None:
+    """engine/tools/prepare.py may not import the settings: both read booleans with engine/envflags.py."""
+    from engine.tools.prepare import genie_download_allowed
+
+    def outcome(read: Callable[[], bool]) -> bool | str:
+        try:
+            return read()
+        except ValueError as error:
+            return str(error)
+
+    server = outcome(lambda: Settings.from_env({"GENIE_DOWNLOAD": value}).genie_download)
+    assert outcome(lambda: genie_download_allowed({"GENIE_DOWNLOAD": value})) == server
 
 
 def test_bad_values_name_the_variable() -> None:

@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from engine.text.segmenter import CLAUSE_END, CLOSERS, MIN_SEGMENT_UNITS, SENTENCE_END, segment, units
-from tests.helpers import OUTPUT
+from tests.helpers import OUTPUT, SPEECH
 from tests.server_process import ServerProcess
 
 #: Failing examples are replayed first on the next run; kept out of the repository (tests/output is ignored).
@@ -497,8 +497,6 @@ class TestPlanningOnTheDemoVoice:
 
 
 # ---- 3. the nastiest inputs, end to end ----------------------------------------------------------
-
-SPEECH = "/v1/audio/speech"
 
 
 def max_input_chars() -> int:

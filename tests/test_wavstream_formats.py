@@ -7,17 +7,21 @@ bytes must decode on their own, which proves it is not held back until later seg
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
+import wave
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from wavstream.formats import ENCODERS
 from wavstream.pcm import float_to_pcm16
 from wavstream.sndfile_encoders import StreamSink, blank_frame_length
+from wavstream.wav import streaming_wav_header
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
 
@@ -213,12 +217,50 @@ def test_other_model_rates(name: str, model_rate: int) -> None:
     assert abs(dominant_hz(decoded[rate // 10 : -rate // 10].astype(np.float64), rate) - 440) < 5
 
 
-@pytest.mark.parametrize("name", COMPRESSED)
+def ogg_pages(data: bytes) -> list[tuple[int, int, bytes]]:
+    """Each Ogg page's (header type flags, granule position, body); the pages must fill `data` exactly."""
+    pages, offset = [], 0
+    while offset < len(data):
+        assert data[offset : offset + 5] == b"OggS\x00", f"no Ogg page at byte {offset}"
+        flags, granule, count = data[offset + 5], int.from_bytes(data[offset + 6 : offset + 14], "little"), data[offset + 26]
+        start = offset + 27 + count
+        end = start + sum(data[offset + 27 : start])
+        assert end <= len(data), "a cut Ogg page"
+        pages.append((flags, granule, data[start:end]))
+        offset = end
+    return pages
+
+
+@pytest.mark.parametrize("name", [*COMPRESSED, "wav", "pcm"])
 def test_finish_without_audio(name: str) -> None:
+    """What start() and finish() send when no audio came between them: each format's stream of no audio."""
     encoder = ENCODERS[name](MODEL_RATE)
     data = encoder.start() + encoder.finish()
-    if data:
-        assert ffmpeg_decode(data, check=False).size <= 2048  # at most the codec's priming
+    if name in ("mp3", "aac", "pcm"):
+        # Frames without a file header (MP3, ADTS) or raw samples: no audio is no bytes, not even a priming frame.
+        assert data == b""
+    elif name == "flac":
+        # libsndfile writes "fLaC" and STREAMINFO with the first samples, so there is no FLAC header either: the
+        # body is empty (not a FLAC file; pinned so that a change to it is deliberate).
+        assert data == b""
+    elif name == "wav":
+        # The streaming header alone, which readers take as 0 frames at the stream's rate.
+        assert data == streaming_wav_header(MODEL_RATE)
+        with wave.open(io.BytesIO(data)) as reader:
+            assert (reader.getframerate(), reader.getnchannels(), reader.getsampwidth()) == (MODEL_RATE, 1, 2)
+            assert reader.readframes(1) == b""
+        samples, rate = sf.read(io.BytesIO(data), dtype="int16")
+        assert (samples.size, rate) == (0, MODEL_RATE)
+    else:
+        # Ogg Opus: the identification and comment headers, no audio page, granule 0 throughout, nothing decodes.
+        # (No page carries the end-of-stream flag: with no packet, FFmpeg's Ogg muxer writes no last page.)
+        pages = ogg_pages(data)
+        assert [body[:8] for _, _, body in pages] == [b"OpusHead", b"OpusTags"]
+        assert pages[0][0] & 0x02 and not pages[1][0] & 0x02  # the first page, and only it, begins the stream
+        assert all(granule == 0 for _, granule, _ in pages)
+        head = pages[0][2]
+        assert (head[8], head[9], int.from_bytes(head[12:16], "little")) == (1, 1, EXPECTED["opus"].rate)  # version, mono
+        assert ffmpeg_decode(data, check=False).size == 0
 
 
 def test_flac_streaminfo_says_unknown_length() -> None:

@@ -18,7 +18,7 @@ from typing import ClassVar
 import av
 import numpy as np
 
-from wavstream.codec_input import Pcm16Input, codec_rate
+from wavstream.codec_input import CodecEncoder
 
 
 class ChunkSink:
@@ -37,23 +37,19 @@ class ChunkSink:
         return data
 
 
-class PyAVEncoder:
+class PyAVEncoder(CodecEncoder):
     """One FFmpeg encoder and muxer over a whole response: segments join inside the codec, without clicks.
 
     PyAV cuts the samples into the codec's frames and keeps the remainder for the next segment; `finish`
     encodes that remainder and the encoder's look-ahead, then writes the muxer's trailer.
     """
 
-    content_type = ""
     _container_format = ""
     _codec = ""
     _bit_rate = 0
-    _legal_rates: frozenset[int] | None = None
     _muxer_options: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, model_rate: int) -> None:
-        self.sample_rate = codec_rate(model_rate, self._legal_rates)
-        self._input = Pcm16Input(model_rate, self.sample_rate)
+    def _open(self) -> None:
         self._sink = ChunkSink()
         self._container = av.open(
             self._sink,

@@ -1,4 +1,5 @@
-"""What every compressed format's encoder is fed: the WAV stream's int16 samples, at a rate the codec allows."""
+"""What every compressed format's encoder is fed: the WAV stream's int16 samples, at a rate the codec allows;
+and the construction both encoder families (sndfile_encoders, av_encoders) share."""
 
 from __future__ import annotations
 
@@ -36,3 +37,20 @@ class Pcm16Input:
         """The resampler's tail (nothing without a resampler)."""
         tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
         return np.frombuffer(float_to_pcm16(tail), dtype="<i2")
+
+
+class CodecEncoder:
+    """The construction both encoder families share: the codec's rate (`codec_rate` of the model's), the input
+    converted to it (`Pcm16Input`), then the family's sink and codec writing into it (`_open`)."""
+
+    content_type = ""
+    _legal_rates: frozenset[int] | None = None  # None: any rate
+
+    def __init__(self, model_rate: int) -> None:
+        self.sample_rate = codec_rate(model_rate, self._legal_rates)
+        self._input = Pcm16Input(model_rate, self.sample_rate)
+        self._open()
+
+    def _open(self) -> None:
+        """Create `self._sink` and the codec that writes into it at `self.sample_rate`."""
+        raise NotImplementedError

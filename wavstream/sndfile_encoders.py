@@ -15,7 +15,7 @@ import io
 import numpy as np
 import soundfile as sf
 
-from wavstream.codec_input import Pcm16Input, codec_rate
+from wavstream.codec_input import CodecEncoder
 
 
 class StreamSink:
@@ -68,17 +68,13 @@ class StreamSink:
         return data
 
 
-class SoundfileEncoder:
+class SoundfileEncoder(CodecEncoder):
     """One libsndfile stream over a whole response: segments join inside the codec, without gaps or clicks."""
 
-    content_type = ""
     _format = ""
     _subtype = ""
-    _legal_rates: frozenset[int] | None = None  # None: any rate
 
-    def __init__(self, model_rate: int) -> None:
-        self.sample_rate = codec_rate(model_rate, self._legal_rates)
-        self._input = Pcm16Input(model_rate, self.sample_rate)
+    def _open(self) -> None:
         self._sink = StreamSink()
         self._file = sf.SoundFile(
             self._sink,

@@ -33,6 +33,7 @@ import soundfile as sf
 import soxr
 
 from engine import genie
+from engine.envflags import parse_bool
 from engine.models.rates import SAMPLE_RATE
 from engine.text.g2p import text_to_phonemes
 from engine.text.languages import NAMES, SPELLINGS
@@ -256,12 +257,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def genie_download_allowed(environ: Mapping[str, str]) -> bool:
     """GENIE_DOWNLOAD as the server reads it (.env.example): on unless 0, false, no or off."""
-    value = environ.get("GENIE_DOWNLOAD", "1").strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"environment variable GENIE_DOWNLOAD: not a boolean: {value!r}")
+    try:
+        return parse_bool(environ.get("GENIE_DOWNLOAD", "1").strip())  # stripped, as settings.py reads every value
+    except ValueError as error:
+        raise ValueError(f"environment variable GENIE_DOWNLOAD: {error}") from None  # settings.py's wording
 
 
 def main(argv: list[str] | None = None) -> int:
