@@ -47,13 +47,13 @@ ENV HF_HOME=/tmp/hf-home \
     HF_HUB_DISABLE_TELEMETRY=1
 WORKDIR /src
 COPY engine/__init__.py engine/genie.py engine/
-COPY engine/tools/__init__.py engine/tools/hub.py engine/tools/genie_data.py engine/tools/
+COPY engine/models/__init__.py engine/models/hub.py engine/models/genie_data.py engine/models/
 # The import runs even when the download is skipped, so an offline build still proves this step can run.
 # Files 644 and folders 755, whatever the umask: the final stage copies them root-owned, readable by uid 1000.
-RUN python -c 'import engine.tools.genie_data' \
+RUN python -c 'import engine.models.genie_data' \
     && mkdir -p /home/user/GenieData \
     && case "$DOWNLOAD_GENIE_DATA" in \
-         1) python -m engine.tools.genie_data /home/user/GenieData ;; \
+         1) python -m engine.models.genie_data /home/user/GenieData ;; \
          0) echo "DOWNLOAD_GENIE_DATA=0: the image has no GenieData; run it with DEMO=1 or give it GenieData at GENIE_DATA_DIR" ;; \
          *) echo "DOWNLOAD_GENIE_DATA must be 0 or 1, not '$DOWNLOAD_GENIE_DATA'" >&2; exit 1 ;; \
        esac \

@@ -119,7 +119,7 @@ def create_app(settings: Settings) -> Application:
         settings.demo,
         settings.cache_dir,
         settings.t2s_precision,
-        demo_voices=settings.demo_voice_names,
+        demo_names=settings.demo_voice_names,
     )
     return Application(settings, genie_data_dir, folders)
 

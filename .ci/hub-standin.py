@@ -5,7 +5,7 @@ build time by the server's own code) must be exercised for real. The repo holds 
 `CharacterModels/v2ProPlus/mika/` in Genie's layout, both made from the demo voice, so the built image boots
 without DEMO and serves `mika` through the ordinary code path.
 
-It serves the repo at the pinned revision (engine/tools/hub.py: HF_REVISION) only, so the image build proves that
+It serves the repo at the pinned revision (engine/models/hub.py: HF_REVISION) only, so the image build proves that
 its downloads ask for that revision.
 
 Usage: python .ci/hub-standin.py DIR  (prints the URL for HF_ENDPOINT on its first line, serves until killed)
@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine.models.hub import HF_REPO, HF_REVISION  # noqa: E402
 from engine.tools import demo  # noqa: E402
-from engine.tools.hub import HF_REPO, HF_REVISION  # noqa: E402
 from tests.hub_standin import serve_repo  # noqa: E402
 
 

@@ -216,7 +216,8 @@ def int8_figures(voice_dir: Path, genie_data_dir: Path, threads: int = 2) -> dic
 
 def demo_voice() -> tuple[Path, Path]:
     """The bench's demo voice (random weights), with its int8 decoders."""
-    from engine.tools.demo import BUILD_VERSION, ensure_demo  # noqa: PLC0415
+    from engine.tools.demo import ensure_demo  # noqa: PLC0415
+    from engine.voices.demo_voices import BUILD_VERSION
 
     return ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}", int8=True)
 

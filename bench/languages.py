@@ -56,7 +56,8 @@ class Voices:
 
 def prepare(scratch: Path, log: Log, timeout_s: float = FULL.timeout_s) -> Voices:
     """Build the language voices (once; next to the main run's demo voice) and check that our server speaks each."""
-    from engine.tools.demo import BUILD_VERSION, ensure_demo_voices  # noqa: PLC0415  (as bench/run.py builds its voice)
+    from engine.tools.demo import ensure_demo_voices  # noqa: PLC0415  (as bench/run.py builds its voice)
+    from engine.voices.demo_voices import BUILD_VERSION
 
     folders, genie_data = ensure_demo_voices(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}", [x.voice for x in LANGUAGES])
     voices = Voices(folders, genie_data)

@@ -693,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the attack run needs haproxy for its spoofed X-Forwarded-For attack (apt-get install haproxy)")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # genie_tts's import configures INFO logging
     logging.getLogger("openai").setLevel(logging.WARNING)
-    from engine.tools.demo import BUILD_VERSION, ensure_demo
+    from engine.tools.demo import ensure_demo
+    from engine.voices.demo_voices import BUILD_VERSION
 
     voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
     scratch = ROOT / ".cache" / "bench" / "reliability"

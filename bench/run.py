@@ -362,7 +362,8 @@ def bench_voice(with_int8: bool) -> tuple[Path, Path]:
         from bench.fidelity import demo_voice  # noqa: PLC0415  (comes with the int8 T2S work; without it the run fails here)
 
         return demo_voice()
-    from engine.tools.demo import BUILD_VERSION, ensure_demo  # noqa: PLC0415
+    from engine.tools.demo import ensure_demo  # noqa: PLC0415
+    from engine.voices.demo_voices import BUILD_VERSION
 
     return ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
 

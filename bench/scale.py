@@ -443,7 +443,8 @@ def bench_starter(scratch: Path) -> Starter:
     """Replicas as bench/contenders.py starts our server: the demo voice folder, offline, a cache each (kept
     across its restarts, as a container's filesystem is)."""
     from bench.contenders import voice_folders
-    from engine.tools.demo import BUILD_VERSION, ensure_demo
+    from engine.tools.demo import ensure_demo
+    from engine.voices.demo_voices import BUILD_VERSION
 
     voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
     models = voice_folders(voice_dir, 1, scratch)

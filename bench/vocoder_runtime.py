@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    from engine.tools.demo import BUILD_VERSION, ensure_demo  # noqa: PLC0415
+    from engine.tools.demo import ensure_demo  # noqa: PLC0415
+    from engine.voices.demo_voices import BUILD_VERSION
 
     voice_dir, genie_data = ensure_demo(ROOT / ".cache" / "bench" / f"demo-{BUILD_VERSION}")
     genie.import_genie(genie_data)

@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def demo_root() -> Path:
     """`python -m engine.tools.demo` output: demo/ (the voice) and GenieData/ (stand-ins)."""
-    from engine.tools.demo import BUILD_VERSION
+    from engine.voices.demo_voices import BUILD_VERSION
 
     root = CACHE / f"demo-{BUILD_VERSION}"
     subprocess.run([sys.executable, "-m", "engine.tools.demo", str(root)], cwd=ROOT, check=True, capture_output=True)

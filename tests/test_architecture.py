@@ -4,6 +4,10 @@
 - engine/ imports neither the HTTP layer, the encoders, the settings nor the entry point;
 - wavstream/ imports neither the HTTP layer nor the engine;
 - only engine/genie.py imports `genie_tts` (the benchmark, which measures Genie itself, is outside these rules);
+- inside engine/, each stage imports only the stages before it (`ENGINE_STAGES`): the text front end and the
+  models and runtimes know nothing of voices or synthesis, voices nothing of synthesis;
+- serving imports no offline tool: nothing outside engine/tools/ imports it (the demo voices are built by
+  `python -m engine.tools.demo` in a child process);
 - no two modules import each other, directly or around a longer circle.
 
 Every import statement counts, also those inside functions: a late import is still a dependency.
@@ -19,6 +23,20 @@ import pytest
 from tests.server_process import ROOT
 
 CHECKED = ("api", "engine", "wavstream", "server.py", "settings.py")
+#: Each stage of engine/ -> the other parts of engine/ it may import (besides itself). engine/interface.py, the seam,
+#: may import them all; engine/genie.py (the Genie gateway), engine/allocator.py and engine/envflags.py none.
+ENGINE_STAGES = {
+    "engine.text": {"engine.genie"},
+    "engine.models": {"engine.genie"},
+    "engine.voices": {"engine.genie", "engine.allocator", "engine.text", "engine.models"},
+    "engine.synthesis": {"engine.genie", "engine.allocator", "engine.text", "engine.models", "engine.voices"},
+}
+#: No function in these is longer than this many lines: a longer one is several jobs in one.
+LONGEST_FUNCTION = 80
+
+
+def part_of(module: str, parts: set[str] | dict[str, set[str]]) -> str | None:
+    return next((part for part in parts if module == part or module.startswith(part + ".")), None)
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -70,6 +88,12 @@ def layering_violations(graph: dict[str, set[str]]) -> list[str]:
                 problems.append(f"{module} imports {target}: the encoders know nothing of the request or the engine")
             if target == "genie_tts" and module != "engine.genie":
                 problems.append(f"{module} imports genie_tts: engine/genie.py is its only gateway")
+            if target.startswith("engine.tools") and not module.startswith("engine.tools"):
+                problems.append(f"{module} imports {target}: serving imports no offline tool")
+            stage = part_of(module, ENGINE_STAGES)
+            if stage and target.startswith("engine.") and not target.startswith(stage):
+                if part_of(target, ENGINE_STAGES[stage]) is None and not target.startswith("engine.tools"):
+                    problems.append(f"{module} imports {target}: {stage} may import only {sorted(ENGINE_STAGES[stage])}")
     return problems
 
 
@@ -109,7 +133,8 @@ def test_the_graph_sees_the_imports_that_matter() -> None:
     assert "wavstream.output" in graph["api.speech"]
     assert "genie_tts" in graph["engine.genie"]
     assert "engine.genie" in graph["engine.text.g2p"]  # `from engine import genie`
-    assert "engine.tools.demo" in graph["engine.voices.startup"]  # `from engine.tools import demo`
+    assert "engine.voices.demo_voices" in graph["engine.voices.startup"]  # `from engine.voices import demo_voices`
+    assert "engine.voices.voice" in graph["engine.synthesis.speech"]
     assert "engine.envflags" in graph["settings"] and "engine.envflags" in graph["engine.tools.prepare"]
 
 
@@ -123,6 +148,14 @@ def test_the_graph_sees_the_imports_that_matter() -> None:
         ({"engine/x.py": "from ..api import app\n"}, "engine.x imports api.app"),
         ({"engine/x.py": "from genie_tts.G2P import SymbolsV2\n"}, "engine.x imports genie_tts"),
         ({"wavstream/x.py": "from engine.interface import SAMPLE_RATE\n"}, "wavstream.x imports engine.interface"),
+        ({"engine/voices/x.py": "from engine.tools import demo\n"}, "engine.voices.x imports engine.tools.demo"),
+        ({"server.py": "import engine.tools.demo\n"}, "server imports engine.tools.demo"),
+        ({"engine/text/x.py": "from engine.models.sessions import y\n"}, "engine.text.x imports engine.models.sessions"),
+        ({"engine/models/x.py": "from engine.voices.voice import Voice\n"}, "engine.models.x imports engine.voices.voice"),
+        (
+            {"engine/voices/x.py": "def f():\n    from engine.synthesis import speech\n"},
+            "engine.voices.x imports engine.synthesis.speech",
+        ),
     ],
 )
 def test_a_forbidden_import_is_reported(tmp_path: Path, files: dict[str, str], expected: str) -> None:
@@ -154,6 +187,13 @@ SKELETON = {
     "engine/voices/voice.py": "",
     "engine/synthesis/vocoding.py": "",
     "engine/tools/__init__.py": "",
+    "engine/tools/demo.py": "",
+    "engine/text/__init__.py": "",
+    "engine/models/__init__.py": "",
+    "engine/models/sessions.py": "",
+    "engine/voices/__init__.py": "",
+    "engine/synthesis/__init__.py": "",
+    "engine/synthesis/speech.py": "",
     "wavstream/__init__.py": "",
     "wavstream/output.py": "",
     "server.py": "",
@@ -165,3 +205,26 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
+
+
+def long_functions(root: Path) -> list[str]:
+    found = []
+    for path in sorted(file for part in ("api", "engine", "wavstream") for file in (root / part).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > LONGEST_FUNCTION:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {node.name}: {lines} lines")
+    return found
+
+
+def test_no_function_is_longer_than_the_limit() -> None:
+    assert long_functions(ROOT) == []
+
+
+def test_a_long_function_is_reported(tmp_path: Path) -> None:
+    body = "".join(f"    x{n} = {n}\n" for n in range(LONGEST_FUNCTION))
+    write_tree(
+        tmp_path, {"api/a.py": f"def short():\n    pass\n\n\ndef long():\n{body}", "engine/b.py": "", "wavstream/c.py": ""}
+    )
+    assert long_functions(tmp_path) == [f"api/a.py:5 long: {LONGEST_FUNCTION + 1} lines"]

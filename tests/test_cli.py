@@ -115,7 +115,7 @@ def test_demo_serves_a_voice_per_language_unless_demo_voices_names_fewer(demo_ro
     assert languages == {"demo": "ja", "demo-zh": "zh", "demo-en": "en", "demo-ko": "ko"}
 
     _, picked = find_voices(
-        tmp_path, absent, allow_download=False, with_demo=True, cache_dir=CACHE, demo_voices=("demo-en", "demo-fr")
+        tmp_path, absent, allow_download=False, with_demo=True, cache_dir=CACHE, demo_names=("demo-en", "demo-fr")
     )
     assert [name for name, folder in picked if isinstance(folder, VoiceFolder)] == ["demo-en"]
     refused = dict(picked)["demo-fr"]
@@ -174,3 +174,29 @@ def test_uvicorn_server_app_refuses_a_websocket_handshake_in_the_error_shape(uvi
         assert error["code"] == "websocket_not_supported" and error["type"] == "invalid_request_error"
         assert error["param"] is None and "does not speak WebSocket" in error["message"]
     assert httpx.get(f"{uvicorn_server.base_url}/health", timeout=10).status_code == 200
+
+
+def test_a_server_process_imports_no_offline_tool(demo_root: Path, tmp_path: Path) -> None:
+    """DEMO=1 builds the demo voices in a child process (`python -m engine.tools.demo`): the server's own process,
+    through find_voices and the application, never holds the builder, the quantizer or the G2P-data stand-ins."""
+    script = f"""
+import sys
+from pathlib import Path
+from engine.voices.startup import find_voices
+import server
+find_voices(Path({str(tmp_path)!r}), Path({str(tmp_path / "absent")!r}), allow_download=False, with_demo=True,
+            cache_dir=Path({str(CACHE)!r}))
+print(sorted(name for name in sys.modules if name.startswith("engine.tools")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_demo_build_that_fails_names_the_command(tmp_path: Path) -> None:
+    """The child's failure stops the start with the builder's own last lines, not a bare exit status."""
+    from engine.voices.demo_voices import ensure_demo_voices
+
+    with pytest.raises(RuntimeError, match="building the demo voices failed") as caught:
+        ensure_demo_voices(tmp_path / "root", ["demo-xx"])
+    assert "engine.tools.demo" in str(caught.value) and "unknown demo voice demo-xx" in str(caught.value)

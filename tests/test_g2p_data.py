@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.tools.demo import DEMO_VOICES
 from engine.tools.g2p_data import opencpop_table, polyphonic_words, train_tagger
+from engine.voices.demo_voices import DEMO_VOICES
 
 
 def _genie_symbols() -> set[str]:

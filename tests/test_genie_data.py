@@ -1,4 +1,4 @@
-"""End-to-end tests of `engine.tools.genie_data`: the real `huggingface_hub` client against a local hub.
+"""End-to-end tests of `engine.models.genie_data`: the real `huggingface_hub` client against a local hub.
 
 Each call of `resolve_genie_data` runs in a fresh `python` subprocess. huggingface_hub reads
 HF_ENDPOINT (and HF_HOME, HF_HUB_CACHE, ...) once, at import, into `huggingface_hub.constants`,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.tools.hub import HF_REVISION
+from engine.models.hub import HF_REVISION
 from tests.hub_standin import serve_repo
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ RESOLVE = """
 import json, sys
 from pathlib import Path
 from engine.genie import GenieDataMissing
-from engine.tools.genie_data import resolve_genie_data
+from engine.models.genie_data import resolve_genie_data
 try:
     result = resolve_genie_data(Path(sys.argv[1]), allow_download=sys.argv[2] == "1")
 except GenieDataMissing as error:
@@ -247,7 +247,7 @@ def test_the_command_in_the_message_downloads_genie_data(tmp_path: Path, hub, hf
 
 def test_the_instructions_download_straight_to_the_folder_named(tmp_path: Path) -> None:
     """`hf download --include 'GenieData/*' --local-dir D` writes D/GenieData: D is the target's parent."""
-    from engine.tools.genie_data import instructions
+    from engine.models.genie_data import instructions
 
     target = tmp_path / "GenieData"
     text = instructions(target)

@@ -16,9 +16,9 @@ import pytest
 import server
 from engine import genie
 from engine.genie import GenieDataMissing
+from engine.models.genie_data import resolve_genie_data
 from engine.models.scratch import scratch_folder
 from engine.tools import demo
-from engine.tools.genie_data import resolve_genie_data
 
 
 def fake_genie_data(root: Path) -> Path:

@@ -25,7 +25,7 @@ LOGITS = "/ar_predict_layer/MatMul_output_0"
 @pytest.fixture(scope="module")
 def int8_root() -> Path:
     """`python -m engine.tools.demo DIR --int8`, in a cache of its own (the shared demo stays fp32-only)."""
-    from engine.tools.demo import BUILD_VERSION
+    from engine.voices.demo_voices import BUILD_VERSION
 
     root = CACHE / "int8" / f"demo-{BUILD_VERSION}"
     subprocess.run([sys.executable, "-m", "engine.tools.demo", str(root), "--int8"], cwd=ROOT, check=True, timeout=600)

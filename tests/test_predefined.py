@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.tools.hub import HF_REPO, HF_REVISION
+from engine.models.hub import HF_REPO, HF_REVISION
 from engine.voices.voice_folder import BASE_FILES, PROMPT_ENCODER_FILES, inspect_voice
 from tests.hub_standin import serve_repo
 from tests.server_process import ROOT

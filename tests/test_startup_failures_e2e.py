@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.tools.demo import BUILD_VERSION
-from engine.tools.hub import HF_REPO, HF_REVISION
+from engine.models.hub import HF_REPO, HF_REVISION
+from engine.voices.demo_voices import BUILD_VERSION
 from tests.helpers import CACHE, OUTPUT, wait_for
 from tests.hub_standin import serve_repo
 from tests.server_process import ROOT, free_port

@@ -55,27 +55,24 @@ from engine import genie
 from engine.models import model_files as files
 from engine.models.rates import SAMPLE_RATE
 from engine.models.scratch import remove_abandoned, scratch_folder
-from engine.tools.g2p_data import CHINESE_FOLDER, ENGLISH_FOLDER, build_g2p_data
+from engine.tools.g2p_data import build_g2p_data
 from engine.tools.quantize import int8_paths, quantize_voice
+from engine.voices.demo_voices import (
+    DEMO_VOICES,
+    STAMP_FILE,
+    TOKENS_PER_PHONEME,
+    int8_built,
+    stamp,
+    stand_in_data_ready,
+    voice_built,
+)
 
-#: Bump when the output of this module changes, so cached builds are rebuilt.
-BUILD_VERSION = "4"
-TOKENS_PER_PHONEME = 2
 EOS_TOKEN = 1024
-REFERENCE_TEXT = "こんにちは、今日はとてもいい天気ですね。"
-REFERENCE_LANGUAGE = "ja"
-#: Every demo voice: name -> (reference transcript, its language). "demo" comes first: the others reuse its weights.
-DEMO_VOICES = {
-    "demo": (REFERENCE_TEXT, REFERENCE_LANGUAGE),
-    "demo-zh": ("你好，今天天气很好，我们一起去公园散步吧。", "zh"),
-    "demo-en": ("Hello, the weather is lovely today, so let us walk in the park.", "en"),
-    "demo-ko": ("안녕하세요, 오늘은 날씨가 정말 좋네요. 같이 산책할까요?", "ko"),
-}
+REFERENCE_TEXT, REFERENCE_LANGUAGE = DEMO_VOICES["demo"]
 REFERENCE_SECONDS = 5.0
 REFERENCE_RATE = SAMPLE_RATE
 DEMO_STYLE = "calm"
 WEIGHT_SCALE = 0.02
-_STAMP = ".demo-build"
 
 
 # Templates a V2ProPlus voice is made of: (file in the voice folder, template, weight file, weight dtype).
@@ -303,12 +300,6 @@ def build_language_voice(
     _write_length_rule(voice_dir, genie_data_dir, text, language, tokens_per_phoneme)
 
 
-def _needs_genie_data(genie_data_dir: Path) -> bool:
-    if genie.missing_data(genie_data_dir):
-        return True
-    return not all((genie_data_dir / folder).is_dir() for folder in (CHINESE_FOLDER, ENGLISH_FOLDER))
-
-
 def ensure_demo_voices(
     root: Path, names: Iterable[str] = DEMO_VOICES, tokens_per_phoneme: int = TOKENS_PER_PHONEME, int8: bool = False
 ) -> tuple[dict[str, Path], Path]:
@@ -325,7 +316,7 @@ def ensure_demo_voices(
     genie_data_dir = root / "GenieData"
     root.mkdir(parents=True, exist_ok=True)
     remove_abandoned(root)  # scratch folders of a build killed midway
-    if _needs_genie_data(genie_data_dir):
+    if not stand_in_data_ready(genie_data_dir):
         with scratch_folder(root, "genie-data") as scratch:
             build_genie_data(scratch)
             _replace(scratch, genie_data_dir)
@@ -333,17 +324,16 @@ def ensure_demo_voices(
     voices = {}
     for name in wanted:
         voice_dir = voices[name] = root / name
-        stamp, expected = voice_dir / _STAMP, _stamp(tokens_per_phoneme)
-        if not (stamp.exists() and stamp.read_text() == expected):
+        if not voice_built(voice_dir, tokens_per_phoneme):
             with scratch_folder(root, name) as scratch:
                 text, language = DEMO_VOICES[name]
                 if name == "demo":
                     build_voice(scratch, genie_data_dir, tokens_per_phoneme=tokens_per_phoneme)
                 else:
                     build_language_voice(scratch, voices["demo"], genie_data_dir, text, language, tokens_per_phoneme)
-                (scratch / _STAMP).write_text(expected)
+                (scratch / STAMP_FILE).write_text(stamp(tokens_per_phoneme))
                 _replace(scratch, voice_dir)
-        if int8 and not all(path.is_file() for path in int8_paths(voice_dir / "tts_models")):
+        if int8 and not int8_built(voice_dir):
             quantize_voice(voice_dir / "tts_models")
     return {name: path for name, path in voices.items() if name in names}, genie_data_dir
 
@@ -352,13 +342,6 @@ def ensure_demo(root: Path, tokens_per_phoneme: int = TOKENS_PER_PHONEME, int8: 
     """The Japanese voice "demo" alone: (voice_dir, genie_data_dir), built once under `root`."""
     voices, genie_data_dir = ensure_demo_voices(root, ("demo",), tokens_per_phoneme, int8)
     return voices["demo"], genie_data_dir
-
-
-def _stamp(tokens_per_phoneme: int) -> str:
-    """What a finished build records: BUILD_VERSION alone for the default rate (the demo's cache as it always was)."""
-    if tokens_per_phoneme == TOKENS_PER_PHONEME:
-        return BUILD_VERSION
-    return f"{BUILD_VERSION} tokens_per_phoneme={tokens_per_phoneme}"
 
 
 _READ = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -391,7 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", type=Path)
     parser.add_argument("--voices", default=",".join(DEMO_VOICES), help="comma-separated demo voices (default: all)")
     parser.add_argument("--int8", action="store_true", help="also write int8 T2S decoders (for T2S_PRECISION=int8)")
+    parser.add_argument(
+        "--g2p-data", type=Path, help="GenieData whose G2P reads the reference transcripts (default: the stand-in)"
+    )
     args = parser.parse_args(argv)
+    if args.g2p_data:
+        genie.import_genie(args.g2p_data)
     started = time.perf_counter()
     names = [name.strip() for name in args.voices.split(",") if name.strip()]
     voices, genie_data_dir = ensure_demo_voices(args.dir, names, int8=args.int8)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from engine.tools.hub import HF_REPO, HF_REVISION, fetch_folder
+from engine.models.hub import HF_REPO, HF_REVISION, fetch_folder
 from engine.voices.voice_folder import VoiceError, inspect_voice
 
 #: name -> language of its reference clip (Genie's CHARA_LANG)

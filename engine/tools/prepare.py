@@ -34,11 +34,11 @@ import soxr
 
 from engine import genie
 from engine.envflags import parse_bool
+from engine.models.genie_data import resolve_genie_data
 from engine.models.rates import SAMPLE_RATE
 from engine.text.g2p import text_to_phonemes
 from engine.text.languages import NAMES, SPELLINGS
 from engine.tools.checkpoints import CheckpointError, check_gpt_checkpoint, check_sovits_checkpoint, require_torch
-from engine.tools.genie_data import resolve_genie_data
 from engine.tools.quantize import QuantizeError, quantize_voice
 from engine.voices.voice_folder import (
     BASE_FILES,

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.genie import import_genie, missing_data
-from engine.tools import demo
-from engine.tools.genie_data import instructions, resolve_genie_data
+from engine.models.genie_data import instructions, resolve_genie_data
+from engine.voices import demo_voices
+from engine.voices.demo_voices import DEMO_VOICES
 from engine.voices.voice_folder import VoiceError, VoiceFolder, inspect_voice, scan, verdict
 
 logger = logging.getLogger("gsv.startup")
@@ -28,11 +29,11 @@ def find_voices(
     with_demo: bool,
     cache_dir: Path,
     t2s_precision: str = "fp32",
-    demo_voices: Sequence[str] = tuple(demo.DEMO_VOICES),
+    demo_names: Sequence[str] = tuple(DEMO_VOICES),
 ) -> tuple[Path, FoundVoices]:
     """The GenieData folder Genie was imported with, and every voice folder to load.
 
-    With `with_demo`, the generated demo voices named in `demo_voices` are added (built once into `cache_dir`, with
+    With `with_demo`, the generated demo voices named in `demo_names` are added (built once into `cache_dir`, with
     int8 decoders under T2S_PRECISION=int8); without real GenieData they bring their own stand-in, so the server
     runs offline.
     """
@@ -41,20 +42,19 @@ def find_voices(
         import_genie(genie_data_dir)
         return genie_data_dir, scan(models_dir, genie_data_dir)
 
-    root = cache_dir / f"demo-{demo.BUILD_VERSION}"
+    root = demo_voices.build_root(cache_dir)
     real_data_dir, stand_in = genie_data_dir, bool(missing_data(genie_data_dir))
-    int8 = t2s_precision == "int8"
-    known = [name for name in demo_voices if name in demo.DEMO_VOICES]
+    known = [name for name in demo_names if name in DEMO_VOICES]
     demo_folders: FoundVoices = [
-        (name, VoiceError(f"no such demo voice (DEMO_VOICES); the demo voices are {', '.join(demo.DEMO_VOICES)}"))
-        for name in demo_voices
-        if name not in demo.DEMO_VOICES
+        (name, VoiceError(f"no such demo voice (DEMO_VOICES); the demo voices are {', '.join(DEMO_VOICES)}"))
+        for name in demo_names
+        if name not in DEMO_VOICES
     ]
+    # Built in a child process; the length rule is read with the real G2P when the server has it.
+    int8 = t2s_precision == "int8"
+    voice_dirs, stand_in_dir = demo_voices.ensure_demo_voices(root, known, int8, None if stand_in else real_data_dir)
     if stand_in:
-        voice_dirs, genie_data_dir = demo.ensure_demo_voices(root, known, int8=int8)  # with stand-in GenieData
-    else:
-        import_genie(genie_data_dir)
-        voice_dirs, _ = demo.ensure_demo_voices(root, known, int8=int8)
+        genie_data_dir = stand_in_dir
     import_genie(genie_data_dir)
     for name, voice_dir in voice_dirs.items():
         logger.warning("voice '%s' comes from %s: random weights, it produces noise, not speech", name, voice_dir)
@@ -65,7 +65,8 @@ def find_voices(
     folders = [entry for entry in scan(models_dir, genie_data_dir) if entry[0] not in voice_dirs]
     if stand_in:  # its random HuBERT and speaker encoder would make a real voice speak noise
         refusal = VoiceError(
-            f"GenieData is missing at {real_data_dir}; only the demo voice runs on the generated stand-in. "
+            f"GenieData is missing at {real_data_dir}; only the generated demo voices ({', '.join(voice_dirs)}) run, "
+            f"on stand-in GenieData. "
             f"{instructions(real_data_dir)}"
         )
         folders = [(name, refusal if isinstance(folder, VoiceFolder) else folder) for name, folder in folders]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from engine.genie import GenieDataMissing, missing_data
-from engine.tools.hub import HF_REPO, HF_REVISION, fetch_folder
+from engine.models.hub import HF_REPO, HF_REVISION, fetch_folder
 
 HF_FOLDER = "GenieData"
 logger = logging.getLogger("gsv.genie_data")
@@ -59,7 +59,7 @@ def resolve_genie_data(target: Path, allow_download: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m engine.tools.genie_data DIR`: fetch GenieData into DIR ahead of time (the Dockerfile does so at build time)."""
+    """`python -m engine.models.genie_data DIR`: fetch GenieData into DIR ahead of time (the Dockerfile does so at build time)."""
     parser = argparse.ArgumentParser(description="Download GenieData into DIR, as the server does when it is missing.")
     parser.add_argument("dir", type=Path, help="the folder GENIE_DATA_DIR will name")
     args = parser.parse_args(argv)
