@@ -38,10 +38,10 @@ from engine.interface import (
     Scheduler,
     SpeechPlan,
     SpeechReport,
+    SpeechRun,
     Ticket,
     TokenCapReached,
     plan_speech,
-    speak,
 )
 from settings import Settings
 from wavstream.output import AudioOutput
@@ -222,7 +222,8 @@ class SpeechStream:
             tasks.start_soon(watch_disconnect)
             try:
                 await send_body(self.frame(self.output.start()))
-                await speak(self.plan, self.scheduler, self.ticket, self.report, self.request.id, deliver)
+                run = SpeechRun(self.plan, self.scheduler, self.ticket, self.report, self.request.id, deliver)
+                await run.run()
                 before = self.output.seconds
                 tail = self.frame(await self.scheduler.run(self.ticket, self.output.finish))
                 if self.sse:

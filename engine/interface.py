@@ -3,7 +3,7 @@
 Start-up: `tune_allocator` (when the application is made, before the voices load), `find_voices` (GenieData,
 Genie, the demo voice, the voice folders), `check_voices` for `--check`, `load_voices` into a `VoiceRegistry`.
 A request: `Scheduler.join` (a `Place`, at once or in the line; `Place.wait` for its `Ticket`), `plan_speech`
-(segments and their G2P, all before any byte is sent), then `speak`, which hands each segment's float audio
+(segments and their G2P, all before any byte is sent), then `SpeechRun(...).run()`, which hands each segment's float audio
 at `SAMPLE_RATE` to a callback, in order. `language_code` reads a request's `language` from the one table of
 languages (`language_spellings` lists what it accepts).
 Errors a request can meet: `QueueFull` and `LineClosed` (admission), `NothingToSay`, `TooMuchAudio` and `UnreadableText`
@@ -18,7 +18,7 @@ from engine.models.rates import SAMPLE_RATE
 from engine.synthesis.audio_budget import AudioLimitReached, TooMuchAudio
 from engine.synthesis.decoding import Cancelled
 from engine.synthesis.scheduler import LineClosed, Place, QueueFull, Scheduler, Ticket
-from engine.synthesis.speech import NothingToSay, SpeechPlan, SpeechReport, UnreadableText, plan_speech, speak
+from engine.synthesis.speech import NothingToSay, SpeechPlan, SpeechReport, SpeechRun, UnreadableText, plan_speech
 from engine.synthesis.vocoding import TokenCapReached
 from engine.text.languages import language_code, language_spellings
 from engine.voices.registry import VoiceRegistry, load_voices
@@ -39,6 +39,7 @@ __all__ = [
     "Scheduler",
     "SpeechPlan",
     "SpeechReport",
+    "SpeechRun",
     "Ticket",
     "TokenCapReached",
     "TooMuchAudio",
@@ -51,6 +52,5 @@ __all__ = [
     "language_spellings",
     "load_voices",
     "plan_speech",
-    "speak",
     "tune_allocator",
 ]

@@ -51,7 +51,7 @@ def test_the_decoding_waits_while_the_client_has_not_read(demo_voice, monkeypatc
         plan = await speech.plan_speech(demo_voice, LONG, 24, 300, "client-behind", first_chunk_tokens=8)
         assert len(plan.segments) >= 2  # a short first segment, then long ones: decoding ahead has work
         try:
-            await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), "client-behind", deliver)
+            await speech.SpeechRun(plan, scheduler, ticket, speech.SpeechReport(), "client-behind", deliver).run()
         finally:
             scheduler.release(ticket)
 

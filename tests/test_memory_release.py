@@ -77,7 +77,7 @@ def speak_text(voice, text: str, deliver) -> None:
         scheduler = Scheduler(workers=2, extra_places=0)
         ticket = admitted(scheduler)
         try:
-            await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), "memory-test", deliver)
+            await speech.SpeechRun(plan, scheduler, ticket, speech.SpeechReport(), "memory-test", deliver).run()
         finally:
             scheduler.release(ticket)
 

@@ -83,7 +83,7 @@ def test_segments_are_bounded_in_phonemes_and_cut_between_words(monkeypatch: pyt
 
 
 def test_g2p_results_are_reused_by_synthesis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """plan_speech reads every segment once; the plan carries them all, so speak() calls no G2P of its own."""
+    """plan_speech reads every segment once; the plan carries them all, so SpeechRun calls no G2P of its own."""
     g2p = StandInG2P(per_char=2)
     text = "今日は晴れ。明日は雨。明後日は雪。"
     planned = plan(monkeypatch, g2p, text)

@@ -48,7 +48,7 @@ class UnreadableText(ValueError):
 class SpeechPlan:
     voice: Voice
     segments: list[str]
-    #: Each segment's, from G2P up front; None: it has nothing to say, or its audio is out (speak() releases it).
+    #: Each segment's, from G2P up front; None: it has nothing to say, or its audio is out (SpeechRun releases it).
     phonemes: list[Phonemes | None]
     first_index: int  # the first segment with something to say (segments before it are skipped)
     reference: Reference  # the voice's default clip or one of its styles
@@ -376,18 +376,6 @@ class SpeechRun:
         report.phonemes += phonemes.count
         report.languages.update(phonemes.languages)
         report.tokens += int(audio.tokens.size)
-
-
-async def speak(
-    plan: SpeechPlan,
-    scheduler: Scheduler,
-    ticket: Ticket,
-    report: SpeechReport,
-    request_id: str,
-    deliver: Callable[[np.ndarray], Awaitable[None]],
-) -> None:
-    """Synthesise every segment and `deliver` its float audio (32 kHz), in order, as soon as it is ready."""
-    await SpeechRun(plan, scheduler, ticket, report, request_id, deliver).run()
 
 
 def _drop_locals(errors: list[Exception]) -> None:
