@@ -345,7 +345,7 @@ def test_two_requests_run_the_models_at_the_same_time(demo_voice) -> None:
             samples[name] += audio.size
 
         try:
-            await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), name, deliver)
+            await speech.SpeechRun(plan, scheduler, ticket, speech.SpeechReport(), name, deliver).run()
         finally:
             scheduler.release(ticket)
 
@@ -437,7 +437,7 @@ def overlaps_of_the_first_chunk(demo_voice, text: str) -> tuple[int, int]:
             pass
 
         try:
-            await speech.speak(plan, scheduler, ticket, speech.SpeechReport(), "hold", deliver)
+            await speech.SpeechRun(plan, scheduler, ticket, speech.SpeechReport(), "hold", deliver).run()
         finally:
             scheduler.release(ticket)
 
